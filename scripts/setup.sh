@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for Kiln: the host tools it drives (from Debian's archive)
+# and its npm dependencies (which also compiles it). Safe to run again. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  mmdebstrap            # bootstrap stage
+  squashfs-tools        # squashfs artifact, squashfs import
+  qemu-utils            # qcow2 import
+  qemu-system-x86       # boot verification (TCG; KVM when usable)
+  e2fsprogs fdisk       # raw disk import
+  tar zstd xz-utils     # tarball artifact and import
+  busybox-static        # tests build tiny fixtures with it
+  ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (it installs Debian packages)" >&2
+  exit 3
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci runs `prepare`, which compiles Kiln into dist/.
+npm ci --no-audit --no-fund

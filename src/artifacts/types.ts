@@ -1,0 +1,28 @@
+/**
+ * Artifact vocabulary, both of them: IMS media types (`type`) and simplestreams/MAAS file types
+ * (`ftype`). DESIGN §5. One table, so result.json, manifest.json and streams agree.
+ */
+export interface ArtifactKind {
+  /** Name in result.json. */
+  name: string;
+  type: string;
+  ftype: string;
+}
+
+export const ARTIFACT_KINDS = {
+  squashfs: { name: "squashfs", type: "application/vnd.cray.image.rootfs.squashfs", ftype: "squashfs" },
+  manifest: { name: "squashfs.manifest", type: "text/tab-separated-values", ftype: "manifest" },
+  kernel: { name: "boot-kernel", type: "application/vnd.cray.image.kernel", ftype: "boot-kernel" },
+  initrd: { name: "boot-initrd", type: "application/vnd.cray.image.initrd", ftype: "boot-initrd" },
+  bootParams: { name: "boot-params", type: "application/vnd.cray.image.parameters.boot", ftype: "boot-params" },
+  tarball: { name: "rootfs.tar.zst", type: "application/vnd.kiln.image.rootfs.tar+zstd", ftype: "root-tar.zst" },
+} as const satisfies Record<string, ArtifactKind>;
+
+/**
+ * The kernel command line a flavor's initrd needs to boot diskless, with the literal
+ * `${squashfs_url}` where the squashfs URL goes. `root=squash:URL` is the form MAAS puts on its
+ * ephemeral command lines; Kiln's initramfs hook (assets/initramfs) implements it.
+ */
+export function bootParams(extra: string[]): string {
+  return ["root=squash:${squashfs_url}", "ip=dhcp", ...extra].join(" ");
+}

@@ -1,0 +1,33 @@
+/** `kiln build RECIPE`: plan, build (reusing the cache), assemble out/, boot-verify if asked. */
+import { build } from "../../engine/build.js";
+import { createRenderer } from "../render.js";
+import type { CommandIo } from "../io.js";
+
+export interface BuildFlags {
+  out: string;
+  cacheDir: string;
+  cache: boolean;
+  from?: string;
+  verify?: boolean;
+  json: boolean;
+  verbose: boolean;
+}
+
+export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo): Promise<number> {
+  const r = createRenderer({ json: f.json, verbose: f.verbose, stream: io.stdout });
+  try {
+    const result = await build({
+      recipeFile: recipe,
+      outDir: f.out,
+      cacheDir: f.cacheDir,
+      noCache: !f.cache,
+      from: f.from,
+      verify: f.verify,
+      signal: io.signal,
+      emit: r.emit,
+    });
+    return result.verify.every((v) => v.ok) ? 0 : 1;
+  } finally {
+    r.stop();
+  }
+}

@@ -1,0 +1,49 @@
+/** `kiln cache ls` and `kiln cache prune [--max-size SIZE]`. */
+import { CacheStore } from "../../cache/store.js";
+import { KilnError } from "../../errors.js";
+import { sweepDeadBuilds } from "../../host/sweep.js";
+import type { CommandIo } from "../io.js";
+
+export async function cacheLsCommand(f: { cacheDir: string; json: boolean }, io: CommandIo): Promise<number> {
+  const entries = (await new CacheStore(f.cacheDir).list()).sort((a, b) => b.lastUsed.getTime() - a.lastUsed.getTime());
+  if (f.json) {
+    io.stdout.write(JSON.stringify(entries.map((e) => ({ section: e.section, key: e.key, name: e.meta.name, size: e.meta.size, created: e.meta.created, lastUsed: e.lastUsed.toISOString() })), null, 2) + "\n");
+    return 0;
+  }
+  let total = 0;
+  for (const e of entries) {
+    total += e.meta.size;
+    io.stdout.write(`${e.key.slice(0, 16)}  ${e.section.padEnd(9)} ${e.meta.name.padEnd(20)} ${formatSize(e.meta.size).padStart(9)}  used ${e.lastUsed.toISOString().slice(0, 16).replace("T", " ")}\n`);
+  }
+  io.stdout.write(`${entries.length} entries, ${formatSize(total)} in ${f.cacheDir}\n`);
+  return 0;
+}
+
+export async function cachePruneCommand(f: { cacheDir: string; maxSize: string; json: boolean }, io: CommandIo): Promise<number> {
+  const max = parseSize(f.maxSize);
+  const log = { line: () => {} };
+  await sweepDeadBuilds(f.cacheDir, log);
+  const removed = await new CacheStore(f.cacheDir).prune(max, log);
+  const freed = removed.reduce((n, e) => n + e.meta.size, 0);
+  if (f.json) io.stdout.write(JSON.stringify({ removed: removed.map((e) => e.key), freed }) + "\n");
+  else io.stdout.write(`removed ${removed.length} entries, freed ${formatSize(freed)}\n`);
+  return 0;
+}
+
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(s.trim());
+  if (!m) throw new KilnError("USAGE", `--max-size ${s}: not a size; use e.g. 500M, 20G or 0`);
+  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+export function formatSize(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}

@@ -1,0 +1,296 @@
+/**
+ * The build engine: runs a plan. For each stage it reuses the cached entry with the same key or
+ * builds it — layer stages in an overlay over the layers below, artifact stages against a
+ * read-only view of the sealed root — then assembles out/ (artifacts, boot-params,
+ * manifest.json, result.json) and, when asked, boot-verifies it.
+ *
+ * The CLI runs this directly; the service runs the same function in its workers.
+ */
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { KilnError } from "../errors.js";
+import { ARTIFACT_KINDS, bootParams } from "../artifacts/types.js";
+import { imsManifest, type BuildResult, type ResultArtifact, type ResultStage } from "../artifacts/result.js";
+import { explainMiss as explainKeyChange, fileDigests } from "../cache/key.js";
+import { CacheStore, type EntryMeta } from "../cache/store.js";
+import { readHostSources } from "../host/apt-sources.js";
+import { openChroot, type ChrootSession } from "../host/chroot.js";
+import { exec, nullLog } from "../host/exec.js";
+import { mountOverlay } from "../host/mount.js";
+import { Scope } from "../host/scope.js";
+import { sweepDeadBuilds } from "../host/sweep.js";
+import { toolVersions } from "../host/tools.js";
+import { createWorkDir } from "../host/workdir.js";
+import { planBuild, toolsFor, type Plan, type PlannedStage } from "../plan/plan.js";
+import { loadRecipe, type LoadedRecipe } from "../recipe/load.js";
+import { ARTIFACT_STAGES, LAYER_STAGES } from "../stages/index.js";
+import { detectImageFormat } from "../stages/import-image.js";
+import type { StageContext } from "../stages/stage.js";
+import { verifyOut } from "../verify/verify-out.js";
+import type { EventSink } from "./events.js";
+import { initramfsDigest } from "./initramfs-digest.js";
+import { placeFile, prepareOutDir, writeJson } from "./out-dir.js";
+import { openStageLog } from "./stage-log.js";
+import { KILN_VERSION } from "../version.js";
+
+export interface BuildOptions {
+  recipeFile: string;
+  outDir: string;
+  cacheDir: string;
+  /** Rebuild every stage, ignoring cached entries. */
+  noCache?: boolean;
+  /** Rebuild from this stage on (a stage name from the plan). */
+  from?: string;
+  /** Boot-verify after building: true/false override the recipe's `verify`. */
+  verify?: boolean;
+  signal: AbortSignal;
+  emit: EventSink;
+}
+
+/** Loads the recipe and plans it against this host (tool versions, apt sources, image format). */
+export async function prepareBuild(recipeFile: string): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
+  const loaded = await loadRecipe(recipeFile);
+  const r = loaded.recipe;
+  const tools = await toolVersions(toolsFor(r));
+  const importFormat = "image" in r.base && r.base.format === "auto" ? await detectImageFormat(r.base.image) : undefined;
+  const plan = planBuild(loaded, {
+    tools,
+    hostSources: await readHostSources(),
+    initramfsDigest: await initramfsDigest(),
+    importFormat,
+  });
+  return { loaded, plan };
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const { emit, signal } = opts;
+  if (process.getuid?.() !== 0) {
+    throw new KilnError("NOT_ROOT", "kiln build needs root: it mounts overlays, runs chroot and mmdebstrap", { hint: "run it with sudo" });
+  }
+  const { loaded, plan } = await prepareBuild(opts.recipeFile);
+  const store = new CacheStore(opts.cacheDir);
+  const out = path.resolve(opts.outDir);
+  const noteLog = { line: (message: string) => emit({ type: "note", message }) };
+  for (const r of await sweepDeadBuilds(opts.cacheDir, noteLog)) {
+    emit({ type: "note", message: `cleaned up after a killed build: ${r.processes} processes, ${r.mounts} mounts, ${r.loops} loop devices` });
+  }
+  await prepareOutDir(out);
+  const allStages = [...plan.root, ...plan.kernels, ...plan.artifacts];
+  const fromIndex = opts.from ? allStages.findIndex((s) => s.name === opts.from) : -1;
+  if (opts.from && fromIndex < 0) {
+    throw new KilnError("USAGE", `--from ${opts.from}: no such stage in this plan; stages: ${allStages.map((s) => s.name).join(", ")}`);
+  }
+  // --from forces that stage and every stage that depends on it: the rest of the root chain, and all kernels and artifacts.
+  const forced = new Set<string>(
+    opts.noCache ? allStages.map((s) => s.key) : fromIndex >= 0 ? allStages.slice(fromIndex).map((s) => s.key) : [],
+  );
+  if (fromIndex >= 0 && fromIndex < plan.root.length) for (const s of [...plan.kernels, ...plan.artifacts]) forced.add(s.key);
+
+  emit({
+    type: "plan",
+    recipe: plan.recipe.name,
+    stages: await Promise.all(allStages.map(async (s) => ({ name: s.name, key: s.key, cached: !forced.has(s.key) && (await isCached(store, s)) }))),
+  });
+
+  await using scope = new Scope();
+  const work = scope.use(await createWorkDir(opts.cacheDir, nullLog));
+  const stages: ResultStage[] = [];
+  const metas = new Map<string, EntryMeta>();
+
+  const runStage = async (s: PlannedStage, lower: string[]): Promise<void> => {
+    if (signal.aborted) throw new KilnError("CANCELLED", "build cancelled");
+    const t0 = Date.now();
+    const cachedMeta = forced.has(s.key) ? undefined : await store.get(s.section, s.key);
+    const summary = (s.section === "layers" ? LAYER_STAGES[s.kind] : ARTIFACT_STAGES[s.kind])!.summary;
+    emit({ type: "stage-start", name: s.name, cached: cachedMeta !== undefined, summary });
+    let meta = cachedMeta;
+    if (!meta) {
+      const log = openStageLog(out, s.name, emit);
+      try {
+        await explainMiss(store, s, log);
+        meta = await buildEntry(s, lower, log);
+      } catch (e) {
+        throw stageError(s.name, e, log.relPath);
+      } finally {
+        await log.close();
+      }
+    }
+    metas.set(s.key, meta);
+    const seconds = round1((Date.now() - t0) / 1000);
+    stages.push({ name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds });
+    emit({ type: "stage-end", name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds });
+  };
+
+  const buildEntry = async (s: PlannedStage, lower: string[], log: ReturnType<typeof openStageLog>): Promise<EntryMeta> => {
+    const t0 = Date.now();
+    const pending = await store.begin(s.section, s.key, work.path);
+    await using stageScope = new Scope();
+    const ctx: StageContext = {
+      name: s.name,
+      log,
+      signal,
+      workDir: work.path,
+      outputs: pending.outputs,
+      env: proxyEnv(loaded),
+      facts: {},
+      exec: (argv, o = {}) => exec(argv, { ...o, log, signal, workDir: work.path }),
+      progress: (fraction) => emit({ type: "progress", name: s.name, fraction }),
+    };
+    const mountName = s.name.replace(/[^a-z0-9-]/gi, "-");
+    if (s.section === "layers") {
+      const stage = LAYER_STAGES[s.kind]!;
+      let root = pending.tree;
+      if (!stage.base) {
+        const m = await mountOverlay(
+          path.join(work.path, "mnt", mountName),
+          { lower, upper: pending.tree, work: path.join(work.path, "ovl", mountName) },
+          { log, workDir: work.path },
+        );
+        stageScope.use(m);
+        root = m.path;
+      }
+      let session: ChrootSession | undefined;
+      await stage.run(
+        {
+          ...ctx,
+          root,
+          upper: pending.tree,
+          aptArchives: store.aptArchives,
+          hostSources: await readHostSources(),
+          chroot: async () =>
+            (session ??= stageScope.use(
+              await openChroot(root, { log, signal, workDir: work.path, aptArchives: store.aptArchives, env: ctx.env }),
+            )),
+        },
+        s.options,
+      );
+    } else {
+      const stage = ARTIFACT_STAGES[s.kind]!;
+      let root = "";
+      if (stage.needsRoot) {
+        const m = await mountOverlay(path.join(work.path, "mnt", mountName), { lower }, { log, workDir: work.path });
+        stageScope.use(m);
+        root = m.path;
+      }
+      await stage.run({ ...ctx, root }, s.options);
+    }
+    await stageScope.release(); // unmount before the layer moves into the cache
+    ctx.facts.files = await digestOutputs(pending.outputs);
+    return store.commit(pending, s.record, { name: s.name, kind: s.kind, seconds: round1((Date.now() - t0) / 1000), facts: ctx.facts }, log);
+  };
+
+  await mkdir(store.aptArchives, { recursive: true });
+  const chain: string[] = []; // trees, top first
+  for (const s of plan.root) {
+    await runStage(s, [...chain]);
+    chain.unshift(store.tree(s.key));
+  }
+  for (const k of plan.kernels) await runStage(k, [...chain]);
+  for (const a of plan.artifacts) await runStage(a, [...chain]);
+
+  // Assemble out/.
+  const artifacts: ResultArtifact[] = [];
+  const place = async (section: "layers" | "artifacts", key: string, file: string, rel: string, kind: (typeof ARTIFACT_KINDS)[keyof typeof ARTIFACT_KINDS], extra: Partial<ResultArtifact> = {}) => {
+    const digests = (metas.get(key)!.facts.files as Record<string, FileDigest>)[file]!;
+    await placeFile(path.join(store.outputs(section, key), file), out, rel);
+    artifacts.push({ name: kind.name, path: rel, type: kind.type, ftype: kind.ftype, ...extra, ...digests });
+  };
+  const wants = new Set(loaded.recipe.outputs);
+  for (const a of plan.artifacts) {
+    if (a.name === "squashfs") await place("artifacts", a.key, "squashfs", "squashfs", ARTIFACT_KINDS.squashfs);
+    if (a.name === "manifest") await place("artifacts", a.key, "squashfs.manifest", "squashfs.manifest", ARTIFACT_KINDS.manifest);
+    if (a.name === "tarball") await place("artifacts", a.key, "rootfs.tar.zst", "rootfs.tar.zst", ARTIFACT_KINDS.tarball);
+  }
+  for (const k of plan.kernels) {
+    const facts = metas.get(k.key)!.facts;
+    const extra = { flavor: k.flavor, kpackage: k.package, kernelVersion: facts.kernelVersion as string };
+    if (wants.has("kernel")) await place("layers", k.key, "boot-kernel", `${k.flavor}/boot-kernel`, ARTIFACT_KINDS.kernel, extra);
+    if (wants.has("initrd")) await place("layers", k.key, "boot-initrd", `${k.flavor}/boot-initrd`, ARTIFACT_KINDS.initrd, extra);
+    const rel = `${k.flavor}/boot-params`;
+    await writeFile(path.join(out, rel), bootParams(loaded.recipe.cmdline) + "\n");
+    artifacts.push({ name: ARTIFACT_KINDS.bootParams.name, path: rel, type: ARTIFACT_KINDS.bootParams.type, ftype: ARTIFACT_KINDS.bootParams.ftype, ...extra, ...(await fileDigests(path.join(out, rel))) });
+  }
+  const created = new Date();
+  const result: BuildResult = {
+    recipe: { name: plan.recipe.name, sha256: plan.recipe.sha256 },
+    stages,
+    artifacts,
+    verify: [],
+    kiln: { version: KILN_VERSION, created: created.toISOString(), seconds: 0, unchangedImport: plan.unchangedImport },
+  };
+  await writeJson(path.join(out, "manifest.json"), imsManifest(artifacts, created), 4);
+  result.kiln.seconds = round1((Date.now() - started) / 1000);
+  await writeJson(path.join(out, "result.json"), result);
+
+  const wantVerify = opts.verify ?? loaded.recipe.verify === "boot";
+  if (wantVerify) {
+    if (plan.kernels.length === 0) throw new KilnError("USAGE", "--verify: the recipe has no kernels to boot");
+    const log = openStageLog(out, "verify", emit);
+    try {
+      emit({ type: "stage-start", name: "verify", cached: false, summary: "Boot every flavor under qemu, root over HTTP" });
+      const t0 = Date.now();
+      result.verify = await verifyOut(out, { signal, log, workDir: work.path });
+      emit({ type: "stage-end", name: "verify", key: "", cached: false, seconds: round1((Date.now() - t0) / 1000) });
+    } finally {
+      await log.close();
+    }
+  }
+  await scope.release();
+  emit({ type: "done", result, out });
+  return result;
+}
+
+interface FileDigest {
+  sha256: string;
+  md5: string;
+  size: number;
+}
+
+async function digestOutputs(dir: string): Promise<Record<string, FileDigest>> {
+  const files: Record<string, FileDigest> = {};
+  for (const name of await readdir(dir).catch(() => [] as string[])) files[name] = await fileDigests(path.join(dir, name));
+  return files;
+}
+
+async function isCached(store: CacheStore, s: PlannedStage): Promise<boolean> {
+  return (await store.keyRecord(s.section, s.key)) !== undefined;
+}
+
+/** Writes into the stage log why the cache missed, when an older entry of the same stage exists. */
+async function explainMiss(store: CacheStore, s: PlannedStage, log: { line(t: string): void }): Promise<void> {
+  const prev = await store.latestByName(s.section, s.name);
+  if (!prev) return;
+  const record = await store.keyRecord(s.section, prev.key);
+  if (!record) return;
+  const why = explainKeyChange(record, s.record);
+  if (why.length) log.line(`cache miss: ${why.join("; ")}`);
+}
+
+function proxyEnv(loaded: LoadedRecipe): Record<string, string> {
+  const env: Record<string, string> = {};
+  const p = loaded.recipe.proxy;
+  const pick = (name: string, fromRecipe: string | undefined) => {
+    const v = fromRecipe ?? process.env[name] ?? process.env[name.toUpperCase()];
+    if (v) {
+      env[name] = v;
+      env[name.toUpperCase()] = v;
+    }
+  };
+  pick("http_proxy", p?.http);
+  pick("https_proxy", p?.https);
+  pick("no_proxy", p?.noProxy);
+  return env;
+}
+
+function stageError(name: string, e: unknown, logPath: string): unknown {
+  if (e instanceof KilnError && e.code === "STAGE_FAILED") {
+    return new KilnError("STAGE_FAILED", `stage ${name}: ${e.message} · log: ${logPath}`, { hint: e.hint, cause: e });
+  }
+  if (e instanceof KilnError) return e;
+  return new KilnError("STAGE_FAILED", `stage ${name}: ${(e as Error).message ?? String(e)} · log: ${logPath}`, { cause: e });
+}
+
+function round1(n: number): number {
+  return Math.round(n * 10) / 10;
+}

@@ -1,0 +1,16 @@
+/**
+ * What the engine reports while it builds. Front ends render these: progress lines in a
+ * terminal, JSON lines with --json, the job log in the service. The engine never prints.
+ */
+import type { BuildResult } from "../artifacts/result.js";
+
+export type BuildEvent =
+  | { type: "plan"; recipe: string; stages: Array<{ name: string; key: string; cached: boolean }> }
+  | { type: "stage-start"; name: string; cached: boolean; summary: string }
+  | { type: "stage-end"; name: string; key: string; cached: boolean; seconds: number }
+  | { type: "log"; name: string; line: string }
+  | { type: "progress"; name: string; fraction: number }
+  | { type: "note"; message: string }
+  | { type: "done"; result: BuildResult; out: string };
+
+export type EventSink = (e: BuildEvent) => void;

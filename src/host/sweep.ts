@@ -1,0 +1,121 @@
+/**
+ * The startup sweep: finds work dirs whose owning kiln process is gone (killed with SIGKILL, the
+ * machine lost power mid-build) and releases what they held, in the order that works:
+ *   1. processes still running for that build (found by KILN_WORK in their environment, or by a
+ *      root or cwd inside the work dir: dpkg in a chroot, qemu);
+ *   2. mounts under the dir, deepest first (unmounting frees their auto-clear loop devices);
+ *   3. loop devices still backed by files there;
+ *   4. the dir itself.
+ * Every kiln command that touches the cache runs it first.
+ */
+import { readdir, readFile, readlink } from "node:fs/promises";
+import path from "node:path";
+import { capture, exec, type LogSink } from "./exec.js";
+import { mountTargetsUnder } from "./mountinfo.js";
+import { unmount } from "./mount.js";
+import { processStartTime, removeTree, type Owner } from "./workdir.js";
+
+export interface SweepReport {
+  dir: string;
+  processes: number;
+  mounts: number;
+  loops: number;
+}
+
+export async function sweepDeadBuilds(cacheDir: string, log: LogSink): Promise<SweepReport[]> {
+  const workRoot = path.join(cacheDir, "work");
+  let ids: string[];
+  try {
+    ids = await readdir(workRoot);
+  } catch {
+    return [];
+  }
+  const reports: SweepReport[] = [];
+  for (const id of ids) {
+    const dir = path.join(workRoot, id);
+    if (await isOwnerAlive(dir)) continue;
+    reports.push(await sweepDir(dir, log));
+  }
+  return reports;
+}
+
+async function isOwnerAlive(dir: string): Promise<boolean> {
+  try {
+    const owner = JSON.parse(await readFile(path.join(dir, "owner.json"), "utf8")) as Owner;
+    const start = await processStartTime(owner.pid);
+    return start !== undefined && start === owner.start;
+  } catch {
+    return false; // no owner file: a build that died while creating its work dir
+  }
+}
+
+export async function sweepDir(dir: string, log: LogSink): Promise<SweepReport> {
+  const report: SweepReport = { dir, processes: 0, mounts: 0, loops: 0 };
+  report.processes = await killProcessesOf(dir);
+  for (const target of await mountTargetsUnder(dir)) {
+    await unmount(target, { log });
+    report.mounts++;
+  }
+  report.loops = await detachLoopsUnder(dir, log);
+  await removeTree(dir, log);
+  log.line(`swept ${dir}: ${report.processes} processes, ${report.mounts} mounts, ${report.loops} loop devices`);
+  return report;
+}
+
+async function killProcessesOf(dir: string): Promise<number> {
+  const marker = `KILN_WORK=${dir}`;
+  const victims: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    try {
+      const environ = (await readFile(`/proc/${pid}/environ`)).toString("utf8").split("\0");
+      const inside = async (link: string) => {
+        const p = await readlink(`/proc/${pid}/${link}`).catch(() => "");
+        return p === dir || p.startsWith(dir + "/");
+      };
+      if (environ.includes(marker) || (await inside("root")) || (await inside("cwd"))) victims.push(pid);
+    } catch {
+      // gone, or a kernel thread
+    }
+  }
+  for (const pid of victims) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  // Wait for them to die so their mounts are no longer busy.
+  for (let i = 0; i < 50 && victims.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+  return victims.length;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function detachLoopsUnder(dir: string, log: LogSink): Promise<number> {
+  let out: string;
+  try {
+    out = await capture(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"]);
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const line of out.split("\n")) {
+    const [dev, ...rest] = line.trim().split(/\s+/);
+    const file = rest.join(" ").replace(/ \(deleted\)$/, "");
+    if (dev && (file === dir || file.startsWith(dir + "/"))) {
+      await exec(["losetup", "-d", dev], { log });
+      n++;
+    }
+  }
+  return n;
+}

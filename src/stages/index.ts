@@ -1,0 +1,25 @@
+/** Every stage Kiln has, listed once: the engine dispatches on kind, `kiln stages` prints them. */
+import { bootstrap } from "./bootstrap.js";
+import { caCertificates } from "./ca-certificates.js";
+import { files } from "./files.js";
+import { importImage } from "./import.js";
+import { kernel } from "./kernel.js";
+import { manifest } from "./manifest.js";
+import { packages } from "./packages.js";
+import { repositories } from "./repositories.js";
+import { scripts } from "./scripts.js";
+import { seal } from "./seal.js";
+import { squashfs, squashfsCopy } from "./squashfs.js";
+import type { ArtifactStage, LayerStage } from "./stage.js";
+import { tarball } from "./tarball.js";
+
+// Options are typed per stage; the registry only dispatches on kind.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- heterogenous registry, see above
+export const LAYER_STAGES: Record<string, LayerStage<any>> = Object.fromEntries(
+  [bootstrap, importImage, repositories, packages, files, caCertificates, scripts, seal, kernel].map((s) => [s.kind, s]),
+);
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
+export const ARTIFACT_STAGES: Record<string, ArtifactStage<any>> = Object.fromEntries(
+  [squashfs, squashfsCopy, manifest, tarball].map((s) => [s.kind, s]),
+);

@@ -1,0 +1,106 @@
+/**
+ * kernel: one flavor, in its own layer over the sealed root (maas-images' kpack-from-image,
+ * maas-streams §4.3). It installs initramfs-tools and busybox, then Kiln's diskless-root hook
+ * (assets/initramfs → /etc/initramfs-tools), then the kernel package with INITRD=No, and builds
+ * the initramfs exactly once with update-initramfs (build-facts §3: installing initramfs-tools
+ * and the kernel in one transaction builds it twice). vmlinuz and the initrd are exported as
+ * the flavor's boot-kernel and boot-initrd.
+ */
+import { copyFile, cp, lstat, readdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { KilnError } from "../errors.js";
+import type { ChrootSession } from "../host/chroot.js";
+import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
+import { defineLayerStage } from "./stage.js";
+
+export interface KernelOptions {
+  flavor: string;
+  package: string;
+  /** Install the kernel from this suite (e.g. bookworm-backports), added for the stage only. */
+  suite?: string;
+  /** `deb …` line for `suite`. */
+  suiteAptLine?: string;
+}
+
+/** The initramfs-tools files of the diskless-root hook, shipped with Kiln. */
+export const INITRAMFS_ASSETS = fileURLToPath(new URL("../../../assets/initramfs", import.meta.url));
+
+const INITRAMFS_PACKAGES = ["initramfs-tools", "busybox", "zstd"];
+
+export const kernel = defineLayerStage<KernelOptions>({
+  kind: "kernel",
+  summary: "Install a kernel flavor and build its diskless initramfs",
+  base: false,
+  tools: ["chroot"],
+  async run(ctx, o) {
+    const s = await ctx.chroot();
+    const sourcesDir = await mkdirInRoot(ctx.root, "/etc/apt/sources.list.d");
+    const suiteList = path.join(sourcesDir, "kiln-kernel-suite.list");
+    if (o.suite && o.suiteAptLine) await writeFile(suiteList, o.suiteAptLine + "\n");
+    try {
+      await s.apt(["update"]);
+      await s.apt(["install", ...INITRAMFS_PACKAGES]);
+      const etc = await mkdirInRoot(ctx.root, "/etc/initramfs-tools");
+      await cp(INITRAMFS_ASSETS, etc, { recursive: true, force: true });
+      ctx.log.line(`installed the diskless-root hook into /etc/initramfs-tools`);
+      await s.apt(["install", o.suite ? `${o.package}/${o.suite}` : o.package], { env: { INITRD: "No" } });
+    } finally {
+      await rm(suiteList, { force: true });
+    }
+    const version = await findKernelVersion(ctx.root, s, o.package);
+    ctx.log.line(`kernel ${o.package} → ${version}`);
+    const initrd = await resolveInRoot(ctx.root, `/boot/initrd.img-${version}`);
+    const hasInitrd = (await lstat(initrd).catch(() => undefined)) !== undefined;
+    await s.run(["update-initramfs", hasInitrd ? "-u" : "-c", "-k", version]);
+
+    await copyFile(await resolveInRoot(ctx.root, `/boot/vmlinuz-${version}`), path.join(ctx.outputs, "boot-kernel"));
+    await copyFile(initrd, path.join(ctx.outputs, "boot-initrd"));
+    ctx.facts.kernelVersion = version;
+    ctx.facts.kpackage = o.package;
+  },
+});
+
+/**
+ * The kernel version `pkg` installed: the /boot/vmlinuz-* owned by `pkg` or by a package it
+ * depends on (meta-packages such as linux-image-amd64 own no kernel themselves).
+ */
+async function findKernelVersion(root: string, s: ChrootSession, pkg: string): Promise<string> {
+  const boot = await resolveInRoot(root, "/boot", true);
+  const versions = (await readdir(boot).catch(() => [] as string[]))
+    .filter((n) => n.startsWith("vmlinuz-"))
+    .map((n) => n.slice("vmlinuz-".length));
+  if (versions.length === 0) {
+    throw new KilnError("STAGE_FAILED", `kernel: ${pkg} installed no /boot/vmlinuz-*`, {
+      hint: "kernels[].package must be a Linux kernel image package, e.g. linux-image-amd64",
+    });
+  }
+  if (versions.length === 1) return versions[0]!;
+  const closure = await dependencyClosure(s, pkg, 3);
+  for (const v of versions) {
+    const r = await s.run(["dpkg-query", "-S", `/boot/vmlinuz-${v}`], { captureStdout: true, quietStdout: true, okCodes: [0, 1] });
+    const owner = r.stdout.split(":")[0]?.trim();
+    if (owner && closure.has(owner)) return v;
+  }
+  throw new KilnError("STAGE_FAILED", `kernel: cannot tell which of ${versions.join(", ")} ${pkg} installed`);
+}
+
+async function dependencyClosure(s: ChrootSession, pkg: string, depth: number): Promise<Set<string>> {
+  const seen = new Set<string>([pkg]);
+  let frontier = [pkg];
+  for (let d = 0; d < depth && frontier.length > 0; d++) {
+    const next: string[] = [];
+    for (const p of frontier) {
+      const r = await s.run(["dpkg-query", "-W", "-f", "${Depends}", p], { captureStdout: true, quietStdout: true, okCodes: [0, 1] });
+      for (const dep of r.stdout.split(",")) {
+        const name = dep.split("|")[0]!.trim().split(/[\s(:]/)[0];
+        if (name && !seen.has(name)) {
+          seen.add(name);
+          next.push(name);
+        }
+      }
+    }
+    frontier = next;
+  }
+  return seen;
+}

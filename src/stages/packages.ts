@@ -1,0 +1,48 @@
+/**
+ * packages: install the recipe's packages, then upgrade the `upgrade` list from the extra
+ * repositories. The upgrade is the -proposed/PPA case of maas-images (maas-streams §4.2): the
+ * named packages, and only those, come from the extra suites; a temporary pin at 990 does that
+ * without changing how the image resolves anything else later.
+ */
+import { rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { mkdirInRoot } from "../host/root-path.js";
+import { defineLayerStage } from "./stage.js";
+
+export interface PackagesOptions {
+  install: string[];
+  upgrade: string[];
+  /** Suites of the extra repositories, where `upgrade` packages come from. */
+  upgradeSuites: string[];
+}
+
+export const packages = defineLayerStage<PackagesOptions>({
+  kind: "packages",
+  summary: "Install packages and upgrade from extra repositories",
+  base: false,
+  tools: ["chroot"],
+  async run(ctx, o) {
+    const s = await ctx.chroot();
+    await s.apt(["update"]);
+    if (o.install.length > 0) await s.apt(["install", ...o.install]);
+    if (o.upgrade.length > 0) {
+      const prefs = await mkdirInRoot(ctx.root, "/etc/apt/preferences.d");
+      const pinFile = path.join(prefs, "kiln-upgrade.pref");
+      const stanzas = o.upgradeSuites.map(
+        (suite) => `Package: ${o.upgrade.join(" ")}\nPin: release n=${suite}\nPin-Priority: 990\n`,
+      );
+      await writeFile(pinFile, stanzas.join("\n"));
+      try {
+        await s.apt(["install", ...o.upgrade]);
+      } finally {
+        await rm(pinFile, { force: true });
+      }
+    }
+    const names = [...o.install, ...o.upgrade].map((p) => p.replace(/[=/].*$/, ""));
+    if (names.length > 0) {
+      const r = await s.run(["dpkg-query", "-W", "-f", "${Package}\\t${Version}\\n", ...names], { captureStdout: true, quietStdout: true });
+      ctx.facts.versions = Object.fromEntries(r.stdout.trim().split("\n").map((l) => l.split("\t")));
+      for (const l of r.stdout.trim().split("\n")) ctx.log.line(`installed ${l.replace("\t", " ")}`);
+    }
+  },
+});

@@ -1,0 +1,20 @@
+/**
+ * tarball: the sealed root as `rootfs.tar.zst` (numeric owners, xattrs, hard links kept), for
+ * tools that want a root tarball (container imports, IMS-style root archives). zstd on all
+ * cores: a gzip of a 320 MiB root costs tens of seconds on two cores, zstd -T0 a few.
+ */
+import path from "node:path";
+import { defineArtifactStage } from "./stage.js";
+
+export const tarball = defineArtifactStage<Record<string, never>>({
+  kind: "tarball",
+  summary: "Pack the sealed root into rootfs.tar.zst",
+  tools: ["tar", "zstd"],
+  needsRoot: true,
+  async run(ctx) {
+    const out = path.join(ctx.outputs, "rootfs.tar.zst");
+    // prettier-ignore
+    await ctx.exec(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sort=name",
+      "-I", "zstd -T0 -3", "-C", ctx.root, "-cf", out, "."]);
+  },
+});
