@@ -30,6 +30,8 @@ export interface ExecOptions {
   okCodes?: number[];
   /** How this command is described in errors, e.g. `(chroot)`. */
   where?: string;
+  /** Sees every output line first; returning true consumes it (a progress bar redraw, not worth logging). */
+  onLine?: (line: string) => boolean | void;
 }
 
 export interface ExecResult {
@@ -75,6 +77,7 @@ export async function exec(argv: string[], opts: ExecOptions = {}): Promise<Exec
   const tail: string[] = [];
   const stdoutChunks: Buffer[] = [];
   const onLine = (text: string) => {
+    if (opts.onLine?.(text) === true) return;
     log.line(text);
     tail.push(text);
     if (tail.length > TAIL_LINES) tail.shift();

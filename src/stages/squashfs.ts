@@ -24,7 +24,11 @@ export const squashfs = defineArtifactStage<SquashfsOptions>({
     // -progress draws a bar on stdout even when it is not a terminal; the engine turns it into progress events.
     // prettier-ignore
     await ctx.exec(["mksquashfs", ctx.root, out, ...comp, "-noappend", "-xattrs", "-processors", String(os.cpus().length), "-progress"], {
-      quietStdout: false,
+      onLine: (line) => {
+        const m = /\]\s+\d+\/\d+\s+(\d+)%\s*$/.exec(line);
+        if (m) ctx.progress(Number(m[1]) / 100);
+        return m !== null;
+      },
     });
   },
 });

@@ -5,6 +5,7 @@ import { sweepDeadBuilds } from "../../host/sweep.js";
 import type { CommandIo } from "../io.js";
 
 export async function cacheLsCommand(f: { cacheDir: string; json: boolean }, io: CommandIo): Promise<number> {
+  await sweepDeadBuilds(f.cacheDir, { line: () => {} });
   const entries = (await new CacheStore(f.cacheDir).list()).sort((a, b) => b.lastUsed.getTime() - a.lastUsed.getTime());
   if (f.json) {
     io.stdout.write(JSON.stringify(entries.map((e) => ({ section: e.section, key: e.key, name: e.meta.name, size: e.meta.size, created: e.meta.created, lastUsed: e.lastUsed.toISOString() })), null, 2) + "\n");

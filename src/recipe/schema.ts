@@ -1,0 +1,487 @@
+/**
+ * The recipe format, kiln/v1: one zod schema from which come the TypeScript types, the JSON Schema
+ * (json-schema.ts), the reference page (docs.ts) and every error message a user sees (load.ts).
+ *
+ * Each schema says how it is spoken of in messages (`speak`), so a wrong value reads as
+ * `"RT!" is not a flavor name; use lowercase letters, digits and "-", e.g. "rt"` and never as
+ * zod's own text. Objects are strict: an unknown key is an error, not silently ignored.
+ */
+import { posix } from "node:path";
+import { z } from "zod";
+
+// ---------------------------------------------------------------------------------------------
+// How values are spoken of in messages
+
+/** What a message says about one kind of value. */
+interface Spoken {
+  /** Names the value after "expected" and "is not": "a flavor name". */
+  noun: string;
+  /** What is allowed, as advice: 'use lowercase letters, digits and "-"'. */
+  rule?: string;
+  /** One good value, written as in YAML: '"rt"', "[systemd, udev]". */
+  example?: string;
+  /** The whole message when the field is missing, if "required; give <noun>" is not enough. */
+  required?: string;
+}
+
+type ErrorMap = z.core.$ZodErrorMap;
+
+/** Describes a value for "got …": a YAML reader's words, not JavaScript's. */
+export function kindOf(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "an empty value";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "string") return "a string";
+  if (typeof value === "number") return `the number ${value}`;
+  if (typeof value === "boolean") return `${value}`;
+  if (typeof value === "object") return "a mapping";
+  return typeof value;
+}
+
+/** Shows a wrong value inside a message: strings quoted, other things by kind. */
+export function show(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : kindOf(value);
+}
+
+function advice(s: Spoken): string {
+  const example = s.example === undefined ? [] : [`e.g. ${s.example}`];
+  return [...(s.rule === undefined ? [] : [s.rule]), ...example].join(", ");
+}
+
+/** The message for an issue raised by a schema spoken of as `s`. */
+function sayIssue(iss: z.core.$ZodRawIssue, s: Spoken): string | undefined {
+  const tail = advice(s) ? `; ${advice(s)}` : "";
+  if (iss.input === undefined && iss.code !== "custom") return s.required ?? `required; give ${s.noun}${s.example ? `, e.g. ${s.example}` : ""}`;
+  switch (iss.code) {
+    case "invalid_type":
+      return `expected ${s.noun}, got ${kindOf(iss.input)}${tail}`;
+    case "too_small":
+      if (iss.origin === "array" || iss.origin === "string") return `must not be empty${tail}`;
+      return `${show(iss.input)} is not ${s.noun}${tail}`;
+    case "unrecognized_keys": // load.ts splits these per key and suggests the closest field
+    case "invalid_union": // load.ts picks the branch the user meant
+    case "custom": // refinements carry their own message
+      return undefined;
+    default:
+      return `${show(iss.input)} is not ${s.noun}${tail}`;
+  }
+}
+
+/** Schema params that make every issue the schema (and its checks) raises speak in terms of `s`. */
+function speak(s: Spoken): { error: ErrorMap } {
+  return { error: (iss) => sayIssue(iss, s) };
+}
+
+/** The fallback for any schema without its own words; passed to safeParse by load.ts. */
+export const speakPlainly: ErrorMap = (iss) => {
+  if (iss.code === "invalid_type") return sayIssue(iss, { noun: iss.expected === "array" ? "a list" : iss.expected === "object" ? "a mapping" : `a ${iss.expected}` });
+  if (iss.code === "invalid_value") return sayIssue(iss, { noun: "allowed here", rule: `use ${iss.values.map((v) => JSON.stringify(v)).join(" or ")}` });
+  return sayIssue(iss, { noun: "valid here" });
+};
+
+/** Refinements run even when sibling fields are invalid, so all problems are reported at once. */
+const always = { when: () => true };
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Words: the small values recipes are made of
+
+const RECIPE_NAME = /^[a-z0-9][a-z0-9.-]{0,62}$/;
+const ENTRY_NAME = /^[a-z0-9][a-z0-9-]*$/;
+const FLAVOR = /^[a-z][a-z0-9-]{0,31}$/;
+const SUITE = /^[a-z0-9][a-z0-9.-]*$/;
+// "/" for sections such as main/debian-installer.
+const COMPONENT = /^[a-z0-9][a-z0-9./-]*$/;
+const PACKAGE = /^[a-z0-9][a-z0-9+.-]+$/;
+// Same suite words as SUITE, so "name/suite" and kernels[].suite agree.
+const PACKAGE_SPEC = /^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+|\/[a-z0-9.-]+)?$/;
+const MODE = /^0?[0-7]{3,4}$/;
+const OWNER = /^([a-z_][a-z0-9_.-]*|[0-9]+):([a-z_][a-z0-9_.-]*|[0-9]+)$/;
+const CMDLINE_WORD = /^[^\s"'\\]+$/;
+
+const LOWER_WORD = 'use lowercase letters, digits and "-"';
+
+const suite = z
+  .string(speak({ noun: "a suite name", rule: "use a Debian suite or codename", example: "bookworm" }))
+  .regex(SUITE);
+
+const components = z
+  .array(
+    z.string(speak({ noun: "an archive component", rule: "use a component name", example: "main" })).regex(COMPONENT),
+    speak({ noun: "a list of archive components", example: "[main, contrib]" }),
+  )
+  .min(1);
+
+function packageName(example: string) {
+  return z.string(speak({ noun: "a package name", rule: 'use lowercase letters, digits, "+", "-" and "."', example })).regex(PACKAGE);
+}
+
+const packageSpec = z
+  .string(speak({ noun: "a package name", rule: 'use a Debian package name, optionally as name=version or name/suite', example: '"openssh-server"' }))
+  .regex(PACKAGE_SPEC);
+
+/** A file beside the recipe; load.ts resolves it against the recipe's folder and checks it exists. */
+function hostFile(noun: string, example: string) {
+  return z.string(speak({ noun, example })).min(1);
+}
+
+function url(noun: string, protocol: RegExp, rule: string, example: string) {
+  return z.url({ protocol, ...speak({ noun, rule, example }) });
+}
+
+/**
+ * Fields a list may hold only once, such as kernel flavors; the duplicate gets the message.
+ * `same` makes equal spellings one value ("/etc//motd" is "/etc/motd").
+ */
+function unique<T>(list: string, field: string, same: (v: string) => string = (v) => v) {
+  return (items: T[], ctx: z.RefinementCtx<T[]>) => {
+    if (!Array.isArray(items)) return;
+    const first = new Map<string, number>();
+    items.forEach((item, i) => {
+      const value = isRecord(item) ? item[field] : undefined;
+      if (typeof value !== "string") return;
+      const seen = first.get(same(value));
+      if (seen === undefined) first.set(same(value), i);
+      else ctx.addIssue({ code: "custom", path: [i, field], message: `${JSON.stringify(value)} is already used by ${list}[${seen}]; give each its own ${field}` });
+    });
+  };
+}
+
+/** Objects that take one of two ways to give their content: a file's content or source, a script's run or source. */
+function exactlyOne(a: string, b: string, example: string) {
+  return (v: unknown, ctx: z.RefinementCtx<unknown>) => {
+    if (!isRecord(v)) return;
+    const given = [a, b].filter((k) => v[k] !== undefined);
+    if (given.length === 2) ctx.addIssue({ code: "custom", path: [], message: `give ${a} or ${b}, not both; keep one` });
+    if (given.length === 0) ctx.addIssue({ code: "custom", path: [], message: `give ${a} or ${b}; e.g. ${example}` });
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// base
+
+export const VARIANTS = ["minbase", "essential", "apt", "required", "important", "standard"] as const;
+export const IMAGE_FORMATS = ["auto", "squashfs", "qcow2", "raw", "tar"] as const;
+
+export const BaseDebianSchema = z
+  .strictObject({
+    debian: suite.describe("Debian suite or codename to bootstrap with mmdebstrap, e.g. bookworm."),
+    variant: z
+      .enum(VARIANTS, speak({ noun: "a bootstrap variant", rule: `use one of ${VARIANTS.join(", ")}` }))
+      .default("minbase")
+      .describe("mmdebstrap --variant: which packages the bare root starts with; minbase (the Essential set and apt) suits an image you fill with packages."),
+    components: components.default(["main"]).describe("Archive components to enable, e.g. [main, contrib, non-free-firmware]."),
+    mirror: url("an http(s) URL", /^https?$/, "use the URL of a Debian mirror", "http://deb.debian.org/debian")
+      .optional()
+      .describe("Debian mirror to bootstrap from. When left out, Kiln uses the Debian apt source configured on the build host."),
+  })
+  .describe("Bootstrap a fresh Debian root.");
+
+export const BaseImageSchema = z
+  .strictObject({
+    image: hostFile("a path to an image file", "./cloud.squashfs").describe(
+      "Existing image to start from: a file path, relative to the recipe's folder.",
+    ),
+    format: z
+      .enum(IMAGE_FORMATS, speak({ noun: "an image format", rule: `use one of ${IMAGE_FORMATS.join(", ")}` }))
+      .default("auto")
+      .describe("Format of the image; auto detects it from the file's contents."),
+  })
+  .describe("Import an existing root filesystem image (squashfs, qcow2, raw disk or tarball).");
+
+const BASE_EXAMPLE = "{debian: bookworm} or {image: ./cloud.squashfs}";
+
+/** Picks its words from the input: both keys, neither, or not a mapping at all (see load.ts for branch choice). */
+const baseError: ErrorMap = (iss) => {
+  if (iss.code !== "invalid_union" && iss.code !== "invalid_type") return undefined;
+  const v = iss.input;
+  if (v === undefined) return `required; give ${BASE_EXAMPLE}`;
+  if (!isRecord(v)) return `expected a mapping, got ${kindOf(v)}; give ${BASE_EXAMPLE}`;
+  if ("debian" in v && "image" in v) return "give debian or image, not both; a recipe either bootstraps Debian or imports an image";
+  return `give debian (a suite to bootstrap) or image (a file to import); e.g. ${BASE_EXAMPLE}`;
+};
+
+// xor, not union: a union settles for the one option with only "soft" issues, so {debian, image,
+// variant: bad} would read as "debian: unknown field"; xor reports every option and load.ts chooses.
+export const BaseSchema = z.xor([BaseDebianSchema, BaseImageSchema], { error: baseError });
+
+// ---------------------------------------------------------------------------------------------
+// list entries
+
+export const RepositorySchema = z
+  .strictObject(
+    {
+      name: z
+        .string(speak({ noun: "a repository name", rule: LOWER_WORD, example: '"backports"' }))
+        .regex(ENTRY_NAME)
+        .describe("Short name, unique in the recipe; names the apt source and preferences files."),
+      uri: url("an http(s) or file URL", /^(https?|file)$/, "use the archive's base URL", "http://deb.debian.org/debian").describe(
+        "Archive base URL (http, https or file).",
+      ),
+      suite: suite.describe("Suite to use from this archive, e.g. bookworm-backports."),
+      components: components.default(["main"]).describe("Components to enable from this archive."),
+      pin: z
+        .int(speak({ noun: "an apt pin priority", rule: "use a whole number from -1000 to 1001", example: "500" }))
+        .min(-1000)
+        .max(1001)
+        .optional()
+        .describe("apt pin priority for this archive; left out, apt's default applies (500, or 100 for backports)."),
+      key: hostFile("a path to an OpenPGP key", "./archive-key.asc")
+        .optional()
+        .describe("OpenPGP key (ASCII-armored or binary) that signs this archive; relative to the recipe's folder."),
+    },
+    speak({ noun: "a repository {name, uri, suite}", example: "{name: backports, uri: http://deb.debian.org/debian, suite: bookworm-backports}" }),
+  )
+  .describe("An extra apt source, used while building.");
+
+export const FileEntrySchema = z
+  .strictObject(
+    {
+      path: z
+        .string(speak({ noun: "an absolute path in the image", example: '"/etc/motd"' }))
+        .regex(/^\//, { abort: true })
+        .refine((p) => p !== "/" && !p.split("/").includes(".."), {
+          error: (iss) => `${show(iss.input)} ${iss.input === "/" ? "is the image's root, not a file" : 'contains ".."'}; give a file's absolute path, e.g. "/etc/motd"`,
+        })
+        .describe("Absolute path of the file in the image; unique in the recipe."),
+      content: z.string(speak({ noun: "text", example: '"managed by kiln\\n"' })).optional().describe("Text to write into the file."),
+      source: hostFile("a path to a file", "./motd.txt").optional().describe("File to copy in, relative to the recipe's folder."),
+      mode: z
+        .string(speak({ noun: "an octal mode in quotes", rule: "use 3 or 4 octal digits, quoted (YAML reads 0644 as the number 644)", example: '"0644"' }))
+        .regex(MODE)
+        .default("0644")
+        .describe('Permission bits, octal, as a quoted string such as "0644" or "0755".'),
+      owner: z
+        .string(speak({ noun: 'an owner "user:group"', rule: "use user and group names or numbers", example: '"root:root"' }))
+        .regex(OWNER)
+        .default("root:root")
+        .describe("Owner and group of the file, as user:group (names are looked up in the image)."),
+    },
+    speak({ noun: "a file {path, content or source}", example: '{path: /etc/motd, content: "hello\\n"}' }),
+  )
+  .superRefine(exactlyOne("content", "source", '{path: /etc/motd, content: "hello\\n"}'), always)
+  .describe("A file to place in the image: give content or source, not both.");
+
+export const ScriptSchema = z
+  .strictObject(
+    {
+      name: z
+        .string(speak({ noun: "a script name", rule: LOWER_WORD, example: '"enable-ssh"' }))
+        .regex(ENTRY_NAME)
+        .describe("Short name, unique in the recipe; names the script in logs."),
+      run: z.string(speak({ noun: "shell commands", example: '"systemctl enable ssh"' })).optional().describe("Shell commands, run with /bin/sh -e inside the image root."),
+      source: hostFile("a path to a script", "./tune.sh").optional().describe("Script file beside the recipe, run with /bin/sh -e inside the image root."),
+    },
+    speak({ noun: "a script {name, run or source}", example: '{name: enable-ssh, run: "systemctl enable ssh"}' }),
+  )
+  .superRefine(exactlyOne("run", "source", '{name: enable-ssh, run: "systemctl enable ssh"}'), always)
+  .describe("A script run as root inside the image (chroot) at build time: give run or source, not both.");
+
+export const KernelSchema = z
+  .strictObject(
+    {
+      flavor: z
+        .string(speak({ noun: "a flavor name", rule: LOWER_WORD, example: '"rt"' }))
+        .regex(FLAVOR)
+        .describe("Name of this kernel in artifact names, e.g. generic, rt, cloud; unique in the recipe."),
+      package: packageName('"linux-image-amd64"').describe("Debian package that provides the kernel, e.g. linux-image-amd64."),
+      suite: suite.optional().describe("Install the package from this suite (e.g. bookworm-backports) instead of the default one."),
+    },
+    speak({ noun: "a kernel {flavor, package}", example: "{flavor: generic, package: linux-image-amd64}" }),
+  )
+  .describe("A kernel flavor: one layer over the finished root, giving one kernel and initrd.");
+
+export const OUTPUT_KINDS = ["squashfs", "kernel", "initrd", "manifest", "tarball"] as const;
+const DEFAULT_OUTPUTS: OutputKind[] = ["squashfs", "kernel", "initrd", "manifest"];
+
+/** The zstd level when a recipe gives none: mksquashfs' own 15 takes minutes where 3 takes seconds. */
+export const DEFAULT_ZSTD_LEVEL = 3;
+
+export const SquashfsSchema = z
+  .strictObject(
+    {
+      compression: z
+        .enum(["zstd", "xz"], speak({ noun: "a squashfs compression", rule: "use zstd or xz" }))
+        .default("zstd")
+        .describe("zstd packs fast; xz packs smaller and much slower (for release channels)."),
+      level: z
+        .int(speak({ noun: "a zstd level", rule: "use 1 (fastest) to 22 (smallest)", example: "3" }))
+        .min(1)
+        .max(22)
+        .optional()
+        .describe(`zstd compression level, 1 to 22; ${DEFAULT_ZSTD_LEVEL} when left out (mksquashfs' own default of 15 is far slower). Not allowed with xz.`),
+    },
+    speak({ noun: "squashfs settings", example: "{compression: zstd, level: 3}" }),
+  )
+  .superRefine((v, ctx) => {
+    if (isRecord(v) && v.compression === "xz" && v.level !== undefined)
+      ctx.addIssue({ code: "custom", path: ["level"], message: "xz takes no level; remove level, or use compression: zstd" });
+  }, always);
+
+export const ProxySchema = z.strictObject(
+  {
+    http: url("a proxy URL", /^https?$/, "use an http(s) URL", "http://proxy.example:3128").optional().describe("Proxy for http:// downloads."),
+    https: url("a proxy URL", /^https?$/, "use an http(s) URL", "http://proxy.example:3128").optional().describe("Proxy for https:// downloads."),
+    noProxy: z
+      .string(speak({ noun: "a list of hosts", example: '"localhost,.internal"' }))
+      .optional()
+      .describe("Comma-separated hosts and domains reached without the proxy, as in no_proxy."),
+  },
+  speak({ noun: "proxy settings", example: "{http: http://proxy.example:3128}" }),
+);
+
+// ---------------------------------------------------------------------------------------------
+// the recipe
+
+export const API_VERSION = "kiln/v1";
+
+/** Checks that span fields; they run even when other fields are wrong, so values may be malformed. */
+function checkAcrossFields(r: Record<string, unknown>, ctx: z.RefinementCtx<Record<string, unknown>>): void {
+  const list = (v: unknown) => (Array.isArray(v) ? v : []);
+  if (list(r.upgrade).length > 0 && list(r.repositories).length === 0)
+    ctx.addIssue({
+      code: "custom",
+      path: ["upgrade"],
+      message: "needs at least one repository to upgrade from, and repositories is empty; add one (e.g. bookworm-backports), or install these with packages",
+    });
+  const bootOutputs = ["kernel", "initrd"].filter((o) => list(r.outputs).includes(o));
+  const needs: string[] = [];
+  const fixes: string[] = [];
+  if (bootOutputs.length > 0) {
+    needs.push(`outputs include ${bootOutputs.join(" and ")}`);
+    fixes.push(`drop ${bootOutputs.join(" and ")} from outputs (the default outputs include both)`);
+  }
+  if (r.verify === "boot") {
+    needs.push("verify is boot");
+    fixes.push("set verify: none");
+  }
+  if (needs.length > 0 && Array.isArray(r.kernels) && r.kernels.length === 0)
+    ctx.addIssue({
+      code: "custom",
+      path: ["kernels"],
+      message: `at least one kernel is needed because ${needs.join(" and ")}; add one, e.g. {flavor: generic, package: linux-image-amd64}, or ${fixes.join(" and ")}`,
+    });
+}
+
+export const RecipeSchema = z
+  .strictObject(
+    {
+      apiVersion: z
+        .literal(API_VERSION, speak({ noun: "a format version this kiln reads", rule: `use ${API_VERSION}`, required: `required; start the recipe with "apiVersion: ${API_VERSION}"` }))
+        .describe("Version of the recipe format. This page describes kiln/v1.")
+        .meta({ examples: [API_VERSION] }),
+      name: z
+        .string(speak({ noun: "an image name", rule: 'use lowercase letters, digits, "." and "-" (at most 63)', example: '"bookworm-server"' }))
+        .regex(RECIPE_NAME)
+        .describe("Name of the image; artifacts and catalog records are named after it.")
+        .meta({ examples: ["bookworm-server"] }),
+      description: z
+        .string(speak({ noun: "text" }))
+        .optional()
+        .describe("A sentence about the image, for people and the catalog.")
+        .meta({ examples: ["Debian 12 server for the compute fleet"] }),
+      base: BaseSchema.describe("Where the root filesystem comes from: bootstrap Debian, or import an existing image.").meta({
+        examples: [{ debian: "bookworm", variant: "minbase" }, { image: "./cloud.squashfs" }],
+      }),
+      repositories: z
+        .array(RepositorySchema, speak({ noun: "a list of repositories", example: "[{name: backports, uri: http://deb.debian.org/debian, suite: bookworm-backports}]" }))
+        .superRefine(unique("repositories", "name"), always)
+        .default([])
+        .describe("Extra apt sources (backports, proposed updates, vendor archives) added before packages are installed.")
+        .meta({ examples: [[{ name: "backports", uri: "http://deb.debian.org/debian", suite: "bookworm-backports", pin: 100 }]] }),
+      packages: z
+        .array(packageSpec, speak({ noun: "a list of package names", example: "[systemd, udev]" }))
+        .default([])
+        .describe('Debian packages to install. Pin a version with name=version or pick a suite with name/suite.')
+        .meta({ examples: [["systemd", "systemd-sysv", "udev", "openssh-server"]] }),
+      upgrade: z
+        .array(packageName('"cloud-init"'), speak({ noun: "a list of package names", example: "[cloud-init]" }))
+        .default([])
+        .describe("Packages to install at the newest version the extra repositories offer (whether or not packages lists them), e.g. a newer tmux from backports. Needs at least one repository.")
+        .meta({ examples: [["tmux"]] }),
+      files: z
+        .array(FileEntrySchema, speak({ noun: "a list of files", example: '[{path: /etc/motd, content: "hello\\n"}]' }))
+        .superRefine(unique("files", "path", posix.normalize), always)
+        .default([])
+        .describe("Files to write into the image, each from inline content or from a file beside the recipe.")
+        .meta({ examples: [[{ path: "/etc/motd", content: "Built by kiln.\n" }, { path: "/etc/ssh/sshd_config.d/kiln.conf", source: "./sshd.conf", mode: "0600" }]] }),
+      caCertificates: z
+        .array(hostFile("a path to a PEM file", "./site-ca.pem"), speak({ noun: "a list of PEM files", example: "[./site-ca.pem]" }))
+        .default([])
+        .describe("PEM certificate files to add to the image's trusted CAs (update-ca-certificates); relative to the recipe's folder.")
+        .meta({ examples: [["./site-ca.pem"]] }),
+      scripts: z
+        .array(ScriptSchema, speak({ noun: "a list of scripts", example: '[{name: enable-ssh, run: "systemctl enable ssh"}]' }))
+        .superRefine(unique("scripts", "name"), always)
+        .default([])
+        .describe("Scripts run inside the image after packages and files, in the order given.")
+        .meta({ examples: [[{ name: "enable-ssh", run: "systemctl enable ssh" }]] }),
+      kernels: z
+        .array(KernelSchema, speak({ noun: "a list of kernels", example: "[{flavor: generic, package: linux-image-amd64}]" }))
+        .superRefine(unique("kernels", "flavor"), always)
+        .default([])
+        .describe("Kernel flavors to build. Each is a small layer over the same root and yields its own kernel and initrd.")
+        .meta({
+          examples: [
+            [
+              { flavor: "generic", package: "linux-image-amd64" },
+              { flavor: "rt", package: "linux-image-rt-amd64" },
+              { flavor: "hwe", package: "linux-image-amd64", suite: "bookworm-backports" },
+            ],
+          ],
+        }),
+      cmdline: z
+        .array(
+          z.string(speak({ noun: "a kernel command-line word", rule: "give one word per entry, without spaces or quotes", example: '"console=ttyS0"' })).regex(CMDLINE_WORD),
+          speak({ noun: "a list of kernel command-line words", example: "[console=ttyS0, quiet]" }),
+        )
+        .default([])
+        .describe("Extra kernel command-line words for the boot parameters, one word per entry.")
+        .meta({ examples: [["console=ttyS0,115200", "quiet"]] }),
+      outputs: z
+        .array(
+          z.enum(OUTPUT_KINDS, speak({ noun: "an output", rule: `use one of ${OUTPUT_KINDS.join(", ")}` })),
+          speak({ noun: "a list of outputs", example: "[squashfs, kernel, initrd, manifest]" }),
+        )
+        .min(1)
+        .superRefine((items, ctx) => {
+          if (!Array.isArray(items)) return;
+          items.forEach((o, i) => {
+            if (items.indexOf(o) < i) ctx.addIssue({ code: "custom", path: [i], message: `${show(o)} is listed twice; list each output once` });
+          });
+        }, always)
+        .default(DEFAULT_OUTPUTS)
+        .describe("Artifacts to produce: the squashfs root, a kernel and initrd per flavor, the package manifest, a rootfs tarball.")
+        .meta({ examples: [["squashfs", "kernel", "initrd", "manifest"]] }),
+      squashfs: SquashfsSchema.default({ compression: "zstd" })
+        .describe("How the squashfs root is compressed.")
+        .meta({ examples: [{ compression: "zstd", level: 3 }] }),
+      verify: z
+        .enum(["boot", "none"], speak({ noun: "a verification", rule: "use boot or none" }))
+        .default("none")
+        .describe("boot: boot each kernel with the squashfs under qemu and pass only when the guest reaches userspace.")
+        .meta({ examples: ["boot"] }),
+      proxy: ProxySchema.optional()
+        .describe("Proxies for downloads during the build; each one given here wins over the environment's http_proxy, https_proxy or no_proxy. Never written into the image.")
+        .meta({ examples: [{ http: "http://proxy.example:3128", noProxy: "localhost,.internal" }] }),
+    },
+    speak({ noun: "a mapping of recipe fields", example: "apiVersion: kiln/v1" }),
+  )
+  .superRefine(checkAcrossFields, always)
+  .describe(
+    "A recipe says what goes into an image: where the root comes from, which packages, files and scripts go in, which kernels to build and which artifacts to produce.",
+  );
+
+export type RecipeInput = z.input<typeof RecipeSchema>;
+export type Recipe = z.output<typeof RecipeSchema>;
+export type BaseDebian = z.output<typeof BaseDebianSchema>;
+export type BaseImage = z.output<typeof BaseImageSchema>;
+export type Repository = z.output<typeof RepositorySchema>;
+export type FileEntry = z.output<typeof FileEntrySchema>;
+export type Script = z.output<typeof ScriptSchema>;
+export type Kernel = z.output<typeof KernelSchema>;
+export type OutputKind = (typeof OUTPUT_KINDS)[number];
+

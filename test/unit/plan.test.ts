@@ -1,0 +1,93 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseRecipe, type LoadedRecipe } from "../../src/recipe/load.js";
+import { planBuild, type Plan, type PlanInputs } from "../../src/plan/plan.js";
+import { parseDeb822Sources } from "../../src/host/apt-sources.js";
+
+const env: PlanInputs = {
+  tools: { mmdebstrap: "1.3.5-2", mksquashfs: "1:4.5.1-1", "dpkg-query": "1.21.22", chroot: "9.1-1" },
+  hostSources: parseDeb822Sources("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"),
+  initramfsDigest: "sha256:aaaa",
+};
+
+const RECIPE = `apiVersion: kiln/v1
+name: t
+base: { debian: bookworm }
+packages: [systemd, udev]
+files: [{ path: /etc/motd, content: "hello\\n" }]
+scripts: [{ name: s, run: "true" }]
+kernels: [{ flavor: generic, package: linux-image-amd64 }]
+`;
+
+function load(text: string, dir = "/recipes/a", inputs: Record<string, string> = {}): LoadedRecipe {
+  return { recipe: parseRecipe(text, "r.yaml", dir), file: `${dir}/r.yaml`, dir, sha256: "x", inputs };
+}
+
+const keys = (p: Plan) => Object.fromEntries([...p.root, ...p.kernels, ...p.artifacts].map((s) => [s.name, s.key]));
+
+test("the plan has one stage per thing the recipe asks for, in order", () => {
+  const p = planBuild(load(RECIPE), env);
+  assert.deepEqual(p.root.map((s) => s.name), ["bootstrap", "packages", "files", "scripts", "seal"]);
+  assert.deepEqual(p.kernels.map((s) => s.name), ["kernel:generic"]);
+  assert.deepEqual(p.artifacts.map((s) => s.name), ["squashfs", "manifest"]);
+  const boot = p.root[0]!.options as { aptLines: string[] };
+  assert.deepEqual(boot.aptLines, ["deb http://mirror.example/debian bookworm main", "deb http://mirror.example/debian bookworm-updates main"]);
+  // every layer's parent is the one below it; kernels and artifacts sit on the sealed root
+  assert.equal(p.root[1]!.record.parent, p.root[0]!.key);
+  assert.equal(p.kernels[0]!.record.parent, p.root.at(-1)!.key);
+  assert.equal(p.artifacts[0]!.record.parent, p.root.at(-1)!.key);
+});
+
+test("changing one file reruns only the stages from there on", () => {
+  const a = keys(planBuild(load(RECIPE), env));
+  const b = keys(planBuild(load(RECIPE.replace("hello", "changed")), env));
+  assert.equal(b.bootstrap, a.bootstrap);
+  assert.equal(b.packages, a.packages);
+  for (const s of ["files", "scripts", "seal", "kernel:generic", "squashfs", "manifest"]) assert.notEqual(b[s], a[s], s);
+});
+
+test("adding a flavor reuses the sealed root and the first flavor", () => {
+  const a = keys(planBuild(load(RECIPE), env));
+  const b = keys(planBuild(load(RECIPE.replace("kernels: [", "kernels: [{ flavor: rt, package: linux-image-rt-amd64 }, ")), env));
+  for (const s of ["bootstrap", "packages", "files", "scripts", "seal", "kernel:generic", "squashfs", "manifest"]) assert.equal(b[s], a[s], s);
+  assert.ok(b["kernel:rt"]);
+});
+
+test("moving the recipe folder keeps every key; changing a referenced file's content does not", () => {
+  const withSource = RECIPE.replace('content: "hello\\n"', "source: ./motd");
+  const a = keys(planBuild(load(withSource, "/recipes/a", { "/recipes/a/motd": "sha256:11" }), env));
+  const moved = keys(planBuild(load(withSource, "/elsewhere/b", { "/elsewhere/b/motd": "sha256:11" }), env));
+  const edited = keys(planBuild(load(withSource, "/recipes/a", { "/recipes/a/motd": "sha256:22" }), env));
+  assert.deepEqual(moved, a);
+  assert.notEqual(edited.files, a.files);
+  assert.equal(edited.packages, a.packages);
+});
+
+test("a new tool version or a changed diskless hook invalidates only the stages that use them", () => {
+  const a = keys(planBuild(load(RECIPE), env));
+  const newSquash = keys(planBuild(load(RECIPE), { ...env, tools: { ...env.tools, mksquashfs: "1:4.6-1" } }));
+  assert.notEqual(newSquash.squashfs, a.squashfs);
+  assert.equal(newSquash.seal, a.seal);
+  const newHook = keys(planBuild(load(RECIPE), { ...env, initramfsDigest: "sha256:bbbb" }));
+  assert.notEqual(newHook["kernel:generic"], a["kernel:generic"]);
+  assert.equal(newHook.squashfs, a.squashfs);
+});
+
+test("an import that asks for nothing publishes the original squashfs, unsealed", () => {
+  const r = `apiVersion: kiln/v1\nname: i\nbase: { image: ./cloud.squashfs }\nkernels: [{ flavor: generic, package: linux-image-amd64 }]\n`;
+  const p = planBuild(load(r, "/d", { "/d/cloud.squashfs": "sha256:cc" }), { ...env, importFormat: "squashfs" });
+  assert.equal(p.unchangedImport, true);
+  assert.deepEqual(p.root.map((s) => s.name), ["import"]);
+  assert.equal(p.artifacts.find((s) => s.name === "squashfs")!.kind, "squashfs-copy");
+  const q = planBuild(load(r, "/d", { "/d/cloud.squashfs": "sha256:cc" }), { ...env, importFormat: "qcow2" });
+  assert.equal(q.artifacts.find((s) => s.name === "squashfs")!.kind, "squashfs", "a qcow2 import is packed, not copied");
+  const changed = planBuild(load(r + "packages: [curl]\n", "/d", { "/d/cloud.squashfs": "sha256:cc" }), { ...env, importFormat: "squashfs" });
+  assert.equal(changed.unchangedImport, false);
+  assert.deepEqual(changed.root.map((s) => s.name), ["import", "packages", "seal"]);
+});
+
+test("a kernel from another suite gets that suite from the base's mirror", () => {
+  const r = RECIPE.replace("package: linux-image-amd64 }", "package: linux-image-amd64, suite: bookworm-backports }");
+  const k = planBuild(load(r), env).kernels[0]!;
+  assert.equal((k.options as { suiteAptLine: string }).suiteAptLine, "deb http://mirror.example/debian bookworm-backports main");
+});

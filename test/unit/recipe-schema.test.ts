@@ -1,0 +1,272 @@
+/**
+ * The recipe format as a table: good recipes parse and get their defaults; each bad recipe yields
+ * a problem at the expected field path whose message says what is wrong and what is allowed.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { stringify } from "yaml";
+import { isKilnError, type KilnError } from "../../src/errors.js";
+import { parseRecipe } from "../../src/recipe/load.js";
+import type { Recipe } from "../../src/recipe/schema.js";
+
+const DIR = "/srv/recipes";
+
+/** A valid recipe to start each case from. */
+const GOOD = {
+  apiVersion: "kiln/v1",
+  name: "test",
+  base: { debian: "bookworm" },
+  kernels: [{ flavor: "generic", package: "linux-image-amd64" }],
+};
+
+/** GOOD with fields replaced; a field set to undefined is left out. */
+function recipe(fields: Record<string, unknown>): string {
+  return stringify({ ...GOOD, ...fields });
+}
+
+function parse(text: string): Recipe {
+  return parseRecipe(text, "recipe.yaml", DIR);
+}
+
+function problemsOf(text: string): KilnError {
+  try {
+    parse(text);
+  } catch (e) {
+    if (isKilnError(e)) return e;
+    throw e;
+  }
+  assert.fail("expected the recipe to be rejected");
+}
+
+void test("a minimal recipe gets every default", () => {
+  const r = parse(recipe({}));
+  assert.deepEqual(r, {
+    apiVersion: "kiln/v1",
+    name: "test",
+    base: { debian: "bookworm", variant: "minbase", components: ["main"] },
+    repositories: [],
+    packages: [],
+    upgrade: [],
+    files: [],
+    caCertificates: [],
+    scripts: [],
+    kernels: [{ flavor: "generic", package: "linux-image-amd64" }],
+    cmdline: [],
+    outputs: ["squashfs", "kernel", "initrd", "manifest"],
+    squashfs: { compression: "zstd" },
+    verify: "none",
+  });
+});
+
+const goodCases: Array<{ name: string; text: string; check: (r: Recipe) => void }> = [
+  {
+    name: "entries get their defaults",
+    text: recipe({
+      repositories: [{ name: "backports", uri: "http://deb.debian.org/debian", suite: "bookworm-backports" }],
+      files: [{ path: "/etc/motd", content: "hi\n" }],
+    }),
+    check: (r) => {
+      assert.deepEqual(r.repositories[0]?.components, ["main"]);
+      assert.equal(r.repositories[0]?.pin, undefined);
+      assert.deepEqual(r.files[0], { path: "/etc/motd", content: "hi\n", mode: "0644", owner: "root:root" });
+    },
+  },
+  {
+    name: "an imported image resolves against the recipe's folder",
+    text: recipe({ base: { image: "./cloud.squashfs" } }),
+    check: (r) => assert.deepEqual(r.base, { image: `${DIR}/cloud.squashfs`, format: "auto" }),
+  },
+  {
+    name: "every referenced path comes back absolute; absolute ones stay",
+    text: recipe({
+      repositories: [{ name: "vendor", uri: "file:///srv/repo", suite: "stable", key: "keys/vendor.asc" }],
+      files: [{ path: "/etc/a", source: "../shared/a" }],
+      caCertificates: ["/etc/ssl/site-ca.pem"],
+      scripts: [{ name: "tune", source: "./tune.sh" }],
+    }),
+    check: (r) => {
+      assert.equal(r.repositories[0]?.key, `${DIR}/keys/vendor.asc`);
+      assert.equal(r.files[0]?.source, "/srv/shared/a");
+      assert.deepEqual(r.caCertificates, ["/etc/ssl/site-ca.pem"]);
+      assert.equal(r.scripts[0]?.source, `${DIR}/tune.sh`);
+    },
+  },
+  {
+    name: "package specs take =version and /suite",
+    text: recipe({ packages: ["openssh-server", "libc6=2.36-9+deb12u4", "linux-image-amd64/bookworm-backports", "g++"] }),
+    check: (r) => assert.equal(r.packages.length, 4),
+  },
+  {
+    name: "xz without a level, and zstd with one",
+    text: recipe({ squashfs: { compression: "xz" } }),
+    check: (r) => assert.deepEqual(r.squashfs, { compression: "xz" }),
+  },
+  {
+    name: "no kernels is fine when nothing needs one",
+    text: recipe({ kernels: undefined, outputs: ["squashfs", "manifest", "tarball"] }),
+    check: (r) => assert.deepEqual(r.kernels, []),
+  },
+  {
+    name: "every field at once",
+    text: recipe({
+      description: "all of it",
+      base: { debian: "trixie", variant: "important", components: ["main", "non-free-firmware"], mirror: "https://mirror.example/debian" },
+      repositories: [{ name: "backports", uri: "http://deb.debian.org/debian", suite: "bookworm-backports", components: ["main", "contrib"], pin: 1001 }],
+      upgrade: ["tmux"],
+      cmdline: ["console=ttyS0,115200", "quiet"],
+      outputs: ["squashfs", "kernel", "initrd", "manifest", "tarball"],
+      squashfs: { compression: "zstd", level: 19 },
+      verify: "boot",
+      proxy: { http: "http://proxy:3128", https: "http://proxy:3128", noProxy: "localhost" },
+    }),
+    check: (r) => {
+      assert.equal(r.squashfs.level, 19);
+      assert.equal(r.proxy?.noProxy, "localhost");
+      assert.equal(r.verify, "boot");
+    },
+  },
+  {
+    name: "octal mode written 0o755 or 4 digits",
+    text: recipe({ files: [{ path: "/usr/local/bin/x", content: "", mode: "4755", owner: "0:0" }] }),
+    check: (r) => assert.equal(r.files[0]?.mode, "4755"),
+  },
+];
+
+for (const c of goodCases) {
+  void test(`good: ${c.name}`, () => c.check(parse(c.text)));
+}
+
+/** Each bad recipe: the field path of the problem and a phrase its message must contain. */
+const badCases: Array<{ name: string; text: string; path: string; says: string }> = [
+  // whole file
+  { name: "empty file", text: "", path: "", says: "the file is empty" },
+  { name: "only comments", text: "# nothing yet\n", path: "", says: "the file is empty" },
+  { name: "not a mapping", text: "- apiVersion: kiln/v1\n", path: "", says: "expected a mapping of recipe fields, got a list" },
+  { name: "YAML syntax error", text: "apiVersion: kiln/v1\nname: [test\nbase: x\n", path: "", says: "line 3, column 1: YAML syntax" },
+  { name: "duplicate key", text: "apiVersion: kiln/v1\nname: a\nname: b\n", path: "", says: 'line 3, column 1: "name" appears twice' },
+  { name: "tab indentation", text: "base:\n\tdebian: bookworm\n", path: "", says: "indent with spaces" },
+  { name: "two documents", text: "apiVersion: kiln/v1\n---\nname: x\n", path: "", says: "a recipe is one YAML document" },
+  // apiVersion, name, description
+  { name: "missing apiVersion", text: recipe({ apiVersion: undefined }), path: "apiVersion", says: 'required; start the recipe with "apiVersion: kiln/v1"' },
+  { name: "wrong apiVersion", text: recipe({ apiVersion: "kiln/v2", kernal: [] }), path: "apiVersion", says: '"kiln/v2" is not a format version this kiln reads; use kiln/v1' },
+  { name: "missing name", text: recipe({ name: undefined }), path: "name", says: "required; give an image name" },
+  { name: "bad name", text: recipe({ name: "My Image" }), path: "name", says: '"My Image" is not an image name; use lowercase letters' },
+  { name: "description not text", text: recipe({ description: 5 }), path: "description", says: "expected text, got the number 5" },
+  // unknown fields
+  { name: "unknown field, close to a known one", text: recipe({ kernal: [] }), path: "kernal", says: 'unknown field; did you mean "kernels"?' },
+  { name: "snake_case spelling", text: recipe({ ca_certificates: [] }), path: "ca_certificates", says: 'did you mean "caCertificates"?' },
+  { name: "unknown field, nothing close", text: recipe({ ansible: [] }), path: "ansible", says: "unknown field; the fields here are apiVersion, name" },
+  { name: "unknown nested field", text: recipe({ kernels: [{ flavour: "rt", package: "linux-image-rt-amd64" }] }), path: "kernels[0].flavour", says: 'did you mean "flavor"?' },
+  { name: "swapped letters in base", text: recipe({ base: { image: "./x", fromat: "qcow2" } }), path: "base.fromat", says: 'did you mean "format"?' },
+  { name: "unknown field in the debian form", text: recipe({ base: { debian: "bookworm", suite: "x" } }), path: "base.suite", says: "the fields here are debian, variant, components, mirror" },
+  { name: "misspelt base key", text: recipe({ base: { imag: "./x" } }), path: "base.imag", says: 'did you mean "image"?' },
+  { name: "both forms, one with a bad value", text: recipe({ base: { debian: "bookworm", image: "./x", variant: "bad" } }), path: "base", says: "give debian or image, not both" },
+  // base
+  { name: "missing base", text: recipe({ base: undefined }), path: "base", says: "required; give {debian: bookworm} or {image: ./cloud.squashfs}" },
+  { name: "both debian and image", text: recipe({ base: { debian: "bookworm", image: "./x.squashfs" } }), path: "base", says: "give debian or image, not both" },
+  { name: "neither debian nor image", text: recipe({ base: { variant: "minbase" } }), path: "base", says: "give debian (a suite to bootstrap) or image" },
+  { name: "base as a string", text: recipe({ base: "bookworm" }), path: "base", says: "expected a mapping, got a string" },
+  { name: "bad variant", text: recipe({ base: { debian: "bookworm", variant: "tiny" } }), path: "base.variant", says: '"tiny" is not a bootstrap variant; use one of minbase, essential' },
+  { name: "mirror not http(s)", text: recipe({ base: { debian: "bookworm", mirror: "ftp://ftp.debian.org/debian" } }), path: "base.mirror", says: "is not an http(s) URL" },
+  { name: "mirror not a URL", text: recipe({ base: { debian: "bookworm", mirror: "deb.debian.org" } }), path: "base.mirror", says: '"deb.debian.org" is not an http(s) URL' },
+  { name: "bad suite", text: recipe({ base: { debian: "Bookworm" } }), path: "base.debian", says: "is not a suite name" },
+  { name: "empty components", text: recipe({ base: { debian: "bookworm", components: [] } }), path: "base.components", says: "must not be empty" },
+  { name: "bad image format", text: recipe({ base: { image: "./x", format: "iso" } }), path: "base.format", says: "use one of auto, squashfs, qcow2, raw, tar" },
+  // repositories
+  { name: "repositories empty value", text: "apiVersion: kiln/v1\nname: t\nbase: {debian: bookworm}\noutputs: [squashfs]\nrepositories:\n", path: "repositories", says: "expected a list of repositories, got an empty value" },
+  { name: "repository missing suite", text: recipe({ repositories: [{ name: "x", uri: "http://a/debian" }] }), path: "repositories[0].suite", says: "required" },
+  { name: "repository bad name", text: recipe({ repositories: [{ name: "Back Ports", uri: "http://a/debian", suite: "s" }] }), path: "repositories[0].name", says: "is not a repository name" },
+  { name: "repository bad uri", text: recipe({ repositories: [{ name: "x", uri: "ssh://a/debian", suite: "s" }] }), path: "repositories[0].uri", says: "is not an http(s) or file URL" },
+  { name: "duplicate repository names", text: recipe({ repositories: [{ name: "x", uri: "http://a/", suite: "s" }, { name: "x", uri: "http://b/", suite: "s" }] }), path: "repositories[1].name", says: '"x" is already used by repositories[0]' },
+  { name: "pin out of range", text: recipe({ repositories: [{ name: "x", uri: "http://a/", suite: "s", pin: 5000 }] }), path: "repositories[0].pin", says: "use a whole number from -1000 to 1001" },
+  { name: "fractional pin", text: recipe({ repositories: [{ name: "x", uri: "http://a/", suite: "s", pin: 2.5 }] }), path: "repositories[0].pin", says: "expected an apt pin priority, got the number 2.5" },
+  // packages, upgrade
+  { name: "packages as a string", text: recipe({ packages: "systemd udev" }), path: "packages", says: "expected a list of package names, got a string" },
+  { name: "bad package name", text: recipe({ packages: ["systemd", "Vim"] }), path: "packages[1]", says: '"Vim" is not a package name' },
+  { name: "upgrade without repositories", text: recipe({ upgrade: ["tmux"] }), path: "upgrade", says: "needs at least one repository to upgrade from" },
+  { name: "upgrade with a version", text: recipe({ repositories: [{ name: "x", uri: "http://a/", suite: "s" }], upgrade: ["tmux=3.5"] }), path: "upgrade[0]", says: "is not a package name" },
+  // files
+  { name: "file with content and source", text: recipe({ files: [{ path: "/etc/motd", content: "x", source: "./motd" }] }), path: "files[0]", says: "give content or source, not both" },
+  { name: "file with neither", text: recipe({ files: [{ path: "/etc/motd" }] }), path: "files[0]", says: "give content or source" },
+  { name: "relative file path", text: recipe({ files: [{ path: "etc/motd", content: "x" }] }), path: "files[0].path", says: '"etc/motd" is not an absolute path in the image' },
+  { name: 'file path with ".."', text: recipe({ files: [{ path: "/etc/../root/x", content: "x" }] }), path: "files[0].path", says: 'contains ".."' },
+  { name: "file path /", text: recipe({ files: [{ path: "/", content: "x" }] }), path: "files[0].path", says: "is the image's root, not a file" },
+  { name: "duplicate file paths", text: recipe({ files: [{ path: "/etc/motd", content: "a" }, { path: "/etc//motd", content: "b" }] }), path: "files[1].path", says: "is already used by files[0]" },
+  { name: "bad mode", text: recipe({ files: [{ path: "/etc/motd", content: "x", mode: "0999" }] }), path: "files[0].mode", says: '"0999" is not an octal mode' },
+  { name: "unquoted mode", text: "apiVersion: kiln/v1\nname: t\nbase: {debian: bookworm}\noutputs: [squashfs]\nfiles:\n  - {path: /etc/motd, content: x, mode: 0644}\n", path: "files[0].mode", says: 'got the number 644; use 3 or 4 octal digits, quoted' },
+  { name: "bad owner", text: recipe({ files: [{ path: "/etc/motd", content: "x", owner: "root" }] }), path: "files[0].owner", says: 'is not an owner "user:group"' },
+  // caCertificates, scripts
+  { name: "empty CA path", text: recipe({ caCertificates: [""] }), path: "caCertificates[0]", says: "must not be empty" },
+  { name: "script with run and source", text: recipe({ scripts: [{ name: "x", run: "true", source: "./x.sh" }] }), path: "scripts[0]", says: "give run or source, not both" },
+  { name: "script without a name", text: recipe({ scripts: [{ run: "true" }] }), path: "scripts[0].name", says: "required; give a script name" },
+  { name: "duplicate script names", text: recipe({ scripts: [{ name: "x", run: "a" }, { name: "x", run: "b" }] }), path: "scripts[1].name", says: "already used by scripts[0]" },
+  // kernels
+  { name: "bad flavor", text: recipe({ kernels: [{ flavor: "generic", package: "linux-image-amd64" }, { flavor: "RT!", package: "linux-image-rt-amd64" }] }), path: "kernels[1].flavor", says: '"RT!" is not a flavor name; use lowercase letters, digits and "-", e.g. "rt"' },
+  { name: "duplicate flavors", text: recipe({ kernels: [{ flavor: "rt", package: "linux-image-rt-amd64" }, { flavor: "rt", package: "linux-image-amd64" }] }), path: "kernels[1].flavor", says: '"rt" is already used by kernels[0]' },
+  { name: "kernel without package", text: recipe({ kernels: [{ flavor: "generic" }] }), path: "kernels[0].package", says: 'required; give a package name, e.g. "linux-image-amd64"' },
+  { name: "kernel outputs without kernels", text: recipe({ kernels: undefined }), path: "kernels", says: "at least one kernel is needed because outputs include kernel and initrd" },
+  { name: "boot check without kernels", text: recipe({ kernels: [], outputs: ["squashfs"], verify: "boot" }), path: "kernels", says: "because verify is boot; add one" },
+  // cmdline, outputs, squashfs, verify, proxy
+  { name: "cmdline word with a space", text: recipe({ cmdline: ["console=ttyS0 quiet"] }), path: "cmdline[0]", says: "give one word per entry" },
+  { name: "unknown output", text: recipe({ outputs: ["squashfs", "iso"] }), path: "outputs[1]", says: '"iso" is not an output; use one of squashfs, kernel' },
+  { name: "duplicate output", text: recipe({ outputs: ["squashfs", "kernel", "squashfs"] }), path: "outputs[2]", says: '"squashfs" is listed twice' },
+  { name: "no outputs", text: recipe({ outputs: [] }), path: "outputs", says: "must not be empty" },
+  { name: "xz with a level", text: recipe({ squashfs: { compression: "xz", level: 9 } }), path: "squashfs.level", says: "xz takes no level; remove level, or use compression: zstd" },
+  { name: "zstd level too high", text: recipe({ squashfs: { level: 30 } }), path: "squashfs.level", says: "the number 30 is not a zstd level; use 1 (fastest) to 22" },
+  { name: "bad verify", text: recipe({ verify: true }), path: "verify", says: "true is not a verification; use boot or none" },
+  { name: "bad proxy URL", text: recipe({ proxy: { http: "proxy:3128" } }), path: "proxy.http", says: "is not a proxy URL" },
+];
+
+for (const c of badCases) {
+  void test(`bad: ${c.name}`, () => {
+    const e = problemsOf(c.text);
+    assert.equal(e.code, "RECIPE_INVALID");
+    const found = e.problems.find((p) => p.path === c.path && p.message.includes(c.says));
+    assert.ok(found, `no problem at "${c.path}" saying ${JSON.stringify(c.says)}; got:\n${e.message}`);
+    // Every line names the file and the path, and none is zod's own wording.
+    const line = `recipe.yaml: ${c.path ? `${c.path}: ` : ""}${found.message}`;
+    assert.ok(e.message.split("\n").includes(line), e.message);
+    assert.doesNotMatch(e.message, /Invalid input|Unrecognized key|expected string, received/);
+  });
+}
+
+void test("another format version is the only problem reported", () => {
+  const e = problemsOf(recipe({ apiVersion: "kiln/v2", kernal: [], base: undefined }));
+  assert.deepEqual(e.problems.map((p) => p.path), ["apiVersion"]);
+});
+
+void test("all problems are reported at once, in the order they appear in the file", () => {
+  const text = [
+    "apiVersion: kiln/v1",
+    "name: Bad Name",
+    "base: {debian: bookworm, variant: tiny}",
+    "packages: [Vim]",
+    "upgrade: [tmux]",
+    "kernels:",
+    "  - {flavor: RT!, package: linux-image-rt-amd64}",
+    "  - {flavor: generic}",
+    "squashfs: {compression: xz, level: 9}",
+    "kernal: []",
+    "",
+  ].join("\n");
+  const e = problemsOf(text);
+  assert.deepEqual(
+    e.problems.map((p) => p.path),
+    ["name", "base.variant", "packages[0]", "upgrade", "kernels[0].flavor", "kernels[1].package", "squashfs.level", "kernal"],
+  );
+  assert.equal(e.exitCode, 2);
+  assert.equal(e.message.split("\n").length, 8);
+});
+
+void test("problems carry no stack and no zod internals", () => {
+  const e = problemsOf(recipe({ kernels: [{ flavor: 1 }], base: { debian: 2 } }));
+  assert.doesNotMatch(e.message, /\n\s+at |ZodError|"code":/);
+  assert.deepEqual(
+    e.problems.map((p) => `${p.path}: ${p.message}`),
+    [
+      "base.debian: expected a suite name, got the number 2; use a Debian suite or codename, e.g. bookworm",
+      'kernels[0].flavor: expected a flavor name, got the number 1; use lowercase letters, digits and "-", e.g. "rt"',
+      'kernels[0].package: required; give a package name, e.g. "linux-image-amd64"',
+    ],
+  );
+});
