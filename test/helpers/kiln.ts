@@ -1,0 +1,52 @@
+/** Runs the real `kiln` CLI for integration tests, with a fresh layer cache and a shared apt archive cache. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir, mkdtemp, symlink } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO = fileURLToPath(new URL("../../../", import.meta.url));
+export const CLI = path.join(REPO, "dist/src/cli/main.js");
+
+/**
+ * A scratch dir with cache/ whose apt archive cache is shared between test runs (downloads once
+ * per package version; KILN_TEST_APT_CACHE, set by .ci/run), while layers always start empty.
+ */
+export async function scratch(prefix = "kiln-it-"): Promise<{ dir: string; cache: string; out: (name: string) => string }> {
+  const dir = await mkdtemp(path.join("/var/tmp", prefix));
+  const cache = path.join(dir, "cache");
+  const shared = process.env.KILN_TEST_APT_CACHE ?? "/var/cache/kiln-test/apt";
+  await mkdir(path.join(shared, "archives"), { recursive: true });
+  await mkdir(cache, { recursive: true });
+  await symlink(shared, path.join(cache, "apt"));
+  return { dir, cache, out: (name) => path.join(dir, name) };
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function startKiln(args: string[], opts: { cwd?: string } = {}): { child: ChildProcess; done: Promise<RunResult>; onStdout(fn: (s: string) => void): void } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  const listeners: Array<(s: string) => void> = [];
+  child.stdout!.on("data", (d: Buffer) => {
+    stdout += d.toString();
+    for (const l of listeners) l(stdout);
+  });
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<RunResult>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done, onStdout: (fn) => listeners.push(fn) };
+}
+
+export function runKiln(args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
+  return startKiln(args, opts).done;
+}
+
+/** Parses --json event lines. */
+export function events(stdout: string): Array<Record<string, unknown>> {
+  return stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+}

@@ -1,0 +1,133 @@
+// End to end, for real (root): build examples/minimal.yaml with mmdebstrap, overlays, chroot and
+// mksquashfs, boot its flavor diskless under qemu with the root over HTTP, rebuild from cache,
+// import the squashfs it made and boot that, and kill builds mid-kernel-stage to prove nothing
+// leaks. The tests share one layer cache, in order; each boot costs ~1–2 minutes under TCG.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFile, rm, stat, writeFile, readdir } from "node:fs/promises";
+import path from "node:path";
+import { fileDigests } from "../../src/cache/key.js";
+import type { BuildResult, ImsManifest } from "../../src/artifacts/result.js";
+import { loopsUnder, mountsUnder, processesUnder } from "../helpers/host.js";
+import { events, REPO, runKiln, scratch, startKiln } from "../helpers/kiln.js";
+
+describe("kiln build, for real", () => {
+  let s: Awaited<ReturnType<typeof scratch>>;
+  let minimal: BuildResult;
+  const outMin = () => s.out("out-min");
+
+  before(async () => {
+    s = await scratch();
+  });
+  after(async () => {
+    assert.deepEqual(await mountsUnder(s.dir), [], "no mounts left");
+    assert.deepEqual(loopsUnder(s.dir), [], "no loop devices left");
+    await rm(s.dir, { recursive: true, force: true });
+  });
+
+  test("builds examples/minimal.yaml and boots its flavor diskless", async () => {
+    const r = await runKiln(["build", "examples/minimal.yaml", "--out", outMin(), "--cache-dir", s.cache, "--json"]);
+    assert.equal(r.code, 0, r.stderr + r.stdout.slice(-3000));
+    minimal = JSON.parse(await readFile(path.join(outMin(), "result.json"), "utf8")) as BuildResult;
+
+    assert.deepEqual(minimal.stages.map((x) => [x.name, x.cached]), [
+      ["bootstrap", false], ["packages", false], ["seal", false], ["kernel:generic", false], ["squashfs", false], ["manifest", false],
+    ]);
+    for (const a of minimal.artifacts) {
+      const d = await fileDigests(path.join(outMin(), a.path));
+      assert.equal(d.sha256, a.sha256, a.path);
+      assert.equal(d.size, a.size, a.path);
+    }
+    const kernel = minimal.artifacts.find((a) => a.name === "boot-kernel")!;
+    assert.equal(kernel.path, "generic/boot-kernel");
+    assert.equal(kernel.type, "application/vnd.cray.image.kernel");
+    assert.equal(kernel.kpackage, "linux-image-amd64");
+    assert.match(await readFile(path.join(outMin(), "generic/boot-params"), "utf8"), /^root=squash:\$\{squashfs_url\} ip=dhcp/);
+
+    const ims = JSON.parse(await readFile(path.join(outMin(), "manifest.json"), "utf8")) as ImsManifest;
+    assert.equal(ims.version, "1.0");
+    assert.deepEqual(ims.artifacts.map((a) => a.type).sort(), [
+      "application/vnd.cray.image.initrd", "application/vnd.cray.image.kernel",
+      "application/vnd.cray.image.parameters.boot", "application/vnd.cray.image.rootfs.squashfs",
+    ]);
+    const manifest = await readFile(path.join(outMin(), "squashfs.manifest"), "utf8");
+    assert.match(manifest, /^systemd\t\S+$/m);
+
+    // The boot: systemd reached userspace with the root fetched over HTTP.
+    assert.equal(minimal.verify.length, 1);
+    assert.equal(minimal.verify[0]!.ok, true, JSON.stringify(minimal.verify));
+    const serial = await readFile(path.join(outMin(), minimal.verify[0]!.log), "utf8");
+    assert.match(serial, /KILN-VERIFY-\d+/);
+
+    // Sealed: nothing of this machine or of the build in the root.
+    const list = execFileSync("unsquashfs", ["-lls", path.join(outMin(), "squashfs")], { encoding: "utf8", maxBuffer: 64 << 20 });
+    assert.match(list, / 0 \S+ \S+ squashfs-root\/etc\/machine-id\n/, "machine-id is empty");
+    assert.doesNotMatch(list, /etc\/ssh\/ssh_host_/);
+    assert.doesNotMatch(list, /var\/lib\/apt\/lists\/[^/\n]*Packages/);
+    assert.doesNotMatch(list, /squashfs-root\/boot\/vmlinuz/, "the kernel lives in its flavor, not in the root");
+    assert.doesNotMatch(list, /usr\/sbin\/policy-rc\.d/);
+    assert.match(list, / 0 \S+ \S+ squashfs-root\/etc\/resolv\.conf\n/, "resolv.conf is the image's own (empty)");
+  });
+
+  test("an unchanged rebuild reuses every stage and gives the same artifacts", async () => {
+    const r = await runKiln(["build", "examples/minimal.yaml", "--out", outMin(), "--cache-dir", s.cache, "--no-verify", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const again = JSON.parse(await readFile(path.join(outMin(), "result.json"), "utf8")) as BuildResult;
+    assert.ok(again.stages.every((x) => x.cached), JSON.stringify(again.stages));
+    assert.deepEqual(again.artifacts.map((a) => a.sha256), minimal.artifacts.map((a) => a.sha256));
+  });
+
+  test("imports a squashfs unchanged (byte for byte), adds a kernel layer and boots", async () => {
+    const recipe = s.out("import.yaml");
+    await writeFile(recipe, `apiVersion: kiln/v1
+name: imported
+base: { image: ./out-min/squashfs }
+kernels: [{ flavor: generic, package: linux-image-amd64 }]
+verify: boot
+`);
+    const out = s.out("out-import");
+    const r = await runKiln(["build", recipe, "--out", out, "--cache-dir", s.cache, "--json"]);
+    assert.equal(r.code, 0, r.stderr + r.stdout.slice(-3000));
+    const res = JSON.parse(await readFile(path.join(out, "result.json"), "utf8")) as BuildResult;
+    assert.equal(res.kiln.unchangedImport, true);
+    assert.deepEqual(res.stages.map((x) => x.name), ["import", "kernel:generic", "squashfs", "manifest"]);
+    const original = minimal.artifacts.find((a) => a.name === "squashfs")!;
+    assert.equal(res.artifacts.find((a) => a.name === "squashfs")!.sha256, original.sha256, "the published squashfs is the original");
+    assert.equal(res.verify[0]?.ok, true, JSON.stringify(res.verify));
+  });
+
+  for (const sig of ["SIGTERM", "SIGKILL"] as const) {
+    test(`${sig} during the kernel stage leaves no mount, loop device or process${sig === "SIGKILL" ? " after the next run" : ""}`, async () => {
+      const run = startKiln(["build", "examples/minimal.yaml", "--out", s.out(`out-${sig}`), "--cache-dir", s.cache, "--from", "kernel:generic", "--no-verify", "--json", "-v"]);
+      // Wait until the kernel stage is inside its chroot, installing (mounts and children exist).
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("kernel stage never started installing")), 240_000);
+        run.onStdout((all) => {
+          if (events(all).some((e) => e.type === "log" && e.name === "kernel:generic" && String(e.line).includes("apt-get"))) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        void run.done.then(() => reject(new Error("build ended before it could be killed")));
+      });
+      // Give apt a moment to be mid-install.
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.ok((await mountsUnder(s.cache)).length > 0, "the stage had mounts to leak");
+      run.child.kill(sig);
+      const r = await run.done;
+      if (sig === "SIGTERM") {
+        assert.equal(r.code, 143, r.stderr);
+        assert.match(r.stderr, /SIGTERM: stopping/);
+      } else {
+        assert.equal(r.signal, "SIGKILL");
+        await runKiln(["cache", "ls", "--cache-dir", s.cache]); // the next kiln run sweeps
+      }
+      assert.deepEqual(await mountsUnder(s.cache), []);
+      assert.deepEqual(loopsUnder(s.cache), []);
+      assert.deepEqual(processesUnder(s.cache), []);
+      assert.deepEqual(await readdir(path.join(s.cache, "work")), [], "work dirs are gone");
+      await stat(path.join(REPO, "package.json")); // the checkout is untouched, trivially
+    });
+  }
+});
