@@ -17,9 +17,7 @@ export const ERROR_CODES = {
   NOT_ROOT: { status: 500, exit: 3, summary: "The build needs root (mounts, chroot, loop devices)." },
   TOOL_MISSING: { status: 500, exit: 3, summary: "A host tool the stage needs is not installed." },
   STAGE_FAILED: { status: 500, exit: 1, summary: "A build stage ran and failed." },
-  VERIFY_FAILED: { status: 500, exit: 1, summary: "A boot verification did not reach userspace." },
   CANCELLED: { status: 499, exit: 130, summary: "The build was cancelled (Ctrl-C, SIGTERM or API)." },
-  CACHE_LOCKED: { status: 409, exit: 4, summary: "Another kiln process holds the lock this command needs." },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

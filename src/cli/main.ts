@@ -63,9 +63,10 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .option("--flavor <name...>", "only these flavors")
     .option("--timeout <seconds>", "per boot", (v) => Number(v))
     .option("--json", "print results as JSON", false)
+    .addOption(cacheOption())
     .action(async (out: string, o) => {
       const { verifyCommand } = await import("./commands/verify.js");
-      setExit(await verifyCommand(out, { flavor: o.flavor, json: o.json, timeout: o.timeout }, { signal: io.signal, stdout: io.stdout }));
+      setExit(await verifyCommand(out, { flavor: o.flavor, json: o.json, timeout: o.timeout, cacheDir: o.cacheDir }, { signal: io.signal, stdout: io.stdout }));
     });
 
   const cache = program.command("cache").description("Inspect and prune the layer cache");

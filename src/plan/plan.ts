@@ -65,6 +65,10 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
     return s;
   };
 
+  // The base's Debian archive: extra suites of it (backports, proposed-updates) and kernels from them come from here.
+  const archive =
+    ("debian" in r.base ? (r.base.mirror ?? primaryMirror(r.base.debian, env.hostSources)) : undefined) ?? debianArchiveUri(env.hostSources);
+
   // Base
   if ("debian" in r.base) {
     const b = r.base;
@@ -91,7 +95,11 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
     const inputs: Record<string, string> = {};
     const repos = r.repositories.map((repo, i) => {
       if (repo.key) inputs[`repositories[${i}].key`] = digestOf(repo.key);
-      return { name: repo.name, uri: repo.uri, suite: repo.suite, components: repo.components, pin: repo.pin, keyFile: repo.key ? ref(`repositories[${i}].key`, repo.key) : undefined };
+      const uri = repo.uri ?? archive;
+      if (!uri) {
+        throw new KilnError("RECIPE_INVALID", `${loaded.file}: repositories[${i}].uri: required here, because this host has no Debian apt source to default to; give the archive's URL`);
+      }
+      return { name: repo.name, uri, suite: repo.suite, components: repo.components, pin: repo.pin, keyFile: repo.key ? ref(`repositories[${i}].key`, repo.key) : undefined };
     });
     layer("repositories", "repositories", { repositories: repos }, inputs);
   }
@@ -123,8 +131,6 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
   const sealed = parent as string | null;
 
   const kernels = r.kernels.map((k) => {
-    const mirror = "debian" in r.base ? (r.base.mirror ?? primaryMirror(r.base.debian, env.hostSources)) : undefined;
-    const archive = mirror ?? debianArchiveUri(env.hostSources);
     const options = {
       flavor: k.flavor,
       package: k.package,

@@ -218,9 +218,11 @@ export const RepositorySchema = z
         .string(speak({ noun: "a repository name", rule: LOWER_WORD, example: '"backports"' }))
         .regex(ENTRY_NAME)
         .describe("Short name, unique in the recipe; names the apt source and preferences files."),
-      uri: url("an http(s) or file URL", /^(https?|file)$/, "use the archive's base URL", "http://deb.debian.org/debian").describe(
-        "Archive base URL (http, https or file).",
-      ),
+      uri: url("an http(s) or file URL", /^(https?|file)$/, "use the archive's base URL", "http://deb.debian.org/debian")
+        .optional()
+        .describe(
+          "Archive base URL (http, https or file). Left out, the base's Debian mirror is used: right for suites of the same archive, such as bookworm-backports or bookworm-proposed-updates.",
+        ),
       suite: suite.describe("Suite to use from this archive, e.g. bookworm-backports."),
       components: components.default(["main"]).describe("Components to enable from this archive."),
       pin: z
@@ -233,7 +235,7 @@ export const RepositorySchema = z
         .optional()
         .describe("OpenPGP key (ASCII-armored or binary) that signs this archive; relative to the recipe's folder."),
     },
-    speak({ noun: "a repository {name, uri, suite}", example: "{name: backports, uri: http://deb.debian.org/debian, suite: bookworm-backports}" }),
+    speak({ noun: "a repository {name, suite, uri?}", example: "{name: backports, suite: bookworm-backports}" }),
   )
   .describe("An extra apt source, used while building.");
 

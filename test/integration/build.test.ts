@@ -78,6 +78,22 @@ describe("kiln build, for real", () => {
     assert.deepEqual(again.artifacts.map((a) => a.sha256), minimal.artifacts.map((a) => a.sha256));
   });
 
+  test("examples/upgrade.yaml takes tmux from the pinned extra repository, and nothing else", async () => {
+    const out = s.out("out-upgrade");
+    const r = await runKiln(["build", "examples/upgrade.yaml", "--out", out, "--cache-dir", s.cache, "--no-verify", "--json"]);
+    assert.equal(r.code, 0, r.stderr + r.stdout.slice(-3000));
+    const res = JSON.parse(await readFile(path.join(out, "result.json"), "utf8")) as BuildResult;
+    const cached = Object.fromEntries(res.stages.map((x) => [x.name, x.cached]));
+    assert.equal(cached.bootstrap, true, "same base as minimal: reused");
+    const manifest = await readFile(path.join(out, "squashfs.manifest"), "utf8");
+    assert.match(manifest, /^tmux\t\S*bpo\S*$/m, "tmux comes from bookworm-backports");
+    assert.doesNotMatch(manifest.replace(/^tmux\t.*$/m, ""), /bpo/, "nothing else does");
+    const pref = execFileSync("unsquashfs", ["-cat", path.join(out, "squashfs"), "etc/apt/preferences.d/kiln-backports.pref"], { encoding: "utf8" });
+    assert.match(pref, /Pin: release n=bookworm-backports\nPin-Priority: 100/);
+    const list = execFileSync("unsquashfs", ["-lls", path.join(out, "squashfs")], { encoding: "utf8", maxBuffer: 64 << 20 });
+    assert.doesNotMatch(list, /kiln-upgrade\.pref/, "the temporary upgrade pin is gone");
+  });
+
   test("imports a squashfs unchanged (byte for byte), adds a kernel layer and boots", async () => {
     const recipe = s.out("import.yaml");
     await writeFile(recipe, `apiVersion: kiln/v1

@@ -91,3 +91,15 @@ test("a kernel from another suite gets that suite from the base's mirror", () =>
   const k = planBuild(load(r), env).kernels[0]!;
   assert.equal((k.options as { suiteAptLine: string }).suiteAptLine, "deb http://mirror.example/debian bookworm-backports main");
 });
+
+test("a repository without uri uses the base's mirror; its key file is keyed by content", () => {
+  const r = RECIPE.replace("packages: [systemd, udev]", "repositories: [{ name: backports, suite: bookworm-backports, pin: 100, key: ./k.asc }]\npackages: [systemd, udev, tmux]\nupgrade: [tmux]");
+  const p = planBuild(load(r, "/recipes/a", { "/recipes/a/k.asc": "sha256:77" }), env);
+  const repos = p.root.find((s) => s.name === "repositories")!;
+  assert.deepEqual(repos.options, {
+    repositories: [{ name: "backports", uri: "http://mirror.example/debian", suite: "bookworm-backports", components: ["main"], pin: 100, keyFile: "/recipes/a/k.asc" }],
+  });
+  assert.equal((repos.record.options as { repositories: Array<{ keyFile: string }> }).repositories[0]!.keyFile, "repositories[0].key");
+  assert.deepEqual(repos.record.inputs, { "repositories[0].key": "sha256:77" });
+  assert.deepEqual((p.root.find((s) => s.name === "packages")!.options as { upgradeSuites: string[] }).upgradeSuites, ["bookworm-backports"]);
+});
