@@ -9,15 +9,26 @@ export const CLI = path.join(REPO, "dist/src/cli/main.js");
 
 /**
  * A scratch dir with cache/ whose apt archive cache is shared between test runs (downloads once
- * per package version; KILN_TEST_APT_CACHE, set by .ci/run), while layers always start empty.
+ * per package version; KILN_TEST_APT_CACHE, set by .ci/run). Layers start empty, unless
+ * `sharedLayers` is set: then layers and artifacts are shared by every test file of this test run
+ * (KILN_TEST_SHARED_CACHE, made per run by .ci/run), so a second suite that needs a built root
+ * reuses the bootstrap instead of paying for it again.
  */
-export async function scratch(prefix = "kiln-it-"): Promise<{ dir: string; cache: string; out: (name: string) => string }> {
+export async function scratch(prefix = "kiln-it-", opts: { sharedLayers?: boolean } = {}): Promise<{ dir: string; cache: string; out: (name: string) => string }> {
   const dir = await mkdtemp(path.join("/var/tmp", prefix));
   const cache = path.join(dir, "cache");
   const shared = process.env.KILN_TEST_APT_CACHE ?? "/var/cache/kiln-test/apt";
   await mkdir(path.join(shared, "archives"), { recursive: true });
   await mkdir(cache, { recursive: true });
   await symlink(shared, path.join(cache, "apt"));
+  if (opts.sharedLayers) {
+    // Same filesystem as the scratch dir (/var/tmp), so the store's rename into place still works.
+    const layers = process.env.KILN_TEST_SHARED_CACHE ?? "/var/tmp/kiln-test-shared";
+    for (const section of ["layers", "artifacts"]) {
+      await mkdir(path.join(layers, section), { recursive: true });
+      await symlink(path.join(layers, section), path.join(cache, section));
+    }
+  }
   return { dir, cache, out: (name) => path.join(dir, name) };
 }
 
