@@ -18,6 +18,20 @@ export const ERROR_CODES = {
   TOOL_MISSING: { status: 500, exit: 3, summary: "A host tool the stage needs is not installed." },
   STAGE_FAILED: { status: 500, exit: 1, summary: "A build stage ran and failed." },
   CANCELLED: { status: 499, exit: 130, summary: "The build was cancelled (Ctrl-C, SIGTERM or API)." },
+  STORE_CONFIG: { status: 500, exit: 2, summary: "The object store is misconfigured: its URL, a credential, an option." },
+  STORE_FAILED: { status: 502, exit: 1, summary: "The object store refused or failed a request (unreachable, denied, bucket missing)." },
+  SERVICE_CONFIG: { status: 500, exit: 2, summary: "A setting of kiln serve/worker/token is wrong (flag, environment variable)." },
+  CATALOG_FAILED: { status: 503, exit: 1, summary: "The catalog database is unreachable, locked by another process, or failed a query." },
+  BAD_REQUEST: { status: 400, exit: 2, summary: "The API request is malformed: empty body, bad JSON, a reference to a missing record." },
+  UNAUTHORIZED: { status: 401, exit: 2, summary: "The API request has no bearer token, or an unknown one." },
+  FORBIDDEN: { status: 403, exit: 2, summary: "The token's role may not do this (a read-only token writing)." },
+  NOT_FOUND: { status: 404, exit: 2, summary: "No such record, route or object." },
+  METHOD_NOT_ALLOWED: { status: 405, exit: 2, summary: "The route exists but not with this HTTP method." },
+  CONFLICT: { status: 409, exit: 2, summary: "The change conflicts with the record's state (a link already set to another path)." },
+  TOO_LARGE: { status: 413, exit: 2, summary: "The request body is larger than the service accepts." },
+  REQUEST_INVALID: { status: 422, exit: 2, summary: "The request body does not match the record's schema; errors[] names each field." },
+  SERVICE_UNREACHABLE: { status: 502, exit: 1, summary: "The client could not reach the Kiln service at its URL." },
+  JOB_FAILED: { status: 500, exit: 1, summary: "A job ended in status error (kiln ims jobs wait)." },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -42,7 +42,10 @@ export interface ObjectInfo extends ObjectSummary {
 export interface PutOptions {
   contentType?: string;
   metadata?: Record<string, string>;
-  /** Size in bytes when known (lets S3 skip multipart for small bodies). */
+  /**
+   * Size in bytes when known: a body of another size fails the put and nothing is stored (a
+   * truncated artifact never lands); S3 also picks parts big enough for the 10,000-part limit.
+   */
   size?: number;
 }
 

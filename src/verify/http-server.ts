@@ -15,6 +15,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { pipeline } from "node:stream";
 import { nullLog, type LogSink } from "../host/exec.js";
+import { parseRange } from "../store/byte-range.js";
 
 export interface ServeOptions {
   /** Access log: one line per request. */
@@ -118,25 +119,6 @@ async function handle(root: string, routes: Map<string, string>, req: IncomingMe
   // pipeline destroys the file stream when the client goes away (busybox wget --spider reads the
   // headers of a GET and resets the connection).
   pipeline(createReadStream(file, { start, end }), res, () => {});
-}
-
-/**
- * One `bytes=` range as [start, end] (inclusive), undefined to send the whole file (no header,
- * another unit, or several ranges, which RFC 9110 lets a server ignore), or "unsatisfiable".
- */
-function parseRange(header: string | undefined, size: number): [number, number] | "unsatisfiable" | undefined {
-  const m = header?.match(/^bytes=(\d*)-(\d*)$/);
-  if (!m) return undefined;
-  const [, from, to] = m;
-  if (from === "" && to === "") return undefined;
-  if (from === "") {
-    const suffix = Number(to); // bytes=-N: the last N bytes
-    return suffix === 0 || size === 0 ? "unsatisfiable" : [Math.max(0, size - suffix), size - 1];
-  }
-  const start = Number(from);
-  const end = to === "" ? size - 1 : Math.min(Number(to), size - 1);
-  if (start >= size || end < start) return "unsatisfiable";
-  return [start, end];
 }
 
 function send(res: ServerResponse, status: number, message: string): void {

@@ -1,0 +1,59 @@
+/**
+ * Real servers for integration tests, started with the repository's own scripts (as CI does),
+ * or reused from the environment when one is already running:
+ *  - S3 (Ceph RGW): scripts/s3-server.sh; reuse with KILN_S3_URL, KILN_S3_ACCESS_KEY, KILN_S3_SECRET_KEY;
+ *  - PostgreSQL 15: scripts/postgres-server.sh; reuse with KILN_TEST_DATABASE_URL.
+ * A server a test started lives in a fresh directory under /var/tmp; stop() stops it and removes
+ * that directory, and does nothing for a reused one.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { REPO } from "./kiln.js";
+
+const run = promisify(execFile);
+
+export interface TestServer {
+  /** Variables as the script's `env` prints them (or as found in the environment). */
+  env: Record<string, string>;
+  /** True when this process started the server (and stop() will stop it). */
+  started: boolean;
+  /** What the start script printed on stderr, e.g. "s3-server: ready in 6.9 s". */
+  startLog: string;
+  stop(): Promise<void>;
+}
+
+export function s3Server(): Promise<TestServer> {
+  return startOrReuse("s3-server.sh", "kiln-s3-", ["KILN_S3_URL", "KILN_S3_ACCESS_KEY", "KILN_S3_SECRET_KEY"]);
+}
+
+export function postgresServer(): Promise<TestServer> {
+  return startOrReuse("postgres-server.sh", "kiln-pg-", ["KILN_TEST_DATABASE_URL"]);
+}
+
+async function startOrReuse(script: string, prefix: string, vars: string[]): Promise<TestServer> {
+  if (process.env[vars[0]!]) {
+    const env = Object.fromEntries(vars.map((v) => [v, process.env[v] ?? ""]));
+    return { env, started: false, startLog: "reused from the environment", stop: async () => {} };
+  }
+  const file = path.join(REPO, "scripts", script);
+  const dir = await mkdtemp(path.join("/var/tmp", prefix));
+  const stop = async () => {
+    await run("bash", [file, "stop", dir], { timeout: 120_000 }).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  };
+  let startLog: string;
+  try {
+    // The first start on a machine installs the Debian packages: allow for a slow mirror.
+    startLog = (await run("bash", [file, "start", dir], { timeout: 900_000 })).stderr;
+  } catch (e) {
+    await stop();
+    const err = e as Error & { stderr?: string };
+    throw new Error(`scripts/${script} start failed: ${err.stderr || err.message}`);
+  }
+  const { stdout } = await run("bash", [file, "env", dir]);
+  const env: Record<string, string> = {};
+  for (const m of stdout.matchAll(/^export (\w+)='([^']*)'$/gm)) env[m[1]!] = m[2]!;
+  return { env, started: true, startLog: startLog.trim(), stop };
+}
