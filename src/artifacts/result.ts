@@ -32,8 +32,20 @@ export interface VerifyEntry {
   reason?: string;
 }
 
+/** What the image is, for publishers (simplestreams products need os, release and arch). */
+export interface ResultImage {
+  /** dpkg architecture of the root, e.g. amd64. */
+  arch: string;
+  /** "debian" for a bootstrapped root; absent for an import (Kiln does not guess). */
+  os?: string;
+  /** Suite or codename the root was bootstrapped from, e.g. bookworm. */
+  release?: string;
+}
+
 export interface BuildResult {
   recipe: { name: string; sha256: string };
+  /** Added after 0.1: absent in result.json files written before it. */
+  image?: ResultImage;
   stages: ResultStage[];
   artifacts: ResultArtifact[];
   verify: VerifyEntry[];

@@ -77,8 +77,11 @@ export class CacheStore {
     return entry;
   }
 
-  /** Moves a finished entry into the cache. If another build got there first, keeps theirs. */
-  async commit(entry: PendingEntry, record: KeyRecord, meta: Omit<EntryMeta, "size" | "created">, log: LogSink): Promise<EntryMeta> {
+  /**
+   * Moves a finished entry into the cache. If another build got there first, keeps theirs, unless
+   * `replace` (a forced rebuild): then the new entry takes the place of the old one.
+   */
+  async commit(entry: PendingEntry, record: KeyRecord, meta: Omit<EntryMeta, "size" | "created">, log: LogSink, opts: { replace?: boolean } = {}): Promise<EntryMeta> {
     const size = Number((await capture(["du", "-sb", "--one-file-system", entry.dir])).split(/\s/)[0]);
     const full: EntryMeta = { ...meta, size, created: new Date().toISOString() };
     await writeFile(path.join(entry.dir, "key.json"), JSON.stringify(JSON.parse(canonicalJson(record)), null, 1) + "\n");
@@ -90,6 +93,13 @@ export class CacheStore {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
+      if (opts.replace) {
+        const old = `${entry.dir}.replaced`;
+        await rename(dest, old);
+        await rename(entry.dir, dest);
+        await removeTree(old, log);
+        return full;
+      }
       await removeTree(entry.dir, log);
       return (await this.get(entry.section, entry.key)) ?? full;
     }

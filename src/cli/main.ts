@@ -13,6 +13,7 @@ import { isKilnError } from "../errors.js";
 import { killAllChildren } from "../host/exec.js";
 import { KILN_VERSION } from "../version.js";
 import type { CommandIo } from "./io.js";
+import { registerStreamsCommands } from "./commands/streams.js";
 
 const DEFAULT_CACHE = process.env.KILN_CACHE_DIR ?? "/var/cache/kiln";
 
@@ -122,6 +123,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
       else for (const r of rows) io.stdout.write(`${r.kind.padEnd(16)} ${r.type.padEnd(9)} ${r.summary}\n`);
     });
 
+  registerStreamsCommands(program, io, setExit);
   return program;
 }
 

@@ -15,7 +15,7 @@ import { explainMiss as explainKeyChange, fileDigests } from "../cache/key.js";
 import { CacheStore, type EntryMeta } from "../cache/store.js";
 import { readHostSources } from "../host/apt-sources.js";
 import { openChroot, type ChrootSession } from "../host/chroot.js";
-import { exec, nullLog } from "../host/exec.js";
+import { capture, exec, nullLog } from "../host/exec.js";
 import { mountOverlay } from "../host/mount.js";
 import { Scope } from "../host/scope.js";
 import { sweepDeadBuilds } from "../host/sweep.js";
@@ -177,7 +177,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     await stageScope.release(); // unmount before the layer moves into the cache
     ctx.facts.files = await digestOutputs(pending.outputs);
-    return store.commit(pending, s.record, { name: s.name, kind: s.kind, seconds: round1((Date.now() - t0) / 1000), facts: ctx.facts }, log);
+    // A forced stage (--from, --no-cache) replaces the entry of the same key: its point is a fresh build (newer packages).
+    return store.commit(pending, s.record, { name: s.name, kind: s.kind, seconds: round1((Date.now() - t0) / 1000), facts: ctx.facts }, log, { replace: forced.has(s.key) });
   };
 
   await mkdir(store.aptArchives, { recursive: true });
@@ -214,6 +215,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const created = new Date();
   const result: BuildResult = {
     recipe: { name: plan.recipe.name, sha256: plan.recipe.sha256 },
+    image: {
+      arch: await capture(["dpkg", "--print-architecture"]),
+      ...("debian" in loaded.recipe.base ? { os: "debian", release: loaded.recipe.base.debian } : {}),
+    },
     stages,
     artifacts,
     verify: [],
