@@ -14,6 +14,7 @@ import { killAllChildren } from "../host/exec.js";
 import { KILN_VERSION } from "../version.js";
 import type { CommandIo } from "./io.js";
 import { registerStreamsCommands } from "./commands/streams.js";
+import { registerServiceCommands } from "./commands/service.js";
 
 const DEFAULT_CACHE = process.env.KILN_CACHE_DIR ?? "/var/cache/kiln";
 
@@ -124,6 +125,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     });
 
   registerStreamsCommands(program, io, setExit);
+  registerServiceCommands(program, io, setExit);
   return program;
 }
 

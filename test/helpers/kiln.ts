@@ -39,8 +39,8 @@ export interface RunResult {
   stderr: string;
 }
 
-export function startKiln(args: string[], opts: { cwd?: string } = {}): { child: ChildProcess; done: Promise<RunResult>; onStdout(fn: (s: string) => void): void } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, stdio: ["ignore", "pipe", "pipe"] });
+export function startKiln(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<RunResult>; onStdout(fn: (s: string) => void): void } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   let stdout = "";
   let stderr = "";
   const listeners: Array<(s: string) => void> = [];
@@ -53,7 +53,7 @@ export function startKiln(args: string[], opts: { cwd?: string } = {}): { child:
   return { child, done, onStdout: (fn) => listeners.push(fn) };
 }
 
-export function runKiln(args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
+export function runKiln(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
   return startKiln(args, opts).done;
 }
 

@@ -1,0 +1,86 @@
+/**
+ * The HTTP service: a tree of Fastify plugins. `kiln serve` listens on what buildApp returns;
+ * tests call inject() on it. Nothing about building lives here: job routes put jobs in the queue
+ * and workers run them (src/jobs/).
+ *
+ *   problemDetails   RFC 7807 for every error, 404/405 for unknown routes and methods
+ *   services         app.catalog, app.store, app.queue, app.settings (decorators)
+ *   auth             bearer tokens with roles; health and version are open
+ *   openapi          GET /openapi.json, built from the routes' own schemas
+ *   imsRoutes        the IMS API (v3, v2 and unversioned), once at /apis/ims and once at /
+ */
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import fp from "fastify-plugin";
+import type { Catalog } from "../catalog/catalog.js";
+import type { JobQueue } from "../jobs/queue.js";
+import type { ObjectStore } from "../store/object-store.js";
+import { authPlugin } from "./auth.js";
+import { openapiPlugin } from "./openapi.js";
+import { problemDetails } from "./problem.js";
+import { imsRoutes } from "./routes/ims.js";
+import { SHARED_SCHEMAS } from "./schemas.js";
+import type { TokenVerifier } from "./tokens.js";
+
+export interface AppSettings {
+  /** Largest recipe archive accepted on upload (bytes, compressed). */
+  maxRecipeSize: number;
+  /** Where uploads are checked before they go to the store. */
+  scratchDir: string;
+  /** Seconds after which a silent worker counts as dead (for GET /v3/workers). */
+  workerTimeout: number;
+}
+
+export interface AppDeps {
+  catalog: Catalog;
+  store: ObjectStore;
+  queue: JobQueue;
+  tokens: TokenVerifier;
+  settings: AppSettings;
+  logger?: FastifyServerOptions["logger"];
+  https?: { cert: Buffer; key: Buffer };
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    catalog: Catalog;
+    store: ObjectStore;
+    queue: JobQueue;
+    settings: AppSettings;
+  }
+}
+
+/** Largest JSON body: IMS records are small; a manifest is 1 MiB at most and lives in the store. */
+export const JSON_BODY_LIMIT = 1024 * 1024;
+
+const services = fp(
+  async (app: FastifyInstance, deps: AppDeps) => {
+    app.decorate("catalog", deps.catalog);
+    app.decorate("store", deps.store);
+    app.decorate("queue", deps.queue);
+    app.decorate("settings", deps.settings);
+  },
+  { name: "services" },
+);
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const options: FastifyServerOptions = {
+    logger: deps.logger ?? false,
+    bodyLimit: JSON_BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: true },
+    forceCloseConnections: true,
+    // IMS rejects unknown fields (marshmallow unknown=RAISE): never strip them, never coerce.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: true } },
+  };
+  // Fastify's types split HTTP and HTTPS servers; the routes do not care which one serves them.
+  const app = (deps.https ? Fastify({ ...options, https: deps.https } as FastifyServerOptions) : Fastify(options)) as unknown as FastifyInstance;
+  for (const s of SHARED_SCHEMAS) app.addSchema(s);
+  // Routes send the JSON text the catalog stores; response schemas document, they do not
+  // serialize (and compiling ~200 serializers would cost seconds at start).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  await app.register(problemDetails);
+  await app.register(services, deps);
+  await app.register(authPlugin, { tokens: deps.tokens });
+  await app.register(openapiPlugin);
+  for (const prefix of ["/apis/ims", ""]) await app.register(imsRoutes, { prefix });
+  return app;
+}

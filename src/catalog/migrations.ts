@@ -1,0 +1,99 @@
+/**
+ * Versioned catalog migrations, applied in order at start by every process that opens the
+ * catalog (`kiln serve`, `kiln worker`). Each runs once, inside one transaction, under an
+ * advisory lock so two processes starting together on one PostgreSQL do not race. A migration,
+ * once released, is never edited: add the next one.
+ *
+ * Records are stored as the JSON documents the API returns (`doc`), so a GET is one indexed
+ * lookup and no re-serialization; the columns beside `doc` are what queries filter and order on.
+ * Soft-deleted records stay in their table with `deleted` set (IMS keeps them in a separate
+ * collection; one table keeps the id unique across both).
+ */
+import type { Sql } from "./sql.js";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+function recordTable(name: string): string {
+  return `
+    CREATE TABLE ${name} (
+      id uuid PRIMARY KEY,
+      seq bigserial NOT NULL,
+      doc jsonb NOT NULL,
+      deleted timestamptz
+    );
+    CREATE INDEX ${name}_live ON ${name} (seq) WHERE deleted IS NULL;
+    CREATE INDEX ${name}_deleted ON ${name} (seq) WHERE deleted IS NOT NULL;
+    CREATE INDEX ${name}_link ON ${name} ((doc->'link'->>'path'));`;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: "records, jobs, job logs, workers",
+    sql: `
+      ${recordTable("recipes")}
+      ${recordTable("images")}
+      ${recordTable("public_keys")}
+      CREATE TABLE jobs (
+        id uuid PRIMARY KEY,
+        seq bigserial NOT NULL,
+        doc jsonb NOT NULL,
+        status text GENERATED ALWAYS AS (doc->>'status') STORED,
+        job_type text GENERATED ALWAYS AS (doc->>'job_type') STORED,
+        created timestamptz NOT NULL DEFAULT now(),
+        worker text,
+        queue_id text
+      );
+      CREATE INDEX jobs_seq ON jobs (seq);
+      CREATE INDEX jobs_worker ON jobs (worker) WHERE worker IS NOT NULL;
+      CREATE TABLE job_logs (
+        job_id uuid NOT NULL,
+        seq bigserial NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        text text NOT NULL,
+        PRIMARY KEY (job_id, seq)
+      );
+      CREATE TABLE workers (
+        name text PRIMARY KEY,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        version text NOT NULL,
+        concurrency integer NOT NULL,
+        running integer NOT NULL DEFAULT 0,
+        started timestamptz NOT NULL DEFAULT now(),
+        last_seen timestamptz NOT NULL DEFAULT now(),
+        stopped timestamptz
+      );`,
+  },
+];
+
+/** Applies the migrations this catalog lacks; returns the versions applied now. */
+export async function migrate(sql: Sql, migrations: Migration[] = MIGRATIONS): Promise<number[]> {
+  await sql.exec(`CREATE TABLE IF NOT EXISTS kiln_migrations (version integer PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL DEFAULT now())`);
+  const applied: number[] = [];
+  for (const m of migrations) {
+    const done = await sql.transaction(async (tx) => {
+      // 0x6b696c6e = "kiln": one lock for every migrating process.
+      await tx.query("SELECT pg_advisory_xact_lock(1802071150)");
+      const have = await tx.query<{ version: number }>("SELECT version FROM kiln_migrations WHERE version = $1", [m.version]);
+      if (have.length > 0) return false;
+      for (const statement of splitStatements(m.sql)) await tx.query(statement);
+      await tx.query("INSERT INTO kiln_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
+      return true;
+    });
+    if (done) applied.push(m.version);
+  }
+  return applied;
+}
+
+/** Splits a migration script at `;` ending a line (migrations hold no functions or quoted semicolons). */
+function splitStatements(script: string): string[] {
+  return script
+    .split(/;\s*\n/)
+    .map((s) => s.trim().replace(/;$/, ""))
+    .filter((s) => s.length > 0);
+}

@@ -1,0 +1,146 @@
+/**
+ * The IMS records as the Cray IMS server stores and returns them (ims-notes §1.3), plus Kiln's
+ * additions, which live under a `kiln` key of job records so IMS clients can ignore them.
+ */
+
+export const ARCHES = ["x86_64", "aarch64"] as const;
+export type Arch = (typeof ARCHES)[number];
+
+/** IMS' recipe types, plus `kiln` (a tarball with recipe.yaml at its root). */
+export const RECIPE_TYPES = ["kiwi-ng", "packer", "kiln"] as const;
+export type RecipeType = (typeof RECIPE_TYPES)[number];
+
+/**
+ * IMS' distributions plus the Debian releases Kiln bootstraps with mmdebstrap. Kiln builds only
+ * Debian roots itself (or imports an image of any distribution); the IMS values stay valid for
+ * kiwi-ng records.
+ */
+export const LINUX_DISTRIBUTIONS = ["sles12", "sles15", "centos7", "debian11", "debian12", "debian13"] as const;
+export type LinuxDistribution = (typeof LINUX_DISTRIBUTIONS)[number];
+
+/** Debian codenames and the linux_distribution value each means. */
+export const DEBIAN_RELEASES: Record<string, LinuxDistribution> = { bullseye: "debian11", bookworm: "debian12", trixie: "debian13" };
+
+export const JOB_TYPES = ["create", "customize"] as const;
+export type JobType = (typeof JOB_TYPES)[number];
+
+/** The server's STATUS_TYPES (models/jobs.py), packaging_artifacts included (missing in the spec). */
+export const JOB_STATUSES = ["creating", "fetching_image", "fetching_recipe", "waiting_for_repos", "building_image", "packaging_artifacts", "waiting_on_user", "error", "success"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const FINAL_STATUSES: readonly JobStatus[] = ["error", "success"];
+
+export interface ArtifactLink {
+  path: string;
+  etag: string;
+  type: "s3";
+}
+
+export interface RecipeRecord {
+  id: string;
+  created: string;
+  name: string;
+  recipe_type: RecipeType;
+  linux_distribution: LinuxDistribution;
+  link: ArtifactLink | null;
+  template_dictionary: Array<{ key: string; value: string }>;
+  require_dkms: boolean;
+  arch: Arch;
+  deleted?: string;
+}
+
+export interface ImageRecord {
+  id: string;
+  created: string;
+  name: string;
+  link: ArtifactLink | null;
+  arch: Arch;
+  metadata: Record<string, string>;
+  deleted?: string;
+}
+
+export interface PublicKeyRecord {
+  id: string;
+  created: string;
+  name: string;
+  public_key: string;
+  deleted?: string;
+}
+
+export interface SshContainer {
+  name: string;
+  jail: boolean;
+  status: string;
+  connection_info: Record<string, { host: string; port: number }>;
+}
+
+/** Kiln's additions to a job record. */
+export interface JobKiln {
+  /** Why the job ended `error`, in words an operator can act on. */
+  error: string | null;
+  /** The worker running (or that ran) it. */
+  worker: string | null;
+  /** 1 for the first run; more when a job whose worker died was queued again. */
+  attempt: number;
+  started: string | null;
+  ended: string | null;
+  /** Stage timings and cache hits of the build, as in result.json. */
+  stages: Array<{ name: string; key: string; cached: boolean; seconds: number }>;
+  cache_hits: number;
+  /** Seconds spent in each job status, and when the current one began (ISO-8601, UTC). */
+  status_seconds: Record<string, number>;
+  status_since: string | null;
+  cancel_requested: boolean;
+  /** Where the job's log is served. */
+  log: string;
+}
+
+export interface JobRecord {
+  id: string;
+  created: string;
+  job_type: JobType;
+  artifact_id: string;
+  public_key_id: string;
+  image_root_archive_name: string;
+  enable_debug: boolean;
+  build_env_size: number;
+  job_mem_size: number;
+  kernel_file_name: string;
+  initrd_file_name: string;
+  kernel_parameters_file_name: string;
+  ssh_containers: SshContainer[];
+  require_dkms: boolean;
+  status: JobStatus;
+  resultant_image_id: string | null;
+  arch: Arch;
+  kubernetes_job: string | null;
+  kubernetes_service: string | null;
+  kubernetes_configmap: string | null;
+  kubernetes_pvc: string | null;
+  kubernetes_secret: string | null;
+  kubernetes_namespace: string | null;
+  remote_build_node: string;
+  kiln: JobKiln;
+}
+
+export type RecordKind = "recipes" | "images" | "public-keys" | "jobs";
+
+export interface RecordOf {
+  recipes: RecipeRecord;
+  images: ImageRecord;
+  "public-keys": PublicKeyRecord;
+  jobs: JobRecord;
+}
+
+/**
+ * IMS' `created`/`deleted` format: naive ISO-8601 with microseconds and no zone
+ * (marshmallow's dump of datetime.now(); ims-notes §1.1). Kiln writes UTC.
+ */
+export function imsTime(d: Date = new Date()): string {
+  return d.toISOString().replace("Z", "000");
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(s: string): boolean {
+  return UUID.test(s);
+}

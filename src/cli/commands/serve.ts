@@ -1,0 +1,141 @@
+/**
+ * `kiln serve`: the IMS API, the catalog (PGlite in --data-dir unless --database), the object
+ * store (a directory in --data-dir unless --store), the queue on the catalog's database, and one
+ * in-process worker (unless --no-worker). Runs until SIGINT/SIGTERM, then stops taking requests
+ * and jobs, cancels running builds (they end `error`) and closes everything in order.
+ *
+ * `kiln worker` is the same minus the API: more build capacity on other machines, sharing the
+ * catalog (PostgreSQL) and the store (S3) by URL.
+ */
+import { mkdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { Catalog } from "../../catalog/catalog.js";
+import { BUCKETS } from "../../catalog/objects.js";
+import { redact } from "../../catalog/sql.js";
+import { COMMAND_SETTINGS, resolveSettings, type ServiceSettings } from "../../config/settings.js";
+import { PgBossQueue } from "../../jobs/queue.js";
+import { Reaper, Worker } from "../../jobs/worker.js";
+import type { ObjectStore } from "../../store/object-store.js";
+import { openStore } from "../../store/open-store.js";
+import { KILN_VERSION } from "../../version.js";
+import type { CommandIo } from "../io.js";
+
+type Say = (m: string) => void;
+
+function sayer(io: CommandIo): Say {
+  return (m) => io.stderr.write(`kiln: ${m}\n`);
+}
+
+/** Opens catalog, store and queue, closing what was opened if a later one fails. */
+async function openBackends(s: Pick<ServiceSettings, "database" | "dataDir" | "store">, say: Say, publicUrl?: string): Promise<{ catalog: Catalog; store: ObjectStore; queue: PgBossQueue; close(): Promise<void> }> {
+  await mkdir(s.dataDir, { recursive: true });
+  const catalog = await Catalog.open(s.database, s.dataDir);
+  let store: ObjectStore | undefined;
+  try {
+    store = await openStore(s.store, publicUrl ? { publicUrl } : {});
+    for (const b of BUCKETS) await store.ensureBucket(b);
+    const queue = await PgBossQueue.start(catalog.sql);
+    say(`catalog ${catalog.dialect === "pglite" ? `PGlite in ${catalog.sql.where}` : `PostgreSQL ${catalog.sql.where}`}; store ${store.url}`);
+    const opened = store;
+    return {
+      catalog,
+      store: opened,
+      queue,
+      async close() {
+        await queue.stop().catch(() => {});
+        await opened.close().catch(() => {});
+        await catalog.close();
+      },
+    };
+  } catch (e) {
+    await store?.close().catch(() => {});
+    await catalog.close().catch(() => {});
+    throw e;
+  }
+}
+
+function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
+}
+
+function workerOptions(s: ServiceSettings, say: Say) {
+  return {
+    name: s.workerName,
+    concurrency: s.concurrency,
+    heartbeatSeconds: s.heartbeat,
+    timeoutSeconds: s.workerTimeout,
+    retries: s.jobRetries,
+    workDir: s.workDir,
+    cacheDir: s.cacheDir,
+    verify: s.verify,
+    maxRecipeSize: s.maxRecipeSize,
+    pollSeconds: Math.min(1, s.heartbeat),
+    say,
+  };
+}
+
+export async function serveCommand(opts: Record<string, unknown>, io: CommandIo): Promise<number> {
+  const s = resolveSettings(COMMAND_SETTINGS.serve, opts) as ServiceSettings;
+  const say = sayer(io);
+  const scheme = s.tlsCert ? "https" : "http";
+  const hostForUrl = s.listen.host.includes(":") ? `[${s.listen.host}]` : s.listen.host;
+  const backends = await openBackends(s, say);
+  const { catalog, store, queue } = backends;
+  let worker: Worker | undefined;
+  let reaper: Reaper | undefined;
+  let app: Awaited<ReturnType<typeof import("../../api/app.js").buildApp>> | undefined;
+  try {
+    const { buildApp } = await import("../../api/app.js");
+    const { FileTokenVerifier, listTokens, tokensFile } = await import("../../api/tokens.js");
+    const https = s.tlsCert && s.tlsKey ? { cert: await readFile(s.tlsCert), key: await readFile(s.tlsKey) } : undefined;
+    app = await buildApp({
+      catalog,
+      store,
+      queue,
+      tokens: new FileTokenVerifier(tokensFile(s.dataDir)),
+      settings: { maxRecipeSize: s.maxRecipeSize, scratchDir: path.join(s.dataDir, "tmp"), workerTimeout: s.workerTimeout },
+      logger: { level: s.logLevel },
+      https,
+    });
+    await app.listen({ host: s.listen.host, port: s.listen.port });
+    const port = (app.server.address() as { port: number }).port;
+    if (s.worker) {
+      worker = new Worker(catalog, store, queue, workerOptions(s, say));
+      await worker.start();
+    } else {
+      reaper = new Reaper(catalog, queue, { timeoutSeconds: s.workerTimeout, retries: s.jobRetries, say });
+      reaper.start(s.heartbeat);
+      say("no in-process worker (--no-worker): jobs wait for `kiln worker` processes");
+    }
+    if ((await listTokens(s.dataDir)).length === 0) say(`no API tokens yet: make one with \`kiln token create --role admin --data-dir ${s.dataDir}\``);
+    // Tests and scripts read the URL from this line.
+    io.stdout.write(`kiln ${KILN_VERSION}: listening on ${scheme}://${hostForUrl}:${port}\n`);
+    await untilAborted(io.signal);
+    say("stopping: no new requests or jobs; running jobs are cancelled");
+    return 0;
+  } finally {
+    reaper?.stop();
+    await app?.close().catch(() => {});
+    await worker?.stop("the service is stopping (SIGTERM/SIGINT)").catch(() => {});
+    await backends.close();
+  }
+}
+
+export async function workerCommand(opts: Record<string, unknown>, io: CommandIo): Promise<number> {
+  const s = resolveSettings(COMMAND_SETTINGS.worker, opts) as ServiceSettings;
+  const say = sayer(io);
+  if (s.database === undefined) say(`no --database: using the embedded catalog in ${s.dataDir} (only possible when no kiln serve uses it; use PostgreSQL to share)`);
+  else say(`catalog ${redact(s.database)}`);
+  const backends = await openBackends(s, say);
+  const worker = new Worker(backends.catalog, backends.store, backends.queue, workerOptions(s, say));
+  try {
+    await worker.start();
+    io.stdout.write(`kiln ${KILN_VERSION}: worker ${s.workerName} running\n`);
+    await untilAborted(io.signal);
+    say("stopping: running jobs are cancelled");
+    return 0;
+  } finally {
+    await worker.stop("the worker is stopping (SIGTERM/SIGINT)").catch(() => {});
+    await backends.close();
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * Server settings: one table. Each row is a setting with its command-line flag, its environment
+ * variable, its default, what it does and how its text is parsed. From the table come the
+ * commander options of `kiln serve`, `kiln worker` and `kiln token`, their `--help`, and the
+ * environment parsing; nothing else declares a setting (mkosi's SETTINGS, changesets' config).
+ *
+ * Precedence: flag, then environment, then default. A bad value is reported with the flag and
+ * the variable it may have come from: `--listen "x": use HOST:PORT, e.g. 127.0.0.1:8080 (env KILN_LISTEN)`.
+ */
+import os from "node:os";
+import path from "node:path";
+import { Option, type Command } from "commander";
+import { KilnError } from "../errors.js";
+
+export interface Listen {
+  host: string;
+  port: number;
+}
+
+export interface Setting<T> {
+  /** Commander flag spelling, e.g. "--listen <host:port>" or "--no-worker". */
+  flag: string;
+  env: string;
+  /** The default as the user would write it (parsed like any other value); a function for defaults that depend on others. */
+  default: string | ((s: DefaultContext) => string);
+  /** How a computed default is shown in --help and docs. */
+  shown?: string;
+  description: string;
+  parse: (text: string) => T;
+}
+
+function fail(rule: string): never {
+  throw new Error(rule);
+}
+
+function positiveInt(what: string, min = 1) {
+  return (t: string): number => {
+    const n = Number(t);
+    if (!Number.isInteger(n) || n < min) fail(`use ${what} (an integer ≥ ${min})`);
+    return n;
+  };
+}
+
+function seconds(t: string): number {
+  const n = Number(t);
+  if (!Number.isFinite(n) || n <= 0) fail("use a number of seconds > 0, e.g. 5 or 0.5");
+  return n;
+}
+
+function bool(t: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(t)) return true;
+  if (/^(0|false|no|off)$/i.test(t)) return false;
+  return fail("use true or false");
+}
+
+/** "10M", "1G", "512K" or a byte count. */
+export function parseSize(t: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(t.trim());
+  if (!m) fail('use a size such as 64M, 1G or 1048576');
+  const mult = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2]!.toUpperCase() as "" | "K" | "M" | "G" | "T"];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+export function parseListen(t: string): Listen {
+  const m = /^(?:\[([0-9a-f:]+)\]|([^:]+)):(\d{1,5})$/i.exec(t);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) fail("use HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free one)");
+  return { host: m[1] ?? m[2]!, port };
+}
+
+const optionalText = (t: string): string | undefined => (t === "" ? undefined : t);
+
+/** What a computed default may depend on (settings resolved before it). */
+export interface DefaultContext {
+  dataDir?: string;
+}
+
+function dataPath(rel: string) {
+  return (s: DefaultContext): string => path.join(s.dataDir ?? "/var/lib/kiln", rel);
+}
+
+/** Every service setting. Keys are the names code uses; `flag` and `env` are what users type. */
+export const SETTINGS = {
+  dataDir: {
+    flag: "--data-dir <dir>",
+    env: "KILN_DATA_DIR",
+    default: "/var/lib/kiln",
+    description: "where the service keeps its state: the embedded catalog, objects, API tokens, job work dirs",
+    parse: (t: string) => path.resolve(t),
+  },
+  listen: {
+    flag: "--listen <host:port>",
+    env: "KILN_LISTEN",
+    default: "127.0.0.1:8080",
+    description: "address the API listens on (plain HTTP on loopback unless --tls-cert/--tls-key are given)",
+    parse: parseListen,
+  },
+  database: {
+    flag: "--database <url>",
+    env: "KILN_DATABASE",
+    default: "",
+    description: "catalog and queue: a postgres://user:pass@host:port/db URL; empty: PGlite embedded in <data-dir>/catalog",
+    parse: optionalText,
+  },
+  store: {
+    flag: "--store <url>",
+    env: "KILN_STORE",
+    default: (s: DefaultContext): string => `file://${path.join(s.dataDir ?? "/var/lib/kiln", "objects")}`,
+    shown: "file://<data-dir>/objects",
+    description: "object store for recipes and images: file:///path or s3://host:port (credentials from KILN_S3_* variables)",
+    parse: (t: string) => t,
+  },
+  cacheDir: {
+    flag: "--cache-dir <dir>",
+    env: "KILN_CACHE_DIR",
+    default: "/var/cache/kiln",
+    description: "the build engine's layer and package cache (shared with `kiln build`)",
+    parse: (t: string) => path.resolve(t),
+  },
+  workDir: {
+    flag: "--work-dir <dir>",
+    env: "KILN_WORK_DIR",
+    default: dataPath("work"),
+    shown: "<data-dir>/work",
+    description: "where a worker unpacks recipes and builds out dirs (one folder per job, removed when it ends)",
+    parse: (t: string) => path.resolve(t),
+  },
+  worker: {
+    flag: "--no-worker",
+    env: "KILN_WORKER",
+    default: "true",
+    shown: "a worker runs (KILN_WORKER=false: none)",
+    description: "kiln serve: do not run an in-process worker (jobs wait for `kiln worker` processes)",
+    parse: bool,
+  },
+  concurrency: {
+    flag: "--concurrency <n>",
+    env: "KILN_CONCURRENCY",
+    default: "1",
+    description: "jobs a worker runs at once",
+    parse: positiveInt("a number of jobs"),
+  },
+  heartbeat: {
+    flag: "--heartbeat <seconds>",
+    env: "KILN_HEARTBEAT",
+    default: "5",
+    description: "how often a worker reports it is alive (and checks its jobs for cancellation)",
+    parse: seconds,
+  },
+  workerTimeout: {
+    flag: "--worker-timeout <seconds>",
+    env: "KILN_WORKER_TIMEOUT",
+    default: "30",
+    description: "a worker silent this long is dead: its jobs end `error` (or are retried, see --job-retries)",
+    parse: seconds,
+  },
+  jobRetries: {
+    flag: "--job-retries <n>",
+    env: "KILN_JOB_RETRIES",
+    default: "0",
+    description: "times a job whose worker died is queued again before it ends `error`",
+    parse: positiveInt("a number of retries", 0),
+  },
+  verify: {
+    flag: "--verify <when>",
+    env: "KILN_VERIFY",
+    default: "recipe",
+    description: "boot-verify built images: recipe (as the recipe's `verify` says), always, never",
+    parse: (t: string) => (["recipe", "always", "never"].includes(t) ? (t as "recipe" | "always" | "never") : fail("use recipe, always or never")),
+  },
+  maxRecipeSize: {
+    flag: "--max-recipe-size <size>",
+    env: "KILN_MAX_RECIPE_SIZE",
+    default: "64M",
+    description: "largest recipe archive accepted (compressed); unpacked it may be 4× that",
+    parse: parseSize,
+  },
+  tlsCert: {
+    flag: "--tls-cert <file>",
+    env: "KILN_TLS_CERT",
+    default: "",
+    description: "serve HTTPS with this PEM certificate (needs --tls-key)",
+    parse: optionalText,
+  },
+  tlsKey: {
+    flag: "--tls-key <file>",
+    env: "KILN_TLS_KEY",
+    default: "",
+    description: "PEM private key for --tls-cert",
+    parse: optionalText,
+  },
+  logLevel: {
+    flag: "--log-level <level>",
+    env: "KILN_LOG_LEVEL",
+    default: "warn",
+    description: "log level of the HTTP server on stderr: fatal, error, warn, info (every request), debug, trace, silent",
+    parse: (t: string) => (["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(t) ? t : fail("use fatal, error, warn, info, debug, trace or silent")),
+  },
+  workerName: {
+    flag: "--worker-name <name>",
+    env: "KILN_WORKER_NAME",
+    default: (): string => `${os.hostname()}-${process.pid}`,
+    shown: "<hostname>-<pid>",
+    description: "how this worker is named in job records and logs",
+    parse: (t: string) => t,
+  },
+} as const satisfies Record<string, Setting<unknown>>;
+
+export type SettingName = keyof typeof SETTINGS;
+export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)[K]["parse"]> };
+
+/** Which settings each command takes, in the order --help shows them. */
+export const COMMAND_SETTINGS = {
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "logLevel", "workerName"],
+  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "logLevel", "workerName"],
+  token: ["dataDir"],
+} as const satisfies Record<string, readonly SettingName[]>;
+
+function attributeName(flag: string): string {
+  const long = /--(?:no-)?([a-z0-9-]+)/.exec(flag)![1]!;
+  return long.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Adds the settings' options to a command; defaults are resolved later (env first), so none is given to commander. */
+export function addSettingOptions(cmd: Command, names: readonly SettingName[]): Command {
+  for (const name of names) {
+    const s: Setting<unknown> = SETTINGS[name];
+    const shown = s.shown ?? (typeof s.default === "function" ? undefined : s.default);
+    const def = shown ? ` (default ${shown})` : "";
+    const opt = new Option(s.flag, `${s.description} [env ${s.env}]${def}`);
+    cmd.addOption(opt);
+  }
+  return cmd;
+}
+
+/**
+ * Resolves settings from parsed options, the environment and the defaults. Every bad value is
+ * reported at once as one SERVICE_CONFIG error.
+ */
+export function resolveSettings<N extends SettingName>(
+  names: readonly N[],
+  opts: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): Pick<ServiceSettings, N> {
+  const out: Partial<ServiceSettings> = {};
+  const problems: Array<{ path: string; message: string }> = [];
+  // dataDir first: other defaults are paths under it.
+  const ordered = [...names].sort((a, b) => (a === "dataDir" ? -1 : b === "dataDir" ? 1 : 0));
+  for (const name of ordered) {
+    const s: Setting<unknown> = SETTINGS[name];
+    const attr = attributeName(s.flag);
+    const given = opts[attr];
+    let text: string;
+    let from: string;
+    if (s.flag.startsWith("--no-") && given === false) {
+      text = "false";
+      from = s.flag;
+    } else if (typeof given === "string") {
+      text = given;
+      from = s.flag.split(" ")[0]!;
+    } else if (env[s.env] !== undefined) {
+      text = env[s.env]!;
+      from = `env ${s.env}`;
+    } else {
+      text = typeof s.default === "function" ? s.default(out as DefaultContext) : s.default;
+      from = "default";
+    }
+    try {
+      (out as Record<string, unknown>)[name] = s.parse(text);
+    } catch (e) {
+      problems.push({ path: s.flag.split(" ")[0]!, message: `${s.flag.split(" ")[0]} ${JSON.stringify(text)} (${from}): ${(e as Error).message}` });
+    }
+  }
+  if (out.tlsCert !== undefined && out.tlsKey === undefined) problems.push({ path: "--tls-key", message: "--tls-cert needs --tls-key (env KILN_TLS_KEY)" });
+  if (out.tlsKey !== undefined && out.tlsCert === undefined) problems.push({ path: "--tls-cert", message: "--tls-key needs --tls-cert (env KILN_TLS_CERT)" });
+  if (problems.length > 0) {
+    throw new KilnError("SERVICE_CONFIG", problems.map((p) => p.message).join("; "), { problems });
+  }
+  return out as Pick<ServiceSettings, N>;
+}
+
+/** The settings as a Markdown table, for docs/service.md. */
+export function settingsTable(): string {
+  const rows = Object.values(SETTINGS as Record<string, Setting<unknown>>).map((s) => {
+    const shown = s.shown ?? (typeof s.default === "function" ? undefined : s.default);
+    const def = shown ? `\`${shown}\`` : "(empty)";
+    return `| \`${s.flag}\` | \`${s.env}\` | ${def} | ${s.description} |`;
+  });
+  return ["| flag | env | default | meaning |", "|---|---|---|---|", ...rows].join("\n");
+}

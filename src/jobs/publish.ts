@@ -1,0 +1,111 @@
+/**
+ * Publishing a build's out dir as an IMS image, atomically (DESIGN §7, ims-notes §3.2 step 4.3.6):
+ *  1. POST-equivalent: an image record with no link (IMS' upload_artifacts does the same);
+ *  2. every artifact of out/manifest.json is uploaded to `boot-images/<image_id>/…` with the
+ *     `md5sum` and `x-shasta-ims-*` metadata, then checked: size and md5 as the store reports them;
+ *  3. manifest.json (version 1.0, s3 links with etags, sorted keys, indent 4 as IMS writes it) is
+ *     uploaded and validated like any PATCHed link;
+ *  4. only then does the record get its link.
+ * If anything fails, the record and every object under `<image_id>/` are removed.
+ *
+ * Keys: the first kernel flavor uses IMS' keys (`kernel`, `initrd`, `boot_parameters`); further
+ * flavors go under `<flavor>/` and carry a `flavor` field, which IMS clients ignore.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import type { ImsManifest } from "../artifacts/result.js";
+import type { Catalog } from "../catalog/catalog.js";
+import { BOOT_IMAGES_BUCKET, parseS3Path, s3Path, validateImageManifest } from "../catalog/objects.js";
+import { imsTime, type Arch, type ImageRecord } from "../catalog/records.js";
+import { KilnError } from "../errors.js";
+import type { ObjectStore } from "../store/object-store.js";
+import type { JobLog } from "./job-log.js";
+
+const KEY_OF_TYPE: Record<string, string> = {
+  "application/vnd.cray.image.rootfs.squashfs": "rootfs",
+  "application/vnd.cray.image.kernel": "kernel",
+  "application/vnd.cray.image.initrd": "initrd",
+  "application/vnd.cray.image.parameters.boot": "boot_parameters",
+};
+
+export interface PublishInput {
+  outDir: string;
+  name: string;
+  arch: Arch;
+  jobId: string;
+  metadata?: Record<string, string>;
+}
+
+/** JSON with keys sorted at every level, indented 4: Python's json.dump(sort_keys=True, indent=4). */
+export function sortedJson(value: unknown): string {
+  const sort = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sort);
+    if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])]));
+    return v;
+  };
+  return JSON.stringify(sort(value), null, 4);
+}
+
+export async function publishImage(catalog: Catalog, store: ObjectStore, input: PublishInput, log: JobLog): Promise<ImageRecord> {
+  const local = JSON.parse(await readFile(path.join(input.outDir, "manifest.json"), "utf8")) as ImsManifest;
+  const id = randomUUID();
+  const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {} };
+  await catalog.insert("images", image);
+  log.line(`image ${id} (${input.name}): uploading ${local.artifacts.length} artifacts to ${store.url} bucket ${BOOT_IMAGES_BUCKET}`);
+  const uploaded: string[] = [];
+  try {
+    const firstFlavor = local.artifacts.find((a) => a.flavor)?.flavor;
+    const artifacts: Array<Record<string, unknown>> = [];
+    for (const a of local.artifacts) {
+      const base = KEY_OF_TYPE[a.type];
+      if (!base) continue;
+      const key = a.flavor && a.flavor !== firstFlavor ? `${id}/${a.flavor}/${base}` : `${id}/${base}`;
+      const file = path.join(input.outDir, a.link.path);
+      const size = (await stat(file)).size;
+      const t0 = Date.now();
+      uploaded.push(key);
+      const info = await store.put(BOOT_IMAGES_BUCKET, key, createReadStream(file), {
+        contentType: a.type,
+        size,
+        metadata: { md5sum: a.md5, "x-shasta-ims-image-name": input.name, "x-shasta-ims-image-id": id, "x-shasta-ims-job-id": input.jobId },
+      });
+      await checkUploaded(store, key, size, a.md5);
+      log.line(`uploaded ${key}: ${size} bytes, md5 ${a.md5} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      artifacts.push({ link: { etag: info.etag, path: s3Path(BOOT_IMAGES_BUCKET, key), type: "s3" }, md5: a.md5, type: a.type, ...(a.flavor ? { flavor: a.flavor } : {}) });
+    }
+    const manifest = { artifacts, created: local.created.includes(".") ? local.created : `${local.created}.000000`, version: "1.0" };
+    const manifestKey = `${id}/manifest.json`;
+    uploaded.push(manifestKey);
+    const body = sortedJson(manifest);
+    const info = await store.put(BOOT_IMAGES_BUCKET, manifestKey, body, {
+      contentType: "application/json",
+      size: Buffer.byteLength(body),
+      metadata: { md5sum: createHash("md5").update(body).digest("hex"), "x-shasta-ims-image-name": input.name, "x-shasta-ims-image-id": id, "x-shasta-ims-job-id": input.jobId },
+    });
+    const link = { path: s3Path(BOOT_IMAGES_BUCKET, manifestKey), etag: info.etag, type: "s3" as const };
+    await validateImageManifest(store, [], link);
+    const linked = await catalog.update("images", id, (doc) => ({ ...doc, link }));
+    if (!linked) throw new KilnError("STORE_FAILED", `image ${id} was deleted while its artifacts were uploaded`);
+    log.line(`image ${id}: manifest ${link.path}`);
+    return linked;
+  } catch (e) {
+    log.line(`publishing failed (${(e as Error).message}); removing image ${id} and its objects`);
+    for (const key of uploaded) await store.delete(BOOT_IMAGES_BUCKET, key).catch(() => {});
+    await catalog.remove("images", id).catch(() => {});
+    throw e;
+  }
+}
+
+/** The store must hold the object whole: same size, same md5 (its md5sum metadata, and its etag when that is a plain md5). */
+async function checkUploaded(store: ObjectStore, key: string, size: number, md5: string): Promise<void> {
+  const info = await store.head(BOOT_IMAGES_BUCKET, key);
+  const problems: string[] = [];
+  if (info.size !== size) problems.push(`size ${info.size}, expected ${size}`);
+  if (info.metadata.md5sum !== undefined && info.metadata.md5sum !== md5) problems.push(`md5sum metadata ${info.metadata.md5sum}, expected ${md5}`);
+  if (/^[0-9a-f]{32}$/.test(info.etag) && info.etag !== md5) problems.push(`etag ${info.etag} is not the md5 ${md5}`);
+  if (problems.length > 0) throw new KilnError("STORE_FAILED", `uploaded ${s3Path(BOOT_IMAGES_BUCKET, key)} does not match the built file: ${problems.join(", ")}`);
+}
+
+export { parseS3Path };

@@ -1,0 +1,94 @@
+/**
+ * The job queue: pg-boss on the catalog's own database (PGlite or PostgreSQL, through the SQL
+ * layer's executeSql adapter; DESIGN §7). One pg-boss queue per IMS job type (`kiln.create`,
+ * `kiln.customize`), so a worker can serve only the types it can run.
+ *
+ * The catalog's job record, not the queue message, is the truth about a job: a message only says
+ * "job X wants a worker". pg-boss never retries by itself (retryLimit 0); a job whose worker died
+ * is failed or queued again by the reaper (worker.ts), which also fails the dead message.
+ */
+import PgBoss from "pg-boss";
+import type { Sql } from "../catalog/sql.js";
+import { JOB_TYPES, type JobType } from "../catalog/records.js";
+
+export interface QueueMessage {
+  /** The queue's own id of this message. */
+  queueId: string;
+  jobId: string;
+  jobType: JobType;
+}
+
+export interface JobQueue {
+  /** Asks for a worker for this job; returns the message id. */
+  enqueue(jobId: string, jobType: JobType): Promise<string>;
+  /** Marks a message failed, so it is never delivered (again). Unknown ids are ignored. */
+  drop(jobType: JobType, queueId: string, reason: string): Promise<void>;
+  /**
+   * Calls `handle` for messages of these types, at most `concurrency` at a time. A message stays
+   * taken while `handle` runs. Returns a function that stops taking new messages.
+   */
+  work(types: readonly JobType[], concurrency: number, handle: (m: QueueMessage) => Promise<void>, pollSeconds?: number): Promise<() => Promise<void>>;
+  stop(): Promise<void>;
+}
+
+export function queueName(t: JobType): string {
+  return `kiln.${t}`;
+}
+
+/** pg-boss' limit is 24 h; a build that runs longer is failed by pg-boss, not by Kiln. */
+const EXPIRE_SECONDS = 23 * 3600;
+
+export class PgBossQueue implements JobQueue {
+  private constructor(private readonly boss: PgBoss) {}
+
+  /** Starts pg-boss on the catalog's database (creating its schema on first use). */
+  static async start(sql: Sql, opts: { maintenance?: boolean } = {}): Promise<PgBossQueue> {
+    const boss = new PgBoss({
+      db: { executeSql: (text: string, values: unknown[]) => sql.executeSql(text, values) as Promise<{ rows: unknown[] }> },
+      schedule: false,
+      supervise: opts.maintenance ?? true,
+      migrate: true,
+    });
+    boss.on("error", () => {
+      // pg-boss reports polling errors here (a database restart); it retries on its own, and
+      // the catalog's own queries report the database's state.
+    });
+    await boss.start();
+    for (const t of JOB_TYPES) {
+      const name = queueName(t);
+      if (!(await boss.getQueue(name))) await boss.createQueue(name, { name, retryLimit: 0, expireInSeconds: EXPIRE_SECONDS });
+    }
+    return new PgBossQueue(boss);
+  }
+
+  async enqueue(jobId: string, jobType: JobType): Promise<string> {
+    const id = await this.boss.send(queueName(jobType), { jobId, jobType }, { retryLimit: 0, expireInSeconds: EXPIRE_SECONDS });
+    if (!id) throw new Error(`pg-boss did not accept job ${jobId}`);
+    return id;
+  }
+
+  async drop(jobType: JobType, queueId: string, reason: string): Promise<void> {
+    await this.boss.fail(queueName(jobType), queueId, { reason }).catch(() => {});
+  }
+
+  async work(types: readonly JobType[], concurrency: number, handle: (m: QueueMessage) => Promise<void>, pollSeconds = 1): Promise<() => Promise<void>> {
+    const ids: string[] = [];
+    // pg-boss 10 runs one batch at a time per work() call: N calls of batch 1 = N jobs at once.
+    for (const t of types) {
+      for (let i = 0; i < concurrency; i++) {
+        ids.push(
+          await this.boss.work<{ jobId: string; jobType: JobType }>(queueName(t), { batchSize: 1, pollingIntervalSeconds: pollSeconds }, async ([job]) => {
+            if (job) await handle({ queueId: job.id, jobId: job.data.jobId, jobType: job.data.jobType });
+          }),
+        );
+      }
+    }
+    return async () => {
+      for (const id of ids) await this.boss.offWork({ id }).catch(() => {});
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.boss.stop({ graceful: false, close: false, wait: true });
+  }
+}

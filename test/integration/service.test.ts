@@ -1,0 +1,156 @@
+/**
+ * End to end, as an operator would: `kiln serve` with no setup, `kiln token create`, then only
+ * `kiln ims …`: register a key, upload a recipe folder (examples/minimal.yaml), start a create job,
+ * follow it with its log, check the image's manifest against the objects in the store, download
+ * the image. Then kill -9 the service mid-build: once restarted, the job ends `error` with the
+ * reason, and the restarted worker takes new jobs. Builds share layers with the other test files
+ * of the run and skip boot verification (--verify never), which build.test.ts covers.
+ */
+import { before, after, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { REPO, runKiln, scratch } from "../helpers/kiln.js";
+import { createToken, startServe, type ServiceProcess } from "../helpers/service-process.js";
+
+let dir: string;
+let cache: string;
+let dataDir: string;
+let serve: ServiceProcess;
+let env: Record<string, string>;
+let keyId: string;
+let recipeId: string;
+
+const serveArgs = () => ["--data-dir", dataDir, "--cache-dir", cache, "--verify", "never", "--heartbeat", "1", "--worker-timeout", "5"];
+
+async function kiln(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runKiln(args, { env });
+}
+
+async function ims<T = Record<string, unknown>>(args: string[]): Promise<T> {
+  const r = await kiln(["ims", ...args, "--json"]);
+  assert.equal(r.code, 0, `kiln ims ${args.join(" ")}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+async function md5(file: string): Promise<string> {
+  return createHash("md5").update(await readFile(file)).digest("hex");
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, seconds: number): Promise<T> {
+  const end = Date.now() + seconds * 1000;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+before(async () => {
+  ({ dir, cache } = await scratch("kiln-svc-e2e-", { sharedLayers: true }));
+  dataDir = path.join(dir, "data");
+  const token = await createToken(dataDir, "admin");
+  serve = await startServe(serveArgs());
+  env = { KILN_URL: serve.url, KILN_TOKEN: token };
+  await mkdir(path.join(dir, "recipe"));
+  await writeFile(path.join(dir, "recipe", "recipe.yaml"), await readFile(path.join(REPO, "examples/minimal.yaml")));
+  await writeFile(path.join(dir, "id.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKiln operator@test\n");
+});
+
+after(async () => {
+  await serve?.stop();
+  // The scratch dir's cache/ links to the shared layers: rm removes the links, not their targets.
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test("an operator registers a key and a recipe folder with kiln ims", async () => {
+  keyId = (await ims<{ id: string }>(["public-keys", "create", "--name", "operator", "--public-key", path.join(dir, "id.pub")])).id;
+  const recipe = await ims<{ id: string; recipe_type: string; linux_distribution: string; link: { path: string } }>(["recipes", "upload", path.join(dir, "recipe")]);
+  recipeId = recipe.id;
+  assert.equal(recipe.recipe_type, "kiln");
+  assert.equal(recipe.linux_distribution, "debian12", "from base.debian: bookworm");
+  assert.equal(recipe.link.path, `s3://ims/recipes/${recipeId}/recipe.tar.gz`);
+  const table = await kiln(["ims", "recipes", "list"]);
+  assert.match(table.stdout, /^ID +NAME +RECIPE_TYPE/);
+  assert.match(table.stdout, new RegExp(`${recipeId} +bookworm-minimal +kiln +debian12`));
+});
+
+test("a create job builds the recipe through the queue into an image whose manifest matches the bucket", async () => {
+  const job = await ims<{ id: string; status: string }>(["jobs", "create", "--job-type", "create", "--artifact-id", recipeId, "--public-key-id", keyId, "--image-root-archive-name", "minimal"]);
+  assert.equal(job.status, "creating");
+  const wait = await kiln(["ims", "jobs", "wait", job.id, "--json", "--timeout", "1800"]);
+  assert.equal(wait.code, 0, `job failed:\n${wait.stderr.slice(-3000)}\n${wait.stdout}`);
+  assert.match(wait.stderr, /status fetching_recipe[\s\S]*status waiting_for_repos[\s\S]*status building_image[\s\S]*── bootstrap[\s\S]*status packaging_artifacts[\s\S]*status success/, "the log streamed while it ran");
+
+  const done = JSON.parse(wait.stdout) as { status: string; resultant_image_id: string; kiln: { stages: Array<{ name: string }>; status_seconds: Record<string, number>; worker: string; error: null } };
+  assert.equal(done.status, "success");
+  assert.equal(done.kiln.error, null);
+  assert.ok(done.kiln.stages.some((s) => s.name === "squashfs"));
+  for (const s of ["creating", "fetching_recipe", "waiting_for_repos", "building_image", "packaging_artifacts"]) assert.ok(s in done.kiln.status_seconds, s);
+
+  const image = await ims<{ id: string; name: string; link: { path: string; etag: string }; arch: string }>(["images", "describe", done.resultant_image_id]);
+  assert.equal(image.name, "minimal");
+  assert.equal(image.arch, "x86_64");
+  assert.equal(image.link.path, `s3://boot-images/${image.id}/manifest.json`);
+  const objects = path.join(dataDir, "objects", "boot-images", image.id);
+  const manifest = JSON.parse(await readFile(path.join(objects, "manifest.json"), "utf8")) as { version: string; artifacts: Array<{ type: string; md5: string; link: { path: string; type: string } }> };
+  assert.equal(manifest.version, "1.0");
+  const types = manifest.artifacts.map((a) => a.type);
+  for (const t of ["application/vnd.cray.image.rootfs.squashfs", "application/vnd.cray.image.kernel", "application/vnd.cray.image.initrd"]) assert.ok(types.includes(t), t);
+  for (const a of manifest.artifacts) {
+    assert.equal(a.link.type, "s3");
+    const key = a.link.path.replace("s3://boot-images/", "");
+    assert.equal(await md5(path.join(dataDir, "objects", "boot-images", key)), a.md5, `${key} in the bucket has the manifest's md5`);
+  }
+  assert.deepEqual(manifest.artifacts.map((a) => a.link.path.split("/").pop()).slice(0, 3), ["rootfs", "kernel", "initrd"]);
+
+  const out = path.join(dir, "download");
+  const dl = await kiln(["ims", "images", "download", image.id, "--out", out]);
+  assert.equal(dl.code, 0, dl.stderr);
+  assert.match(dl.stdout, /rootfs .* ok/);
+  assert.equal(await md5(path.join(out, "rootfs")), manifest.artifacts.find((a) => a.type.endsWith("squashfs"))!.md5);
+
+  const log = await kiln(["ims", "jobs", "log", job.id, "--no-follow"]);
+  assert.match(log.stdout, /uploaded .*\/rootfs: \d+ bytes, md5 [0-9a-f]{32}/);
+});
+
+test("a kiwi-ng recipe is a valid record, but its create job fails saying why", async () => {
+  const rec = await ims<{ id: string }>(["recipes", "create", "--name", "sles", "--recipe-type", "kiwi-ng", "--linux-distribution", "sles15"]);
+  await writeFile(path.join(dir, "config.xml"), "<image schemaversion='7.4' name='x'/>\n");
+  const { execFileSync } = await import("node:child_process");
+  execFileSync("tar", ["-czf", path.join(dir, "kiwi.tar.gz"), "-C", dir, "config.xml"]);
+  const ok = await fetch(`${serve.url}/v3/recipes/${rec.id}/archive`, { method: "PUT", headers: { authorization: `Bearer ${env.KILN_TOKEN}`, "content-type": "application/gzip" }, body: await readFile(path.join(dir, "kiwi.tar.gz")) });
+  assert.equal(ok.status, 200);
+  const job = await ims<{ id: string }>(["jobs", "create", "--job-type", "create", "--artifact-id", rec.id, "--public-key-id", keyId, "--image-root-archive-name", "sles"]);
+  const wait = await kiln(["ims", "jobs", "wait", job.id, "--no-log", "--timeout", "120"]);
+  assert.equal(wait.code, 1);
+  assert.match(wait.stderr, /kiwi-ng recipe; this Kiln builds only recipe_type "kiln"/);
+});
+
+test("kill -9 mid-build: after a restart the job ends error with the reason, and the new worker takes new jobs", async () => {
+  const job = await ims<{ id: string }>(["jobs", "create", "--job-type", "create", "--artifact-id", recipeId, "--public-key-id", keyId, "--image-root-archive-name", "doomed"]);
+  await waitFor("building_image", async () => ((await ims<{ status: string }>(["jobs", "describe", job.id])).status === "building_image" ? true : undefined), 300);
+  serve.child.kill("SIGKILL");
+  await new Promise((r) => serve.child.once("close", r));
+
+  serve = await startServe(serveArgs());
+  env.KILN_URL = serve.url;
+  const t0 = Date.now();
+  const failed = await waitFor(
+    "the orphaned job to end",
+    async () => {
+      const j = await ims<{ status: string; kiln: { error: string | null } }>(["jobs", "describe", job.id]);
+      return j.status === "error" ? j : undefined;
+    },
+    60,
+  );
+  assert.match(failed.kiln.error!, /stopped sending heartbeats .* while the job was (building_image|packaging_artifacts); the worker died/);
+  assert.ok(Date.now() - t0 < 30_000, "bounded by --worker-timeout and a heartbeat");
+
+  const next = await ims<{ id: string }>(["jobs", "create", "--job-type", "create", "--artifact-id", recipeId, "--public-key-id", keyId, "--image-root-archive-name", "after-restart"]);
+  const wait = await kiln(["ims", "jobs", "wait", next.id, "--no-log", "--json", "--timeout", "1800"]);
+  assert.equal(wait.code, 0, wait.stderr.slice(-3000));
+  assert.equal((JSON.parse(wait.stdout) as { status: string }).status, "success");
+});

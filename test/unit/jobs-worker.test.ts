@@ -1,0 +1,212 @@
+/**
+ * Worker and reaper on a real catalog and pg-boss queue (PGlite), with the create runner swapped
+ * for a stand-in, so the job machinery is tested without building: claims, statuses, logs,
+ * cancellation, the concurrency limit, and what happens to jobs of a dead worker.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Catalog } from "../../src/catalog/catalog.js";
+import { imsTime, type JobRecord } from "../../src/catalog/records.js";
+import { PgBossQueue } from "../../src/jobs/queue.js";
+import { JOB_RUNNERS, type JobRunner } from "../../src/jobs/runner.js";
+import { Reaper, Worker } from "../../src/jobs/worker.js";
+import type { ObjectStore } from "../../src/store/object-store.js";
+
+let dir: string;
+let catalog: Catalog;
+let queue: PgBossQueue;
+const realCreate = JOB_RUNNERS.create;
+
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), "kiln-worker-"));
+  catalog = await Catalog.open(undefined, dir);
+  queue = await PgBossQueue.start(catalog.sql);
+});
+after(async () => {
+  JOB_RUNNERS.create = realCreate;
+  await queue.stop();
+  await catalog.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function newJob(): Promise<JobRecord> {
+  const id = crypto.randomUUID();
+  const job = {
+    id,
+    created: imsTime(),
+    job_type: "create",
+    artifact_id: crypto.randomUUID(),
+    public_key_id: crypto.randomUUID(),
+    image_root_archive_name: "x",
+    status: "creating",
+    resultant_image_id: null,
+    arch: "x86_64",
+    kiln: { error: null, worker: null, attempt: 0, started: null, ended: null, stages: [], cache_hits: 0, status_seconds: {}, status_since: new Date().toISOString(), cancel_requested: false, log: "" },
+  } as unknown as JobRecord;
+  await catalog.insert("jobs", job);
+  await catalog.setJobQueueId(id, await queue.enqueue(id, "create"));
+  return job;
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const ended = (id: string) => until(`job ${id} to end`, async () => {
+  const j = await catalog.get("jobs", id);
+  return j && (j.status === "success" || j.status === "error") ? j : undefined;
+});
+
+function worker(name: string, extra: Partial<ConstructorParameters<typeof Worker>[3]> = {}): Worker {
+  return new Worker(catalog, {} as ObjectStore, queue, {
+    name,
+    concurrency: 1,
+    heartbeatSeconds: 0.3,
+    timeoutSeconds: 2,
+    retries: 0,
+    workDir: path.join(dir, "work"),
+    cacheDir: path.join(dir, "cache"),
+    verify: "never",
+    maxRecipeSize: 1 << 20,
+    pollSeconds: 0.5,
+    ...extra,
+  });
+}
+
+test("a worker runs a queued job through its statuses to success, with its log and timings", async () => {
+  JOB_RUNNERS.create = (async (ctx) => {
+    await ctx.setStatus("fetching_recipe");
+    ctx.log.line("fetched");
+    await ctx.setStatus("building_image");
+    await ctx.setKiln({ stages: [{ name: "bootstrap", key: "k", cached: true, seconds: 1 }], cache_hits: 1 });
+    await ctx.setResult("6a6b2d4e-2f5c-4a9b-9b1e-0c6f7b0e8d11");
+  }) satisfies JobRunner;
+  const w = worker("w-ok");
+  await w.start();
+  try {
+    const job = await newJob();
+    const done = await ended(job.id);
+    assert.equal(done.status, "success");
+    assert.equal(done.resultant_image_id, "6a6b2d4e-2f5c-4a9b-9b1e-0c6f7b0e8d11");
+    assert.equal(done.kiln.worker, "w-ok");
+    assert.equal(done.kiln.attempt, 1);
+    assert.equal(done.kiln.cache_hits, 1);
+    assert.ok(done.kiln.ended);
+    assert.deepEqual(Object.keys(done.kiln.status_seconds).sort(), ["building_image", "creating", "fetching_recipe"]);
+    const log = (await catalog.readLog(job.id)).map((c) => c.text).join("");
+    assert.match(log, /took the create job[\s\S]*status fetching_recipe[\s\S]*fetched[\s\S]*status building_image[\s\S]*status success/);
+    assert.equal(await catalog.jobWorker(job.id), null, "the worker lets go of an ended job");
+  } finally {
+    await w.stop();
+  }
+});
+
+test("a runner's failure ends the job error with its message; a job cancelled while running stops", async () => {
+  JOB_RUNNERS.create = (async (ctx) => {
+    if (ctx.job.image_root_archive_name === "x") {
+      await ctx.setStatus("building_image");
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, 30000);
+        ctx.signal.addEventListener("abort", () => {
+          clearTimeout(t);
+          reject(new Error("aborted"));
+        });
+      });
+    }
+  }) satisfies JobRunner;
+  const w = worker("w-cancel");
+  await w.start();
+  try {
+    const job = await newJob();
+    await until("building", async () => (await catalog.get("jobs", job.id))?.status === "building_image");
+    await catalog.update("jobs", job.id, (d) => ({ ...d, kiln: { ...d.kiln, cancel_requested: true } }));
+    const done = await ended(job.id);
+    assert.equal(done.status, "error");
+    assert.match(done.kiln.error!, /^cancelled: the job was cancelled or deleted through the API/);
+  } finally {
+    await w.stop();
+  }
+});
+
+test("a worker honours its concurrency limit", async () => {
+  let running = 0;
+  let most = 0;
+  JOB_RUNNERS.create = (async () => {
+    running++;
+    most = Math.max(most, running);
+    await new Promise((r) => setTimeout(r, 400));
+    running--;
+  }) satisfies JobRunner;
+  const w = worker("w-two", { concurrency: 2 });
+  await w.start();
+  try {
+    const jobs = await Promise.all([newJob(), newJob(), newJob(), newJob()]);
+    for (const j of jobs) assert.equal((await ended(j.id)).status, "success");
+    assert.equal(most, 2);
+  } finally {
+    await w.stop();
+  }
+});
+
+test("the reaper ends a dead worker's job error with the reason, or queues it again while retries last", async () => {
+  // A worker that claimed jobs and then went silent (SIGKILL).
+  await catalog.heartbeat({ name: "dead", host: "h", pid: 1, version: "0", concurrency: 1 }, 1);
+  const a = await newJob();
+  assert.ok(await catalog.claimJob(a.id, "dead"));
+  await catalog.setJobStatus(a.id, "building_image");
+  await catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE name = 'dead'");
+
+  const reaper = new Reaper(catalog, queue, { timeoutSeconds: 30, retries: 0 });
+  assert.equal(await reaper.sweep(), 1);
+  const failed = (await catalog.get("jobs", a.id))!;
+  assert.equal(failed.status, "error");
+  assert.match(failed.kiln.error!, /worker dead stopped sending heartbeats .* while the job was building_image; the worker died/);
+  assert.equal(await reaper.sweep(), 0, "handled once");
+
+  // With a retry, a live worker picks it up again.
+  JOB_RUNNERS.create = (async (ctx) => {
+    await ctx.setStatus("building_image");
+  }) satisfies JobRunner;
+  const b = await newJob();
+  await catalog.heartbeat({ name: "dead2", host: "h", pid: 2, version: "0", concurrency: 1 }, 1);
+  assert.ok(await catalog.claimJob(b.id, "dead2"));
+  await catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE name = 'dead2'");
+  const w = worker("w-live", { retries: 1 });
+  await w.start();
+  try {
+    const done = await ended(b.id);
+    assert.equal(done.status, "success");
+    assert.equal(done.kiln.attempt, 2);
+    assert.equal(done.kiln.worker, "w-live");
+    assert.match((await catalog.readLog(b.id)).map((c) => c.text).join(""), /queued again \(attempt 2 of 2\)/);
+  } finally {
+    await w.stop();
+  }
+});
+
+test("a message delivered for a job that is no longer waiting is skipped", async () => {
+  let ran = 0;
+  JOB_RUNNERS.create = (async () => {
+    ran++;
+  }) satisfies JobRunner;
+  const j = await newJob();
+  await catalog.setJobStatus(j.id, "error", { kiln: { error: "cancelled" } });
+  const w = worker("w-skip");
+  await w.start();
+  try {
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(ran, 0);
+    assert.equal((await catalog.get("jobs", j.id))!.status, "error");
+  } finally {
+    await w.stop();
+  }
+});
