@@ -12,6 +12,7 @@ PACKAGES=(
   e2fsprogs fdisk       # raw disk import
   tar zstd xz-utils     # tarball artifact and import
   busybox-static        # tests build tiny fixtures with it
+  openssh-client        # customize sessions are tested with the real ssh, scp and sftp
   gnupg dpkg-dev        # streams: signing (gpg, gpgv); tests build a signed apt repository
   ca-certificates
 )

@@ -45,6 +45,15 @@ const KILL_GRACE_MS = 5000;
 /** Process groups alive right now, so a dying CLI can kill them synchronously. */
 const liveGroups = new Set<number>();
 
+/**
+ * Registers the process group of a long-lived child spawned elsewhere in host/ (a customize
+ * session's shell, the jail's init), so killAllChildren() covers it too. Returns the unregister.
+ */
+export function trackProcessGroup(pgid: number): () => void {
+  liveGroups.add(pgid);
+  return () => liveGroups.delete(pgid);
+}
+
 export function killAllChildren(): void {
   for (const pgid of liveGroups) {
     try {

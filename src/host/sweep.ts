@@ -80,6 +80,29 @@ async function killProcessesOf(dir: string): Promise<number> {
       // gone, or a kernel thread
     }
   }
+  await killAndWait(victims);
+  return victims.length;
+}
+
+/**
+ * Kills every process whose environment holds `entry` (NAME=value): what a customize session
+ * uses on close for processes that left their process group (setsid, nohup) while it ran.
+ */
+export async function killProcessesWithEnv(entry: string): Promise<number> {
+  const victims: number[] = [];
+  for (const e of await readdir("/proc")) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    try {
+      if ((await readFile(`/proc/${e}/environ`)).toString("utf8").split("\0").includes(entry)) victims.push(Number(e));
+    } catch {
+      // gone, or a kernel thread
+    }
+  }
+  await killAndWait(victims);
+  return victims.length;
+}
+
+async function killAndWait(victims: number[]): Promise<void> {
   for (const pid of victims) {
     try {
       process.kill(pid, "SIGKILL");
@@ -89,7 +112,6 @@ async function killProcessesOf(dir: string): Promise<number> {
   }
   // Wait for them to die so their mounts are no longer busy.
   for (let i = 0; i < 50 && victims.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
-  return victims.length;
 }
 
 function alive(pid: number): boolean {

@@ -18,6 +18,12 @@ export const TOOL_PACKAGES = {
   sfdisk: "fdisk",
   "dpkg-query": "dpkg",
   chroot: "coreutils",
+  // customize sessions: namespaces and mounts, the PTY, the jail's init and entry (see jail.ts)
+  unshare: "util-linux",
+  mount: "mount",
+  script: "bsdutils",
+  stty: "coreutils",
+  perl: "perl-base",
 } as const;
 
 export type Tool = keyof typeof TOOL_PACKAGES;

@@ -1,0 +1,484 @@
+/**
+ * The jail of a customize session: a root shell inside an image root that cannot reach the host.
+ *
+ * Layout. One init process per session holds the jail; every shell and command enters it, and
+ * SFTP reaches its files from the host through /proc/<init>/root (RootFs, confined to the jail's
+ * own mounts):
+ *
+ *   unshare --mount --pid --ipc --uts --fork       new mount and PID namespaces, and IPC and UTS
+ *                                                  ones (the host's SysV shared memory and message
+ *                                                  queues belong to uid 0 too)
+ *     sh JAIL_SETUP (host tools, still on the host's /)
+ *       mounts, in the new namespace only (the host's mount table never sees them):
+ *         <root>            bind of itself: pivot_root needs a mount point
+ *         /proc             a fresh procfs of the new PID namespace (only the jail's processes);
+ *                           /proc/sys, sysrq-trigger, irq, bus, fs read-only, because writing
+ *                           them changes the whole host kernel (kernel.core_pattern runs a host
+ *                           program as root); kcore, keys, timer_list masked
+ *         /sys              sysfs read-only
+ *         /dev              tmpfs with null zero full random urandom tty, /dev/pts = this
+ *                           session's devpts instance (newinstance: none of the host's ttys),
+ *                           /dev/shm tmpfs. Never the host's /dev: no disk is reachable
+ *         /tmp, /run        tmpfs: what the session leaves there (the markers among it) never
+ *                           lands in the image
+ *       exec perl JAIL_INIT (from memory from now on)
+ *         pivot_root(".", ".") then umount2(".", MNT_DETACH): the image becomes / of the
+ *         namespace and the host's root is detached from it, not merely hidden as by chroot (a
+ *         chroot keeps the old root in the mount tree; with the old root gone there is no
+ *         "outside" left to climb to)
+ *         then stays PID 1: reaps orphans; exits when Kiln closes its stdin (or dies), and the
+ *         kernel kills every process left in the namespace with it.
+ *
+ *   perl JAIL_ENTER per command (from memory, so nothing of the image runs with privileges):
+ *     setns() into the init's namespaces (the mount one last: root and cwd become the jail's /),
+ *     fork (a new PID namespace applies to children),
+ *     drop every capability not in KEEP_CAPABILITIES from the bounding set and clear the
+ *     inheritable and ambient sets, then exec the command from the image. Root's exec gives it
+ *     exactly the bounding set: enough for apt and dpkg, not enough to mount, mknod, load modules,
+ *     ptrace, open files by handle or change the host's network.
+ *
+ * Why perl: util-linux has the parts (unshare, pivot_root, nsenter, setpriv) but no program that
+ * enters namespaces *and then* drops capabilities before running the image's binary: nsenter
+ * execs the image's program with full capabilities, and setpriv run first would take away the
+ * CAP_SYS_ADMIN setns() needs (and setpriv from the image could be replaced by the jailed user).
+ * perl-base is Essential on Debian and already in memory when the host's files disappear. The
+ * system call numbers are per architecture (SYSCALLS).
+ *
+ * The image keeps nothing of the session: mount points Kiln had to create (a bare root without
+ * /proc) are removed again; /etc/resolv.conf (the host's, so DNS works) and /usr/sbin/policy-rc.d
+ * (no daemon starts on the build host's network from a postinst) are lent for the session and
+ * restored at release, unless the user changed them: a user's edit is kept.
+ *
+ * The jail shares the host's network namespace (apt needs the network): see docs/customize.md.
+ */
+import { mkdir, readFile, realpath } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { KilnError } from "../errors.js";
+import type { LogSink } from "./exec.js";
+import { mountFs } from "./mount.js";
+import { RootFs, RootFsError } from "./root-fs.js";
+import { Scope, type Releasable } from "./scope.js";
+import { spawnSessionProcess, type SessionProcess } from "./session-process.js";
+import { toolVersions } from "./tools.js";
+import { removeTree } from "./workdir.js";
+
+export interface JailOptions {
+  log: LogSink;
+  workDir: string;
+  /** How long the init may take to report ready. */
+  startTimeoutMs?: number;
+}
+
+export interface Account {
+  /** Home directory inside the target (cwd of shells, SFTP's start directory). */
+  home: string;
+  /** Login shell inside the target. */
+  shell: string;
+}
+
+export interface Jail extends Releasable {
+  /** The image root on the host (its realpath). */
+  readonly root: string;
+  /** The jail's own view of its files from the host: /proc/<init>/root (its /tmp tmpfs included). */
+  readonly view: string;
+  /** File operations confined to the jail's own mounts (for SFTP). */
+  readonly files: RootFs;
+  /** The devpts instance mounted at the jail's /dev/pts (host path). */
+  readonly ptyInstance: string;
+  /** root's home and shell, from the image's /etc/passwd. */
+  readonly account: Account;
+  /** Host argv that runs `command` (argv[0] a path in the image) in the jail as root. */
+  command(command: string[], cwd?: string): string[];
+  /** Settles when the init exits; before release() that means the jail died. */
+  readonly exited: Promise<number>;
+}
+
+/**
+ * Capabilities root keeps in the jail (numbers from linux/capability.h). Everything else is
+ * dropped, among it: SYS_ADMIN (mount, pivot_root, setns), SYS_CHROOT, MKNOD (block devices of
+ * the host's disks), SYS_MODULE, SYS_RAWIO (/dev/mem, /proc/kcore, ioperm), SYS_PTRACE, SYS_BOOT
+ * (reboot, kexec), SYS_TIME, SYSLOG, NET_ADMIN and NET_RAW (the jail shares the host's network:
+ * no reconfiguring or sniffing it), DAC_READ_SEARCH (open_by_handle_at() opens any file of the
+ * file system by inode number, the classic way out of a chroot on the same disk), BPF, PERFMON,
+ * IPC_LOCK, SYS_RESOURCE, LINUX_IMMUTABLE.
+ */
+export const KEEP_CAPABILITIES: Record<string, number> = {
+  chown: 0, // dpkg unpacks files owned by system users
+  dac_override: 1, // root reads and writes files whatever their mode (dpkg, editors)
+  fowner: 3, // chmod and utimes on files root does not own
+  fsetid: 4, // keep setuid/setgid bits when dpkg chowns a file
+  kill: 5, // signal processes of other users in the jail (apt's _apt downloader)
+  setgid: 6, // apt drops to _apt, su, runuser
+  setuid: 7,
+  setpcap: 8, // lets a program drop capabilities further; cannot add any beyond this list
+  audit_write: 29, // login, su and PAM write audit records
+  setfcap: 31, // postinsts set file capabilities (iputils-ping's setcap cap_net_raw+p)
+};
+
+interface Syscalls {
+  setns: number;
+  prctl: number;
+  capget: number;
+  capset: number;
+  pivot_root: number;
+  umount2: number;
+}
+
+/** System call numbers: x86-64 from asm/unistd_64.h, arm64 from asm-generic/unistd.h. */
+const SYSCALLS: Partial<Record<string, Syscalls>> = {
+  x64: { setns: 308, prctl: 157, capget: 125, capset: 126, pivot_root: 155, umount2: 166 },
+  arm64: { setns: 268, prctl: 167, capget: 90, capset: 91, pivot_root: 41, umount2: 39 },
+};
+
+/** Mount points the jail needs in the image, with the mode of a directory Kiln creates. */
+const MOUNT_POINTS: Array<[string, number]> = [["/proc", 0o555], ["/sys", 0o555], ["/dev", 0o755], ["/tmp", 0o1777], ["/run", 0o755]];
+
+const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const POLICY_RC_D = "#!/bin/sh\n# Kiln customize session: no daemon starts during the session (removed afterwards)\nexit 101\n";
+
+/** Runs as PID 1 of the new namespaces, on the host's files. $1 root, $2 devpts, $3 init program. */
+const JAIL_SETUP = String.raw`
+root=$1 pts=$2 init=$3
+shift 3
+mount --rbind "$root" "$root"
+mount -t proc -o nosuid,nodev,noexec kiln-proc "$root/proc"
+for p in sys sysrq-trigger irq bus fs; do
+  if [ -e "$root/proc/$p" ]; then
+    mount --bind "$root/proc/$p" "$root/proc/$p"
+    mount -o remount,bind,ro "$root/proc/$p"
+  fi
+done
+mount -t sysfs -o ro,nosuid,nodev,noexec kiln-sys "$root/sys"
+mount -t tmpfs -o mode=0755,size=16m,nosuid kiln-dev "$root/dev"
+mknod -m 0666 "$root/dev/null" c 1 3
+mknod -m 0666 "$root/dev/zero" c 1 5
+mknod -m 0666 "$root/dev/full" c 1 7
+mknod -m 0666 "$root/dev/random" c 1 8
+mknod -m 0666 "$root/dev/urandom" c 1 9
+mknod -m 0666 "$root/dev/tty" c 5 0
+ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd/0 "$root/dev/stdin"
+ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
+ln -s pts/ptmx "$root/dev/ptmx"
+mkdir -m 0755 "$root/dev/pts"
+mkdir -m 1777 "$root/dev/shm"
+mount --bind "$pts" "$root/dev/pts"
+mount -t tmpfs -o mode=1777,nosuid,nodev kiln-shm "$root/dev/shm"
+for p in kcore keys timer_list; do
+  if [ -f "$root/proc/$p" ]; then mount --bind "$root/dev/null" "$root/proc/$p"; fi
+done
+mount -t tmpfs -o mode=1777,nosuid,nodev kiln-tmp "$root/tmp"
+mount -t tmpfs -o mode=0755,nosuid,nodev kiln-run "$root/run"
+cd "$root"
+exec perl -e "$init" -- "$@"
+`;
+
+/**
+ * PID 1 of the jail. Nothing after pivot_root may load a module or run a program: the host's
+ * files are gone. Prints "ready <pid as the host sees it> <its start time>".
+ */
+const JAIL_INIT = String.raw`
+use strict;
+my ($SYS_pivot_root, $SYS_umount2) = @ARGV;
+my $pid = readlink("/proc/self");
+open(my $st, "<", "/proc/self/stat") or die "kiln-jail: /proc/self/stat: $!\n";
+my $stat = <$st>;
+close($st);
+my $start = (split(" ", substr($stat, rindex($stat, ")") + 2)))[19];
+my ($new_root, $put_old, $old_root) = (".", ".", ".");
+syscall($SYS_pivot_root, $new_root, $put_old) == 0 or die "kiln-jail: pivot_root: $!\n";
+syscall($SYS_umount2, $old_root, 2) == 0 or die "kiln-jail: detaching the old root: $!\n";
+chdir("/");
+$0 = "kiln-jail-init";
+$| = 1;
+print "ready $pid $start\n";
+$SIG{CHLD} = sub { 1 while waitpid(-1, 1) > 0 };
+while (1) {
+  my $n = sysread(STDIN, my $buf, 64);
+  next if !defined($n) && $! == 4;
+  last;
+}
+exit 0;
+`;
+
+/** Enters the jail of init <pid> (checked by its start time), drops capabilities, execs. */
+const JAIL_ENTER = String.raw`
+use strict;
+my ($SYS_setns, $SYS_prctl, $SYS_capget, $SYS_capset, $init, $start, $keep, $cwd, $prog, @args) = @ARGV;
+open(my $pidns, "<", "/proc/$init/ns/pid") or die "kiln: the jail is gone\n";
+open(my $mntns, "<", "/proc/$init/ns/mnt") or die "kiln: the jail is gone\n";
+open(my $ipcns, "<", "/proc/$init/ns/ipc") or die "kiln: the jail is gone\n";
+open(my $utsns, "<", "/proc/$init/ns/uts") or die "kiln: the jail is gone\n";
+open(my $st, "<", "/proc/$init/stat") or die "kiln: the jail is gone\n";
+my $stat = <$st>;
+close($st);
+(split(" ", substr($stat, rindex($stat, ")") + 2)))[19] eq $start or die "kiln: the jail is gone\n";
+(stat($mntns))[1] != (stat("/proc/self/ns/mnt"))[1] or die "kiln: refusing to enter the host's mount namespace\n";
+open(my $lc, "<", "/proc/sys/kernel/cap_last_cap") or die "kiln: cap_last_cap: $!\n";
+my $last = <$lc>;
+close($lc);
+chomp($last);
+syscall($SYS_setns, fileno($ipcns), 0x08000000) == 0 or die "kiln: setns(ipc): $!\n";
+syscall($SYS_setns, fileno($utsns), 0x04000000) == 0 or die "kiln: setns(uts): $!\n";
+syscall($SYS_setns, fileno($pidns), 0x20000000) == 0 or die "kiln: setns(pid): $!\n";
+syscall($SYS_setns, fileno($mntns), 0x00020000) == 0 or die "kiln: setns(mnt): $!\n";
+close($_) for ($ipcns, $utsns, $pidns, $mntns);
+my %keep = map { $_ => 1 } split(/,/, $keep);
+my $child = fork();
+defined($child) or die "kiln: fork: $!\n";
+if ($child == 0) {
+  for my $cap (0 .. $last) {
+    next if $keep{$cap};
+    syscall($SYS_prctl, 24, $cap, 0, 0, 0) == 0 or die "kiln: dropping capability $cap: $!\n";
+  }
+  syscall($SYS_prctl, 47, 4, 0, 0, 0);
+  my $hdr = pack("Li", 0x20080522, 0);
+  my $data = "\0" x 24;
+  syscall($SYS_capget, $hdr, $data) == 0 or die "kiln: capget: $!\n";
+  my @caps = unpack("L6", $data);
+  @caps[2, 5] = (0, 0);
+  $data = pack("L6", @caps);
+  syscall($SYS_capset, $hdr, $data) == 0 or die "kiln: capset: $!\n";
+  chdir($cwd) or chdir("/");
+  exec { $prog } $prog, @args;
+  die "kiln: cannot run $prog in the image: $!\n";
+}
+$0 = "kiln-jail-enter";
+$SIG{INT} = $SIG{QUIT} = "IGNORE";
+$SIG{TERM} = $SIG{HUP} = sub { kill($_[0], $child) };
+while (waitpid($child, 0) == -1) { last unless $! == 4 }
+exit(($? & 127) ? 128 + ($? & 127) : $? >> 8);
+`;
+// In JAIL_ENTER: setns flags 0x08000000 CLONE_NEWIPC, 0x04000000 CLONE_NEWUTS, 0x20000000
+// CLONE_NEWPID (applies to children: hence the fork), 0x00020000 CLONE_NEWNS; prctl 24 PR_CAPBSET_DROP, 47/4 PR_CAP_AMBIENT_CLEAR_ALL; capset version 3 with
+// the inheritable set cleared, because root's exec adds the inheritable set back on top of the
+// bounding set. The parent stays outside the jail's PID namespace, relays the exit status and
+// ignores ^C (meant for the shell). In JAIL_INIT: umount2 flag 2 MNT_DETACH, waitpid flag 1 WNOHANG.
+
+export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
+  if (process.getuid?.() !== 0) throw new KilnError("NOT_ROOT", "a customize jail needs root (namespaces, mounts)");
+  const sys = SYSCALLS[process.arch];
+  if (!sys) throw new KilnError("TOOL_MISSING", `customize jails are not supported on ${process.arch} (no system call table)`);
+  await toolVersions(["unshare", "mount", "script", "stty", "perl"]);
+
+  const log = opts.log;
+  const real = await realpath(root).catch(() => {
+    throw new KilnError("INPUT_INVALID", `image root ${root} does not exist`);
+  });
+  await mkdir(opts.workDir, { recursive: true });
+  const work = path.relative(real, await realpath(opts.workDir));
+  if (!work.startsWith("..") && !path.isAbsolute(work)) {
+    // The jail's devpts instance lives in the work dir: it must not be reachable from the jail.
+    throw new KilnError("INPUT_INVALID", `the work dir ${opts.workDir} is inside the image root ${root}; give the session a work dir beside it`);
+  }
+  const image = new RootFs(real, { kind: "path", dir: real });
+  const scope = new Scope();
+  try {
+    for (const [dir, mode] of MOUNT_POINTS) {
+      if (await ensureDirectory(image, dir, mode)) {
+        log.line(`jail: created mount point ${dir} (removed afterwards)`);
+        scope.defer(() => image.rmdir(dir).catch((e: Error) => log.line(`jail: keeping ${dir}: ${e.message}`)));
+      }
+    }
+    scope.use(await lendFile(image, "/etc/resolv.conf", await hostResolvConf(), 0o644, log));
+    scope.use(await lendFile(image, "/usr/sbin/policy-rc.d", POLICY_RC_D, 0o755, log));
+    const account = await rootAccount(image);
+
+    const own = path.join(opts.workDir, `jail-${randomBytes(4).toString("hex")}`);
+    await mkdir(own, { recursive: true });
+    scope.defer(() => removeTree(own, log));
+    const pts = scope.use(
+      await mountFs("devpts", "kiln-devpts", path.join(own, "pts"), ["newinstance", "ptmxmode=0666", "mode=0620"], { log, workDir: opts.workDir }),
+    );
+
+    // prettier-ignore
+    const init = spawnSessionProcess(
+      ["unshare", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--propagation", "private", "--",
+       "/bin/sh", "-euc", JAIL_SETUP, "kiln-jail", real, pts.path, JAIL_INIT, String(sys.pivot_root), String(sys.umount2)],
+      { env: { PATH: HOST_PATH, LC_ALL: "C" }, workDir: opts.workDir, log, logAs: `unshare --mount --pid --ipc --uts --fork … (the jail's init, root ${real})` },
+    );
+    let released = false;
+    scope.defer(async () => {
+      released = true;
+      init.stdin.end(); // EOF: the init exits, and the kernel kills the rest of the jail
+      const timer = setTimeout(() => void init.stop(), 3000);
+      await init.exited;
+      clearTimeout(timer);
+    });
+    const { pid, start } = await waitReady(init, opts.startTimeoutMs ?? 30_000, log);
+    const view = `/proc/${pid}/root`;
+    const files = new RootFs(view, { kind: "mounts", ids: await fileMounts(pid) });
+    const keep = Object.values(KEEP_CAPABILITIES).join(",");
+    log.line(`jail: ready, init pid ${pid}, root ${real}`);
+    void init.exited.then((code) => {
+      if (!released) log.line(`jail: init exited unexpectedly with code ${code}`);
+    });
+
+    return {
+      root: real,
+      view,
+      files,
+      ptyInstance: pts.path,
+      account,
+      exited: init.exited,
+      // prettier-ignore
+      command: (command, cwd = account.home) =>
+        ["perl", "-e", JAIL_ENTER, "--", String(sys.setns), String(sys.prctl), String(sys.capget), String(sys.capset),
+         String(pid), start, keep, cwd, ...command],
+      release: () => scope.release(),
+    };
+  } catch (e) {
+    await scope.release().catch((err: Error) => log.line(`jail: cleanup after a failed start: ${err.message}`));
+    throw e;
+  }
+}
+
+/** Reads the init's "ready" line; collects its stderr for the error if it never comes. */
+async function waitReady(init: SessionProcess, timeoutMs: number, log: LogSink): Promise<{ pid: number; start: string }> {
+  const errors: string[] = [];
+  init.stderr.setEncoding("utf8");
+  init.stderr.on("data", (d: string) => {
+    for (const l of d.split("\n")) {
+      if (!l.trim()) continue;
+      log.line(`jail: ${l}`);
+      errors.push(l);
+    }
+  });
+  init.stdout.setEncoding("utf8");
+  let out = "";
+  const ready = await new Promise<RegExpExecArray | undefined>((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), timeoutMs);
+    init.stdout.on("data", (d: string) => {
+      out += d;
+      const m = /^ready (\d+) (\d+)$/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    void init.exited.then(() => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+  });
+  if (!ready) {
+    throw new KilnError("STAGE_FAILED", `the customize jail did not start${errors.length ? `: ${errors.slice(-3).join(" · ")}` : ` within ${timeoutMs / 1000} s`}`);
+  }
+  return { pid: Number(ready[1]), start: ready[2]! };
+}
+
+/**
+ * Mount ids of the jail's file systems that SFTP may serve: all of its mounts except /proc,
+ * /sys and /dev (kernel interfaces and device nodes of the host).
+ */
+async function fileMounts(pid: number): Promise<Set<number>> {
+  const ids = new Set<number>();
+  for (const line of (await readFile(`/proc/${pid}/mountinfo`, "utf8")).split("\n")) {
+    const [id, , , , target] = line.split(" ");
+    if (!id || !target) continue;
+    if (/^\/(proc|sys|dev)(\/|$)/.test(target)) continue;
+    ids.add(Number(id));
+  }
+  return ids;
+}
+
+/** Makes `dir` a directory in the image if it is missing; true if it was created. */
+async function ensureDirectory(image: RootFs, dir: string, mode: number): Promise<boolean> {
+  try {
+    const st = await image.stat(dir, false);
+    if (st.isDirectory()) return false;
+    const what = st.isSymbolicLink() ? "a symlink" : "not a directory";
+    throw new KilnError("INPUT_INVALID", `the image's ${dir} is ${what}; the jail mounts a file system there and needs a directory`);
+  } catch (e) {
+    if (!(e instanceof RootFsError && e.code === "ENOENT")) throw e;
+  }
+  await image.mkdir(dir, mode);
+  await image.setAttributes(dir, { mode });
+  return true;
+}
+
+/** root's home and login shell from the image's /etc/passwd (defaults: /root, /bin/sh). */
+async function rootAccount(image: RootFs): Promise<Account> {
+  let home = "/root";
+  let shell = "/bin/sh";
+  try {
+    const fh = await image.openFile("/etc/passwd", { read: true, write: false });
+    const text = await fh.readFile("utf8").finally(() => fh.close());
+    const fields = text.split("\n").find((l) => l.startsWith("root:"))?.split(":");
+    if (fields?.[5]) home = fields[5];
+    if (fields?.[6]) shell = fields[6];
+  } catch {
+    // no passwd: defaults
+  }
+  const isDir = await image.stat(home).then((s) => s.isDirectory(), () => false);
+  const isFile = await image.stat(shell).then((s) => s.isFile(), () => false);
+  return { home: isDir ? home : "/", shell: isFile ? shell : "/bin/sh" };
+}
+
+async function hostResolvConf(): Promise<string> {
+  return readFile("/etc/resolv.conf", "utf8").catch(() => "");
+}
+
+/**
+ * Puts `content` at `imagePath` for the session. On release, what the image had there (a file,
+ * a symlink or nothing) comes back, unless the session changed the file: then the user's version
+ * stays. Skipped when the directory is missing or the path is a directory.
+ */
+async function lendFile(image: RootFs, imagePath: string, content: string, mode: number, log: LogSink): Promise<Releasable> {
+  const noop: Releasable = { release: async () => {} };
+  const dirOk = await image.stat(path.posix.dirname(imagePath)).then((s) => s.isDirectory(), () => false);
+  if (!dirOk) return noop;
+  type Saved = { kind: "none" } | { kind: "link"; to: string } | { kind: "file"; data: Buffer; mode: number; uid: number; gid: number };
+  let saved: Saved;
+  try {
+    const st = await image.stat(imagePath, false);
+    if (st.isSymbolicLink()) saved = { kind: "link", to: await image.readlink(imagePath) };
+    else if (st.isFile()) saved = { kind: "file", data: await readAll(image, imagePath), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+    else return noop;
+    await image.unlink(imagePath);
+  } catch (e) {
+    if (!(e instanceof RootFsError && e.code === "ENOENT")) throw e;
+    saved = { kind: "none" };
+  }
+  await writeAll(image, imagePath, Buffer.from(content), mode);
+  return {
+    async release() {
+      let unchanged: boolean;
+      try {
+        const st = await image.stat(imagePath, false);
+        unchanged = st.isFile() && (await readAll(image, imagePath)).equals(Buffer.from(content));
+        if (!unchanged) {
+          log.line(`jail: keeping ${imagePath} as the session left it`);
+          return;
+        }
+        await image.unlink(imagePath);
+      } catch (e) {
+        if (!(e instanceof RootFsError && e.code === "ENOENT")) throw e;
+      }
+      if (saved.kind === "link") await image.symlink(saved.to, imagePath);
+      else if (saved.kind === "file") {
+        await writeAll(image, imagePath, saved.data, saved.mode);
+        await image.setAttributes(imagePath, { uid: saved.uid, gid: saved.gid, mode: saved.mode });
+      }
+    },
+  };
+}
+
+async function readAll(image: RootFs, imagePath: string): Promise<Buffer> {
+  const fh = await image.openFile(imagePath, { read: true, write: false });
+  return fh.readFile().finally(() => fh.close());
+}
+
+async function writeAll(image: RootFs, imagePath: string, data: Buffer, mode: number): Promise<void> {
+  const fh = await image.openFile(imagePath, { read: false, write: true, create: true, exclusive: true }, mode);
+  try {
+    await fh.writeFile(data);
+    await fh.chmod(mode);
+  } finally {
+    await fh.close();
+  }
+}
+

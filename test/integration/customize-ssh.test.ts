@@ -1,0 +1,419 @@
+// Runs for real as root: customize sessions driven with the real OpenSSH client (ssh, scp, sftp).
+// One Debian minbase root (mmdebstrap, once; apt archives shared through KILN_TEST_APT_CACHE) for
+// the jail, small busybox roots for the rest.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile, access } from "node:fs/promises";
+import path from "node:path";
+import ssh2 from "ssh2";
+import { startSessionServer, type SessionServer, type SessionServerOptions } from "../../src/customize/session-server.js";
+import { KEEP_CAPABILITIES } from "../../src/host/jail.js";
+import { loopsUnder, mountsUnder, processesUnder } from "../helpers/host.js";
+
+const SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"];
+
+let dir: string;
+let key: string; // the authorized private key
+let wrongKey: string;
+let secret: { file: string; content: string }; // a host-only file outside every root
+let deb: string; // the Debian root
+const IMAGE_RESOLV = "# the image's own resolv.conf\n";
+let jail: SessionServer;
+let jailWork: string;
+const jailLog: string[] = [];
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? dir, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.on("error", () => {});
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+const ssh = (s: SessionServer, command: string | undefined, opts: { key?: string; extra?: string[]; user?: string; input?: string } = {}) =>
+  // ssh takes the first value given for an option: the extra ones go first.
+  run("ssh", [...(opts.extra ?? []), ...SSH_OPTS, "-p", String(s.port), "-i", opts.key ?? key, `${opts.user ?? "root"}@127.0.0.1`, ...(command === undefined ? [] : [command])], {
+    input: opts.input,
+  });
+
+const sftp = (s: SessionServer, batch: string) =>
+  run("sftp", [...SSH_OPTS, "-P", String(s.port), "-i", key, "-b", "-", "root@127.0.0.1"], { input: batch });
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(() => true, () => false);
+}
+
+/** A root of busybox-static and its applets; no /proc, /sys, /dev, /tmp or /run. */
+async function busyboxRoot(at: string): Promise<string> {
+  await mkdir(path.join(at, "bin"), { recursive: true });
+  await mkdir(path.join(at, "etc"));
+  await mkdir(path.join(at, "root"));
+  await copyFile("/bin/busybox", path.join(at, "bin/busybox"));
+  for (const applet of execFileSync("/bin/busybox", ["--list"], { encoding: "utf8" }).split("\n")) {
+    if (applet && applet !== "busybox") await symlink("busybox", path.join(at, "bin", applet));
+  }
+  await writeFile(path.join(at, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+  await writeFile(path.join(at, "etc/os-release"), 'ID=busybox\nPRETTY_NAME="a busybox root"\n');
+  return at;
+}
+
+function options(target: SessionServerOptions["target"], workDir: string, log: string[]): SessionServerOptions {
+  return {
+    listen: { host: "127.0.0.1" },
+    authorizedKeys: [execFileSync("cat", [`${key}.pub`], { encoding: "utf8" })],
+    target,
+    workDir,
+    log: { line: (l) => log.push(l) },
+    markerIntervalMs: 100,
+  };
+}
+
+/** Nothing of the session is left on the host: mounts, loop devices, processes. */
+async function assertReleased(workDir: string, roots: string[]): Promise<void> {
+  assert.deepEqual(await mountsUnder(workDir), []);
+  const table = execFileSync("findmnt", ["-rn", "-o", "TARGET,SOURCE"], { encoding: "utf8" });
+  for (const r of [workDir, ...roots]) assert.ok(!table.includes(r), `findmnt still lists ${r}:\n${table}`);
+  assert.deepEqual(loopsUnder(workDir), []);
+  assert.deepEqual(processesUnder(workDir), []);
+}
+
+const isRoot = process.getuid?.() === 0;
+
+before(async () => {
+  if (!isRoot) return;
+  dir = await mkdtemp("/var/tmp/kiln-customize-");
+  key = path.join(dir, "id_ed25519");
+  wrongKey = path.join(dir, "wrong_ed25519");
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "operator", "-f", key]);
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "stranger", "-f", wrongKey]);
+  secret = { file: path.join(dir, "host-only-secret"), content: `host-only-${randomBytes(8).toString("hex")}` };
+  await writeFile(secret.file, secret.content + "\n");
+
+  deb = path.join(dir, "debian");
+  const apt = path.join(process.env.KILN_TEST_APT_CACHE ?? "/var/cache/kiln-test/apt", "archives");
+  await mkdir(apt, { recursive: true });
+  const t0 = Date.now();
+  // prettier-ignore
+  execFileSync("mmdebstrap", [
+    "--mode=root", "--variant=minbase", "--quiet", "--skip=essential/unlink",
+    "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+    `--setup-hook=sync-in ${apt} /var/cache/apt/archives/`,
+    `--customize-hook=sync-out /var/cache/apt/archives ${apt}`,
+    "bookworm", deb,
+  ], { stdio: ["ignore", "ignore", "inherit"] });
+  await rm(path.join(deb, "etc/resolv.conf"), { force: true });
+  await writeFile(path.join(deb, "etc/resolv.conf"), IMAGE_RESOLV);
+  process.stderr.write(`# mmdebstrap minbase: ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+});
+
+after(async () => {
+  if (!isRoot) return;
+  await jail?.close();
+  for (const m of await mountsUnder(dir)) execFileSync("umount", ["-l", m]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test("jail: the shell runs commands as root inside the image", { skip: !isRoot && "needs root" }, async (t) => {
+  jailWork = path.join(dir, "work-jail");
+  const t0 = performance.now();
+  jail = await startSessionServer(options({ mode: "jail", root: deb }, jailWork, jailLog));
+  const started = performance.now();
+  const first = await ssh(jail, "true");
+  const firstShell = performance.now();
+  assert.equal(first.code, 0, first.stderr + jailLog.join("\n"));
+  t.diagnostic(`start ${(started - t0).toFixed(0)} ms, first ssh command ${(firstShell - started).toFixed(0)} ms, start to working shell ${(firstShell - t0).toFixed(0)} ms`);
+  assert.equal(jail.status, "established");
+
+  const r = await ssh(jail, "echo hi > /root/x; cat /etc/os-release; id -u; pwd");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ID=debian$/m);
+  assert.match(r.stdout, /^0\n\/root\n$/m);
+  assert.equal(await readFile(path.join(deb, "root/x"), "utf8"), "hi\n");
+  assert.equal((await ssh(jail, "exit 7")).code, 7);
+
+  // DNS: the host's resolv.conf for the session.
+  assert.equal((await ssh(jail, "cat /etc/resolv.conf")).stdout, await readFile("/etc/resolv.conf", "utf8"));
+  // What apt and dpkg need is kept: chown, dpkg's database.
+  const d = await ssh(jail, "touch /root/o && chown 1000:1000 /root/o && stat -c %u /root/o && dpkg -s dpkg | grep -c '^Status: install ok'");
+  assert.equal(d.stdout, "1000\n1\n", d.stderr);
+  // Exactly the kept capabilities, in every set that matters.
+  const mask = Object.values(KEEP_CAPABILITIES).reduce((m, c) => m | (1n << BigInt(c)), 0n);
+  const caps = (await ssh(jail, "grep ^Cap /proc/self/status")).stdout;
+  for (const set of ["CapPrm", "CapEff", "CapBnd"]) assert.equal(BigInt("0x" + new RegExp(`^${set}:\\s*(\\w+)`, "m").exec(caps)![1]!), mask, caps);
+  assert.match(caps, /^CapInh:\s*0+$/m);
+  assert.match(caps, /^CapAmb:\s*0+$/m);
+});
+
+test("jail: a PTY session (ssh -tt) has its terminal inside the jail", { skip: !isRoot && "needs root" }, async () => {
+  const r = await ssh(jail, "tty; echo TERM=$TERM", { extra: ["-tt"] });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^\/dev\/pts\/\d+\r?$/m);
+  assert.match(r.stdout, /^TERM=\S+\r?$/m);
+  // An interactive login shell reading from the terminal.
+  const i = await ssh(jail, undefined, { extra: ["-tt"], input: "echo $((6*7))\nexit 3\n" });
+  assert.match(i.stdout, /^42\r?$/m, i.stdout + i.stderr);
+  assert.equal(i.code, 3);
+});
+
+test("jail: window changes reach the shell's terminal", { skip: !isRoot && "needs root" }, async () => {
+  const client = new ssh2.Client();
+  await new Promise<void>((resolve, reject) => {
+    client.on("ready", () => resolve()).on("error", reject);
+    client.connect({ host: "127.0.0.1", port: jail.port, username: "root", privateKey: execFileSync("cat", [key]), hostVerifier: () => true });
+  });
+  try {
+    const out = await new Promise<string>((resolve, reject) => {
+      client.shell({ rows: 30, cols: 100, term: "xterm" }, (err, stream) => {
+        if (err) return reject(err);
+        let text = "";
+        let step = 0;
+        stream.on("data", (d: Buffer) => {
+          text += d.toString();
+          if (step === 0 && /30 100/.test(text)) {
+            step = 1;
+            stream.setWindow(50, 132, 0, 0);
+            setTimeout(() => stream.write("stty size\n"), 300);
+          } else if (step === 1 && /50 132/.test(text)) {
+            step = 2;
+            stream.write("exit\n");
+          }
+        });
+        stream.on("close", () => resolve(text));
+        stream.write("stty size\n");
+      });
+    });
+    assert.match(out, /30 100/);
+    assert.match(out, /50 132/);
+  } finally {
+    client.end();
+  }
+});
+
+test("jail: scp copies files into and out of the image", { skip: !isRoot && "needs root" }, async () => {
+  const local = path.join(dir, "upload.txt");
+  await writeFile(local, "uploaded with scp\n");
+  const up = await run("scp", [...SSH_OPTS, "-P", String(jail.port), "-i", key, local, "root@127.0.0.1:/root/scp.txt"]);
+  assert.equal(up.code, 0, up.stderr);
+  assert.equal(await readFile(path.join(deb, "root/scp.txt"), "utf8"), "uploaded with scp\n");
+  const down = await run("scp", [...SSH_OPTS, "-P", String(jail.port), "-i", key, "root@127.0.0.1:/etc/debian_version", path.join(dir, "debian_version")]);
+  assert.equal(down.code, 0, down.stderr);
+  assert.equal(await readFile(path.join(dir, "debian_version"), "utf8"), await readFile(path.join(deb, "etc/debian_version"), "utf8"));
+});
+
+test("jail: sftp batch mode puts, lists and gets; /tmp is the jail's own", { skip: !isRoot && "needs root" }, async () => {
+  await writeFile(path.join(dir, "put.txt"), "put with sftp\n");
+  const r = await sftp(jail, "put put.txt /root/sftp.txt\nls -l /root\nget /root/sftp.txt back.txt\nput put.txt /tmp/in-tmp.txt\nmkdir /root/dir\nln -s /etc/hostname /root/dir/hn\nrename /root/sftp.txt /root/dir/moved.txt\nls /root/dir\n");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /sftp\.txt/);
+  assert.match(r.stdout, /\/root\/dir\/hn\s+\/root\/dir\/moved\.txt/);
+  assert.equal(await readFile(path.join(dir, "back.txt"), "utf8"), "put with sftp\n");
+  assert.equal(await readFile(path.join(deb, "root/dir/moved.txt"), "utf8"), "put with sftp\n");
+  assert.equal(execFileSync("readlink", [path.join(deb, "root/dir/hn")], { encoding: "utf8" }), "/etc/hostname\n");
+  // /tmp is the jail's tmpfs: the shell sees the file, the image on disk does not have it.
+  assert.equal((await ssh(jail, "cat /tmp/in-tmp.txt")).stdout, "put with sftp\n");
+  assert.equal(await exists(path.join(deb, "tmp/in-tmp.txt")), false);
+});
+
+test("wrong key, password, keyboard-interactive and other users are refused and logged", { skip: !isRoot && "needs root" }, async () => {
+  const wrong = await ssh(jail, "true", { key: wrongKey });
+  assert.equal(wrong.code, 255);
+  assert.match(wrong.stderr, /Permission denied \(publickey\)/);
+  const wrongFp = execFileSync("ssh-keygen", ["-lf", `${wrongKey}.pub`], { encoding: "utf8" }).split(" ")[1];
+  assert.ok(jail.events.some((e) => e.type === "auth-refused" && e.method === "publickey" && e.fingerprint === wrongFp), JSON.stringify(jail.events));
+
+  // OpenSSH offers a password only where the server lists it; Kiln lists publickey alone.
+  const pw = await run("ssh", [...SSH_OPTS, "-p", String(jail.port), "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no", "root@127.0.0.1", "true"]);
+  assert.equal(pw.code, 255);
+  // A client that sends them anyway is refused, and it is logged.
+  for (const method of ["password", "keyboard-interactive"] as const) {
+    const err = await new Promise<Error | undefined>((resolve) => {
+      const c = new ssh2.Client();
+      c.on("ready", () => {
+        c.end();
+        resolve(undefined);
+      }).on("error", (e) => resolve(e));
+      let asked = false;
+      c.connect({
+        host: "127.0.0.1",
+        port: jail.port,
+        username: "root",
+        hostVerifier: () => true,
+        authHandler: (_left, _partial, next) => {
+          if (asked) return next(false as unknown as ssh2.AuthenticationType); // false: give up
+          asked = true;
+          if (method === "password") return next({ type: "password", username: "root", password: "root" });
+          return next({ type: "keyboard-interactive", username: "root", prompt: (_n, _i, _l, prompts, finish) => finish(prompts.map(() => "root")) });
+        },
+      });
+    });
+    assert.ok(err, `${method} got in`);
+    assert.ok(jail.events.some((e) => e.type === "auth-refused" && e.method === method), `${method} refusal not logged`);
+  }
+  const other = await ssh(jail, "true", { user: "admin" });
+  assert.equal(other.code, 255);
+  assert.ok(jail.events.some((e) => e.type === "auth-refused" && e.user === "admin" && /only root/.test(e.reason)));
+});
+
+test("escape attempts from the jail fail", { skip: !isRoot && "needs root" }, async (t) => {
+  const s = secret.file;
+  // prettier-ignore
+  const attempts: Array<[string, string]> = [
+    ["read a host file through ..", `cat /../../../../..${s}`],
+    ["read it through /proc/1/root (the jail's init)", `cat /proc/1/root${s}`],
+    ["read it through a symlink to /.. made in the jail", `ln -s /.. /tmp/up && cat /tmp/up${s} /tmp/up/../..${s}`],
+    ["read it through a relative symlink climbing out", `ln -s ../../../../../../.. /root/up && cat /root/up${s}`],
+    ["mount a file system", "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t"],
+    ["bind-mount", "mount --bind / /mnt"],
+    ["create a block device for the host's disk", "mknod /tmp/disk b 254 0 && head -c 512 /tmp/disk | od | head -2"],
+    ["create /dev/mem", "mknod /tmp/mem c 1 1"],
+    ["chroot out", "mkdir -p /tmp/c && chroot /tmp/c /bin/true"],
+    ["enter the init's namespaces", `nsenter -t 1 -m -p cat ${s}`],
+    ["write a kernel sysctl (core_pattern runs host programs)", "echo '|/bin/true' > /proc/sys/kernel/core_pattern"],
+  ];
+  for (const [what, cmd] of attempts) {
+    await t.test(what, async () => {
+      const r = await ssh(jail, cmd);
+      t.diagnostic(`${what}: ${r.stderr.trim().split("\n")[0]}`);
+      assert.notEqual(r.code, 0, `${cmd} succeeded: ${r.stdout}`);
+      assert.ok(!r.stdout.includes(secret.content) && !r.stderr.includes(secret.content), `${cmd} read the host file`);
+    });
+  }
+  await t.test("the host's SysV shared memory is not visible", async () => {
+    const id = execFileSync("ipcmk", ["-M", "4096"], { encoding: "utf8" }).match(/(\d+)/)![1]!;
+    try {
+      assert.ok((await readFile("/proc/sysvipc/shm", "utf8")).trim().split("\n").length > 1);
+      const r = await ssh(jail, "cat /proc/sysvipc/shm");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim().split("\n").length, 1, r.stdout); // the header only: an IPC namespace of its own
+    } finally {
+      execFileSync("ipcrm", ["-m", id]);
+    }
+  });
+  await t.test("the kernel settings are unchanged and nothing was mounted on the host", async () => {
+    assert.notEqual(await readFile("/proc/sys/kernel/core_pattern", "utf8"), "|/bin/true\n");
+    assert.deepEqual(await mountsUnder(deb), []);
+  });
+  await t.test("SFTP paths cannot reach host files", async () => {
+    await ssh(jail, "ln -sfn / /root/slash && ln -sfn ../../../../.. /root/dots");
+    const names = ["e1", "e2", "e3", "e4", "e5", "e6"];
+    const r = await sftp(
+      jail,
+      [`../../../../..${s}`, `/../../..${s}`, `/proc/1/root${s}`, `/root/slash${s}`, `/root/dots${s}`, `/tmp/up${s}`]
+        .map((p, i) => `-get ${p} ${names[i]}`)
+        .join("\n") + `\n-put ${s} /../../../..${s}.planted\n`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    for (const n of names) assert.equal(await exists(path.join(dir, n)), false, `sftp fetched ${n}`);
+    assert.equal(await exists(`${s}.planted`), false);
+    assert.ok(!r.stdout.includes(secret.content));
+  });
+});
+
+test("jail: touch /tmp/complete resolves the session; the marker never reaches the image", { skip: !isRoot && "needs root" }, async () => {
+  assert.equal((await ssh(jail, "touch /tmp/complete")).code, 0);
+  assert.equal(await jail.waitForMarker(), "complete");
+  assert.equal(jail.status, "complete");
+  assert.ok(jail.events.some((e) => e.type === "marker" && e.marker === "complete"));
+  assert.equal(await exists(path.join(deb, "tmp/complete")), false);
+});
+
+test("jail: close() releases every mount and process; the image keeps only the user's changes", { skip: !isRoot && "needs root" }, async () => {
+  // A process that left its process group must go too.
+  await ssh(jail, "setsid sleep 600 </dev/null >/dev/null 2>&1 &");
+  await jail.close();
+  await assertReleased(jailWork, [deb]);
+  assert.equal(await readFile(path.join(deb, "etc/resolv.conf"), "utf8"), IMAGE_RESOLV);
+  assert.equal(await exists(path.join(deb, "usr/sbin/policy-rc.d")), false);
+  assert.deepEqual(await readdir(path.join(deb, "tmp")), []);
+  assert.equal(await readFile(path.join(deb, "root/x"), "utf8"), "hi\n");
+  assert.equal(await jail.waitForMarker(), "complete");
+});
+
+test("jail on a bare root: mount points exist for the session only; /tmp/failed fails it", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "bare"));
+  const before = (await readdir(root)).sort();
+  const work = path.join(dir, "work-bare");
+  const log: string[] = [];
+  const s = await startSessionServer(options({ mode: "jail", root }, work, log));
+  try {
+    const r = await ssh(s, "cat /etc/os-release; ls /proc/1 >/dev/null && ls /dev && touch /tmp/failed");
+    assert.equal(r.code, 0, r.stderr + log.join("\n"));
+    assert.match(r.stdout, /ID=busybox/);
+    assert.match(r.stdout, /null/);
+    assert.equal(await s.waitForMarker(), "failed");
+  } finally {
+    await s.close();
+  }
+  await assertReleased(work, [root]);
+  assert.deepEqual((await readdir(root)).sort(), before);
+});
+
+test("plain: the image at /mnt/image, its marker, and SFTP confined to the image", { skip: !isRoot && "needs root" }, async () => {
+  const image = await busyboxRoot(path.join(dir, "plain"));
+  const work = path.join(dir, "work-plain");
+  const log: string[] = [];
+  // A given host key (here one made by ssh-keygen), checked strictly by the client.
+  const hostKey = path.join(dir, "host_ed25519");
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]);
+  const s = await startSessionServer({ ...options({ mode: "plain", image }, work, log), hostKey: await readFile(hostKey) });
+  try {
+    assert.equal(s.hostKeyFingerprint, execFileSync("ssh-keygen", ["-lf", `${hostKey}.pub`], { encoding: "utf8" }).split(" ")[1]);
+    const knownHosts = path.join(dir, "known_hosts");
+    await writeFile(knownHosts, `[127.0.0.1]:${s.port} ${s.hostPublicKey}\n`);
+    const strict = await ssh(s, "true", { extra: ["-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`] });
+    assert.equal(strict.code, 0, strict.stderr);
+
+    const r = await ssh(s, "pwd; ls /mnt; cat /mnt/image/etc/os-release; echo made > /mnt/image/root/plain.txt");
+    assert.equal(r.code, 0, r.stderr + log.join("\n"));
+    assert.match(r.stdout, /^\/mnt\/image\nimage\n/);
+    assert.match(r.stdout, /ID=busybox/);
+    assert.equal(await readFile(path.join(image, "root/plain.txt"), "utf8"), "made\n");
+
+    const f = await sftp(s, `pwd\nls /\nput ${secret.file} /mnt/image/root/put.txt\n-get ${secret.file} stolen\n-get /mnt/image/../..${secret.file} stolen2\n`);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stdout, /Remote working directory: \/mnt\/image/);
+    assert.equal(await exists(path.join(image, "root/put.txt")), true);
+    assert.equal(await exists(path.join(dir, "stolen")), false);
+    assert.equal(await exists(path.join(dir, "stolen2")), false);
+
+    assert.equal((await ssh(s, "touch /mnt/image/complete")).code, 0);
+    assert.equal(await s.waitForMarker(), "complete");
+  } finally {
+    await s.close();
+  }
+  await assertReleased(work, [image]);
+  assert.equal(await exists(path.join(image, "complete")), false);
+  assert.equal(await exists(path.join(image, "root/plain.txt")), true);
+});
+
+test("an abort closes the session and every process and mount with it", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "aborted"));
+  const work = path.join(dir, "work-abort");
+  const ac = new AbortController();
+  const s = await startSessionServer({ ...options({ mode: "jail", root }, work, []), signal: ac.signal });
+  const waiting = s.waitForMarker();
+  const shell = ssh(s, "sleep 600");
+  await new Promise((r) => setTimeout(r, 500));
+  ac.abort("job cancelled");
+  await assert.rejects(waiting, (e: Error & { code?: string }) => e.code === "CANCELLED");
+  await s.close(); // the close the abort started
+  assert.equal((await shell).code, 255);
+  await assertReleased(work, [root]);
+});
