@@ -13,6 +13,9 @@ PACKAGES=(
   tar zstd xz-utils     # tarball artifact and import
   busybox-static        # tests build tiny fixtures with it
   openssh-client        # customize sessions are tested with the real ssh, scp and sftp
+  grub-pc-bin grub2-common grub-efi-amd64-signed shim-signed  # qcow2 and ISO: GRUB for BIOS, signed shim + GRUB for UEFI
+  xorriso mtools dosfstools ovmf  # ISO mastering, FAT ESPs built without mounting, UEFI boot checks
+  ansible               # recipe ansible: playbooks against the image (chroot connection)
   gnupg dpkg-dev        # streams: signing (gpg, gpgv); tests build a signed apt repository
   ca-certificates
 )

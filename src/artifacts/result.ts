@@ -30,6 +30,32 @@ export interface VerifyEntry {
   seconds: number;
   log: string;
   reason?: string;
+  /**
+   * What was booted; absent in entries written before disks and ISOs: "pxe" (kernel + initrd, root
+   * over HTTP), "qcow2-bios", "qcow2-uefi", "iso-bios" (as a CD), "iso-uefi" (as a USB stick),
+   * "iso-seeded:<name>" (a seeded ISO as a CD, UEFI).
+   */
+  target?: string;
+  firmware?: "bios" | "uefi";
+  /** UEFI boots: the kernel said Secure Boot was on (shim, signed GRUB and kernel all verified). */
+  secureBoot?: boolean;
+  /** Seeded ISOs: the hostname the booted guest had, which cloud-init took from the seed. */
+  hostname?: string;
+}
+
+/** A seeded live ISO made by `kiln iso OUT --seed DIR`: site data, kept apart from the published artifacts. */
+export interface SeededIso extends ResultArtifact {
+  seed: {
+    /** The --name, also in the file name and the verify target. */
+    name: string;
+    /** The seed folder, as given. */
+    dir: string;
+    datasource: "nocloud" | "configdrive";
+    /** The hostname the seed's meta data gives, which verify expects to see. */
+    hostname?: string;
+    /** Seconds the re-master took. */
+    seconds: number;
+  };
 }
 
 /** What the image is, for publishers (simplestreams products need os, release and arch). */
@@ -49,6 +75,8 @@ export interface BuildResult {
   stages: ResultStage[];
   artifacts: ResultArtifact[];
   verify: VerifyEntry[];
+  /** Seeded live ISOs (kiln iso --seed), newest last; absent until one is made. */
+  seeded?: SeededIso[];
   /** Kiln additions. */
   kiln: { version: string; created: string; seconds: number; unchangedImport: boolean };
 }
@@ -71,6 +99,9 @@ export function imsManifest(artifacts: ResultArtifact[], created: Date): ImsMani
     "application/vnd.cray.image.kernel",
     "application/vnd.cray.image.initrd",
     "application/vnd.cray.image.parameters.boot",
+    // Kiln's disk and live ISO: IMS stores any typed artifact; BOS boots only the four above.
+    "application/x-qemu-disk",
+    "application/x-iso9660-image",
   ]);
   return {
     version: "1.0",

@@ -16,6 +16,11 @@ export const ARTIFACT_KINDS = {
   initrd: { name: "boot-initrd", type: "application/vnd.cray.image.initrd", ftype: "boot-initrd" },
   bootParams: { name: "boot-params", type: "application/vnd.cray.image.parameters.boot", ftype: "boot-params" },
   tarball: { name: "rootfs.tar.zst", type: "application/vnd.kiln.image.rootfs.tar+zstd", ftype: "root-tar.zst" },
+  // ftype disk1.img is the name Ubuntu's cloud-image streams give their qcow2 disks.
+  qcow2: { name: "disk.qcow2", type: "application/x-qemu-disk", ftype: "disk1.img" },
+  iso: { name: "live.iso", type: "application/x-iso9660-image", ftype: "iso" },
+  /** A live ISO with a site's cloud-init seed (kiln iso --seed): in result.json's `seeded`, never published. */
+  seededIso: { name: "live-seeded.iso", type: "application/x-iso9660-image", ftype: "iso-seeded" },
 } as const satisfies Record<string, ArtifactKind>;
 
 /**

@@ -15,6 +15,7 @@ import { KILN_VERSION } from "../version.js";
 import type { CommandIo } from "./io.js";
 import { registerStreamsCommands } from "./commands/streams.js";
 import { registerServiceCommands } from "./commands/service.js";
+import { registerIsoCommands } from "./commands/iso.js";
 
 const DEFAULT_CACHE = process.env.KILN_CACHE_DIR ?? "/var/cache/kiln";
 
@@ -126,6 +127,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
 
   registerStreamsCommands(program, io, setExit);
   registerServiceCommands(program, io, setExit);
+  registerIsoCommands(program, io, setExit);
   return program;
 }
 

@@ -6,7 +6,7 @@
  *
  * The CLI runs this directly; the service runs the same function in its workers.
  */
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { ARTIFACT_KINDS, bootParams } from "../artifacts/types.js";
@@ -21,10 +21,13 @@ import { Scope } from "../host/scope.js";
 import { sweepDeadBuilds } from "../host/sweep.js";
 import { toolVersions } from "../host/tools.js";
 import { createWorkDir } from "../host/workdir.js";
-import { planBuild, toolsFor, type Plan, type PlannedStage } from "../plan/plan.js";
+import { kernelCmdline, planBuild, toolsFor, type Plan, type PlannedStage } from "../plan/plan.js";
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.js";
+import { playbookFolderDigest } from "../stages/ansible.js";
 import { ARTIFACT_STAGES, LAYER_STAGES } from "../stages/index.js";
 import { detectImageFormat } from "../stages/import-image.js";
+import { ISO_FILE } from "../stages/iso.js";
+import { QCOW2_FILE } from "../stages/qcow2.js";
 import type { StageContext } from "../stages/stage.js";
 import { verifyOut } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
@@ -53,11 +56,14 @@ export async function prepareBuild(recipeFile: string): Promise<{ loaded: Loaded
   const r = loaded.recipe;
   const tools = await toolVersions(toolsFor(r));
   const importFormat = "image" in r.base && r.base.format === "auto" ? await detectImageFormat(r.base.image) : undefined;
+  const playbookTrees: Record<string, string> = {};
+  for (const a of r.ansible) playbookTrees[a.playbook] ??= await playbookFolderDigest(a.playbook);
   const plan = planBuild(loaded, {
     tools,
     hostSources: await readHostSources(),
     initramfsDigest: await initramfsDigest(),
     importFormat,
+    playbookTrees,
   });
   return { loaded, plan };
 }
@@ -75,6 +81,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const r of await sweepDeadBuilds(opts.cacheDir, noteLog)) {
     emit({ type: "note", message: `cleaned up after a killed build: ${r.processes} processes, ${r.mounts} mounts, ${r.loops} loop devices` });
   }
+  await removeSeededIsos(out);
   await prepareOutDir(out);
   const allStages = [...plan.root, ...plan.kernels, ...plan.artifacts];
   const fromIndex = opts.from ? allStages.findIndex((s) => s.name === opts.from) : -1;
@@ -173,7 +180,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         stageScope.use(m);
         root = m.path;
       }
-      await stage.run({ ...ctx, root }, s.options);
+      const inputs = Object.fromEntries(Object.entries(s.uses ?? {}).map(([n, u]) => [n, path.join(store.outputs(u.section, u.key), u.file)]));
+      await stage.run({ ...ctx, root, inputs }, s.options);
     }
     await stageScope.release(); // unmount before the layer moves into the cache
     ctx.facts.files = await digestOutputs(pending.outputs);
@@ -188,7 +196,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     chain.unshift(store.tree(s.key));
   }
   for (const k of plan.kernels) await runStage(k, [...chain]);
-  for (const a of plan.artifacts) await runStage(a, [...chain]);
+  // qcow2 reads the first flavor's kernel layer over the sealed root.
+  const kernelTree = (flavor: string) => store.tree(plan.kernels.find((k) => k.flavor === flavor)!.key);
+  for (const a of plan.artifacts) await runStage(a, a.flavor ? [kernelTree(a.flavor), ...chain] : [...chain]);
 
   // Assemble out/.
   const artifacts: ResultArtifact[] = [];
@@ -198,8 +208,18 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     artifacts.push({ name: kind.name, path: rel, type: kind.type, ftype: kind.ftype, ...extra, ...digests });
   };
   const wants = new Set(loaded.recipe.outputs);
+  const flavorFacts = (flavor: string) => {
+    const k = plan.kernels.find((x) => x.flavor === flavor)!;
+    return { flavor, kpackage: k.package, kernelVersion: metas.get(k.key)!.facts.kernelVersion as string };
+  };
   for (const a of plan.artifacts) {
-    if (a.name === "squashfs") await place("artifacts", a.key, "squashfs", "squashfs", ARTIFACT_KINDS.squashfs);
+    // The ISO needs the squashfs even when the recipe does not ask for it in out/.
+    if (a.name === "squashfs" && wants.has("squashfs")) await place("artifacts", a.key, "squashfs", "squashfs", ARTIFACT_KINDS.squashfs);
+    if (a.name === "qcow2") await place("artifacts", a.key, QCOW2_FILE, `${a.flavor!}/${QCOW2_FILE}`, ARTIFACT_KINDS.qcow2, flavorFacts(a.flavor!));
+    if (a.name === "iso") {
+      const flavor = (a.options as { flavor: string }).flavor;
+      await place("artifacts", a.key, ISO_FILE, `${flavor}/${ISO_FILE}`, ARTIFACT_KINDS.iso, flavorFacts(flavor));
+    }
     if (a.name === "manifest") await place("artifacts", a.key, "squashfs.manifest", "squashfs.manifest", ARTIFACT_KINDS.manifest);
     if (a.name === "tarball") await place("artifacts", a.key, "rootfs.tar.zst", "rootfs.tar.zst", ARTIFACT_KINDS.tarball);
   }
@@ -209,7 +229,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (wants.has("kernel")) await place("layers", k.key, "boot-kernel", `${k.flavor}/boot-kernel`, ARTIFACT_KINDS.kernel, extra);
     if (wants.has("initrd")) await place("layers", k.key, "boot-initrd", `${k.flavor}/boot-initrd`, ARTIFACT_KINDS.initrd, extra);
     const rel = `${k.flavor}/boot-params`;
-    await writeFile(path.join(out, rel), bootParams(loaded.recipe.cmdline) + "\n");
+    await writeFile(path.join(out, rel), bootParams(kernelCmdline(loaded.recipe)) + "\n");
     artifacts.push({ name: ARTIFACT_KINDS.bootParams.name, path: rel, type: ARTIFACT_KINDS.bootParams.type, ftype: ARTIFACT_KINDS.bootParams.ftype, ...extra, ...(await fileDigests(path.join(out, rel))) });
   }
   const created = new Date();
@@ -233,7 +253,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (plan.kernels.length === 0) throw new KilnError("USAGE", "--verify: the recipe has no kernels to boot");
     const log = openStageLog(out, "verify", emit);
     try {
-      emit({ type: "stage-start", name: "verify", cached: false, summary: "Boot every flavor under qemu, root over HTTP" });
+      emit({ type: "stage-start", name: "verify", cached: false, summary: "Boot every flavor under qemu (root over HTTP), and the disk and ISO on BIOS and UEFI" });
       const t0 = Date.now();
       result.verify = await verifyOut(out, { signal, log, workDir: work.path });
       emit({ type: "stage-end", name: "verify", key: "", cached: false, seconds: round1((Date.now() - t0) / 1000) });
@@ -244,6 +264,22 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   await scope.release();
   emit({ type: "done", result, out });
   return result;
+}
+
+/**
+ * Seeded ISOs (kiln iso --seed) were made from the previous build's ISO: a new build makes them
+ * stale, so they go with it. Only files result.json lists are removed (Kiln's rule for out/).
+ */
+async function removeSeededIsos(out: string): Promise<void> {
+  let previous: BuildResult;
+  try {
+    previous = JSON.parse(await readFile(path.join(out, "result.json"), "utf8")) as BuildResult;
+  } catch {
+    return;
+  }
+  for (const a of previous.seeded ?? []) {
+    if (typeof a.path === "string" && !a.path.split("/").includes("..") && !path.isAbsolute(a.path)) await rm(path.join(out, a.path), { force: true });
+  }
 }
 
 interface FileDigest {

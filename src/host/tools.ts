@@ -18,13 +18,31 @@ export const TOOL_PACKAGES = {
   sfdisk: "fdisk",
   "dpkg-query": "dpkg",
   chroot: "coreutils",
+  du: "coreutils",
+  "mkfs.ext4": "e2fsprogs",
+  "mkfs.vfat": "dosfstools",
+  mcopy: "mtools",
+  "grub-mkimage": "grub-common",
+  xorriso: "xorriso",
+  "ansible-playbook": "ansible-core",
   // customize sessions: namespaces and mounts, the PTY, the jail's init and entry (see jail.ts)
   unshare: "util-linux",
   mount: "mount",
   script: "bsdutils",
   stty: "coreutils",
   perl: "perl-base",
+  // Boot loader files, not programs: a "tool" here is a file the package installs (see TOOL_FILES).
+  "grub-pc-bin": "grub-pc-bin",
+  "grub-efi-amd64-signed": "grub-efi-amd64-signed",
+  "shim-signed": "shim-signed",
 } as const;
+
+/** Tools that are files a package installs rather than programs on the PATH. */
+const TOOL_FILES: Partial<Record<keyof typeof TOOL_PACKAGES, string>> = {
+  "grub-pc-bin": "/usr/lib/grub/i386-pc/boot.img",
+  "grub-efi-amd64-signed": "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+  "shim-signed": "/usr/lib/shim/shimx64.efi.signed",
+};
 
 export type Tool = keyof typeof TOOL_PACKAGES;
 export type ToolVersions = Partial<Record<Tool, string>>;
@@ -32,6 +50,8 @@ export type ToolVersions = Partial<Record<Tool, string>>;
 const SEARCH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 export async function findTool(tool: string): Promise<string | undefined> {
+  const file = TOOL_FILES[tool as Tool];
+  if (file !== undefined) return access(file, constants.R_OK).then(() => file, () => undefined);
   for (const dir of SEARCH) {
     const p = `${dir}/${tool}`;
     try {

@@ -3,9 +3,12 @@
  * no files and touches no host (digests of input files and tool versions are handed in), so
  * `kiln plan` and the key tests run in milliseconds without root.
  *
- *   root chain:  bootstrap|import → repositories → packages → files → ca-certificates → scripts → seal
+ *   root chain:  bootstrap|import → repositories → packages → files → ca-certificates → scripts
+ *                → config → ansible → seal
  *   kernels:     one layer per flavor, each on the sealed root (siblings: N flavors, N small layers)
- *   artifacts:   squashfs, manifest, tarball from the sealed root; kernel/initrd from each flavor
+ *   artifacts:   squashfs, manifest, tarball from the sealed root; kernel/initrd from each flavor;
+ *                qcow2 from the first flavor's layer over the sealed root; iso from the squashfs
+ *                and the first flavor's kernel and initrd
  *
  * Stages with nothing to do are left out, so their absence does not change later keys.
  */
@@ -15,6 +18,7 @@ import { debianArchiveUri, debianLinesFor, primaryMirror, type AptSource } from 
 import type { Tool, ToolVersions } from "../host/tools.js";
 import type { LoadedRecipe } from "../recipe/load.js";
 import type { Recipe } from "../recipe/schema.js";
+import type { ConfigOptions } from "../stages/config.js";
 import { ARTIFACT_STAGES, LAYER_STAGES } from "../stages/index.js";
 
 export interface PlannedStage {
@@ -25,6 +29,17 @@ export interface PlannedStage {
   options: unknown;
   record: KeyRecord;
   key: string;
+  /** An artifact stage that reads this flavor's kernel layer over the sealed root (qcow2). */
+  flavor?: string;
+  /** Files made by other stages that this one reads (the engine passes their paths as ctx.inputs). */
+  uses?: Record<string, StageFile>;
+}
+
+/** A file in another stage's outputs; its content is keyed through that stage's key. */
+export interface StageFile {
+  section: "layers" | "artifacts";
+  key: string;
+  file: string;
 }
 
 export interface Plan {
@@ -44,6 +59,8 @@ export interface PlanInputs {
   hostSources: AptSource[];
   /** sha256 of Kiln's initramfs assets: a change to the diskless hook rebuilds every kernel layer. */
   initramfsDigest: string;
+  /** Per playbook (absolute path): "sha256:…" over the Ansible folders beside it (roles/, templates/ …). */
+  playbookTrees?: Record<string, string>;
 }
 
 export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
@@ -87,8 +104,11 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
     layer("import", "import", { image: ref("base.image", r.base.image), format: env.importFormat ?? r.base.format }, { "base.image": digestOf(r.base.image) });
   }
 
+  const config = configOptions(r);
+  const install = r.config.apparmor === true && !r.packages.some((p) => /^apparmor([=/]|$)/.test(p)) ? [...r.packages, "apparmor"] : r.packages;
   const changesRoot =
-    r.repositories.length + r.packages.length + r.upgrade.length + r.files.length + r.caCertificates.length + r.scripts.length > 0;
+    r.repositories.length + install.length + r.upgrade.length + r.files.length + r.caCertificates.length + r.scripts.length + r.ansible.length > 0 ||
+    config !== undefined;
   const unchangedImport = "image" in r.base && !changesRoot;
 
   if (r.repositories.length > 0) {
@@ -103,8 +123,8 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
     });
     layer("repositories", "repositories", { repositories: repos }, inputs);
   }
-  if (r.packages.length + r.upgrade.length > 0) {
-    layer("packages", "packages", { install: r.packages, upgrade: r.upgrade, upgradeSuites: r.repositories.map((x) => x.suite) });
+  if (install.length + r.upgrade.length > 0) {
+    layer("packages", "packages", { install, upgrade: r.upgrade, upgradeSuites: r.repositories.map((x) => x.suite) });
   }
   if (r.files.length > 0) {
     const inputs: Record<string, string> = {};
@@ -126,6 +146,16 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
     });
     layer("scripts", "scripts", { scripts, recipeName: r.name }, inputs);
   }
+  if (config) layer("config", "config", config);
+  if (r.ansible.length > 0) {
+    const inputs: Record<string, string> = {};
+    const plays = r.ansible.map((a, i) => {
+      inputs[`ansible[${i}].playbook`] = digestOf(a.playbook);
+      inputs[`ansible[${i}].folder`] = env.playbookTrees?.[a.playbook] ?? "missing";
+      return { playbook: ref(`ansible[${i}].playbook`, a.playbook), vars: a.vars };
+    });
+    layer("ansible", "ansible", { plays }, inputs);
+  }
   if (!unchangedImport) layer("seal", "seal", {});
   const root = [...stages];
   const sealed = parent as string | null;
@@ -136,6 +166,7 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
       package: k.package,
       suite: k.suite,
       suiteAptLine: k.suite && archive ? `deb ${archive} ${k.suite} main` : undefined,
+      dkms: r.config.dkms?.length ? r.config.dkms : undefined,
     };
     const s = add("layers", `kernel:${k.flavor}`, "kernel", options, { "initramfs-assets": env.initramfsDigest }, sealed);
     return { ...s, flavor: k.flavor, package: k.package };
@@ -143,15 +174,39 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
 
   const artifacts: PlannedStage[] = [];
   const wants = new Set(r.outputs);
-  if (wants.has("squashfs")) {
+  // The ISO carries the squashfs, so it is made (and cached) even when not asked for itself.
+  let squashfsStage: PlannedStage | undefined;
+  if (wants.has("squashfs") || wants.has("iso")) {
     if (unchangedImport && (env.importFormat ?? (r.base as { format?: string }).format) === "squashfs") {
-      artifacts.push(add("artifacts", "squashfs", "squashfs-copy", { image: ref("base.image", (r.base as { image: string }).image) }, { "base.image": digestOf((r.base as { image: string }).image) }, null));
+      squashfsStage = add("artifacts", "squashfs", "squashfs-copy", { image: ref("base.image", (r.base as { image: string }).image) }, { "base.image": digestOf((r.base as { image: string }).image) }, null);
     } else {
-      artifacts.push(add("artifacts", "squashfs", "squashfs", squashfsOptions(r), {}, sealed));
+      squashfsStage = add("artifacts", "squashfs", "squashfs", squashfsOptions(r), {}, sealed);
     }
+    artifacts.push(squashfsStage);
   }
   if (wants.has("manifest")) artifacts.push(add("artifacts", "manifest", "manifest", {}, {}, sealed));
   if (wants.has("tarball")) artifacts.push(add("artifacts", "tarball", "tarball", {}, {}, sealed));
+  // Disk and ISO boot the first flavor: the GA kernel, as maas-images calls it.
+  const ga = kernels[0];
+  const cmdline = kernelCmdline(r);
+  if (wants.has("qcow2") && ga) {
+    const d = r.disk ?? { filesystem: "ext4" as const, partitions: [], compression: "zstd" as const };
+    const options = { name: r.name, flavor: ga.flavor, cmdline, size: d.size, filesystem: d.filesystem, partitions: d.partitions, compression: d.compression };
+    const qcow2: PlannedStage = add("artifacts", "qcow2", "qcow2", options, {}, ga.key);
+    qcow2.flavor = ga.flavor;
+    artifacts.push(qcow2);
+  }
+  if (wants.has("iso") && ga && squashfsStage) {
+    const uses: Record<string, StageFile> = {
+      squashfs: { section: "artifacts", key: squashfsStage.key, file: "squashfs" },
+      kernel: { section: "layers", key: ga.key, file: "boot-kernel" },
+      initrd: { section: "layers", key: ga.key, file: "boot-initrd" },
+    };
+    const inputs = Object.fromEntries(Object.entries(uses).map(([n, u]) => [n, `stage:${u.key}/${u.file}`]));
+    const iso: PlannedStage = add("artifacts", "iso", "iso", { name: r.name, flavor: ga.flavor, cmdline }, inputs, null);
+    iso.uses = uses;
+    artifacts.push(iso);
+  }
 
   return {
     recipe: { name: r.name, file: loaded.file, sha256: loaded.sha256 },
@@ -160,6 +215,37 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
     artifacts,
     unchangedImport,
   };
+}
+
+/**
+ * The kernel command line the recipe asks for, after the words a boot method adds itself (root=…):
+ * the top-level cmdline, config.cmdline, then what huge pages and AppArmor need.
+ */
+export function kernelCmdline(r: Recipe): string[] {
+  const words = [...r.cmdline, ...(r.config.cmdline ?? [])];
+  const pools = r.config.hugepages ?? [];
+  if (pools.length > 0 && pools[0]!.size !== "2M") words.push(`default_hugepagesz=${pools[0]!.size}`);
+  for (const p of pools) words.push(`hugepagesz=${p.size}`, `hugepages=${p.count}`);
+  if (r.config.apparmor === true) words.push("apparmor=1", "security=apparmor");
+  if (r.config.apparmor === false) words.push("apparmor=0");
+  return words;
+}
+
+/** The config layer's options, or undefined when the profile changes no file in the root. */
+function configOptions(r: Recipe): ConfigOptions | undefined {
+  const c = r.config;
+  const o: ConfigOptions = {
+    sysctl: Object.entries(c.sysctl ?? {}).map(([key, value]) => [key, String(value)] as [string, string]),
+    limits: c.limits ?? [],
+    modules: c.modules ?? [],
+    blacklist: c.blacklist ?? [],
+    permissions: c.permissions ?? [],
+    groups: c.groups ?? [],
+    users: c.users ?? [],
+    units: { enable: c.units?.enable ?? [], disable: c.units?.disable ?? [], mask: c.units?.mask ?? [] },
+  };
+  const count = o.sysctl.length + o.limits.length + o.modules.length + o.blacklist.length + o.permissions.length + o.groups.length + o.users.length + o.units.enable.length + o.units.disable.length + o.units.mask.length;
+  return count > 0 ? o : undefined;
 }
 
 function squashfsOptions(r: Recipe): { compression: "zstd" | "xz"; level?: number } {
@@ -204,5 +290,8 @@ export function toolsFor(r: Recipe): Tool[] {
   add("debian" in r.base ? LAYER_STAGES.bootstrap!.tools : LAYER_STAGES.import!.tools);
   if (r.outputs.includes("squashfs")) add(ARTIFACT_STAGES.squashfs!.tools);
   if (r.outputs.includes("tarball")) add(ARTIFACT_STAGES.tarball!.tools);
+  if (r.ansible.length > 0) add(LAYER_STAGES.ansible!.tools);
+  if (r.outputs.includes("iso")) add([...ARTIFACT_STAGES.iso!.tools, ...ARTIFACT_STAGES.squashfs!.tools]);
+  if (r.outputs.includes("qcow2")) add(ARTIFACT_STAGES.qcow2!.tools);
   return [...tools];
 }

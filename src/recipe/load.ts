@@ -85,6 +85,7 @@ export function referencedFiles(r: Recipe): Array<{ path: string; file: string }
   r.files.forEach((f, i) => add(`files[${i}].source`, f.source));
   r.caCertificates.forEach((c, i) => add(`caCertificates[${i}]`, c));
   r.scripts.forEach((s, i) => add(`scripts[${i}].source`, s.source));
+  r.ansible.forEach((a, i) => add(`ansible[${i}].playbook`, a.playbook));
   return refs;
 }
 
@@ -277,6 +278,7 @@ function resolvePaths(r: Recipe, dir: string): Recipe {
     files: r.files.map((f) => (f.source === undefined ? f : { ...f, source: abs(f.source) })),
     caCertificates: r.caCertificates.map(abs),
     scripts: r.scripts.map((s) => (s.source === undefined ? s : { ...s, source: abs(s.source) })),
+    ansible: r.ansible.map((a) => ({ ...a, playbook: abs(a.playbook) })),
   };
 }
 

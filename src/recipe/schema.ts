@@ -296,7 +296,7 @@ export const KernelSchema = z
   )
   .describe("A kernel flavor: one layer over the finished root, giving one kernel and initrd.");
 
-export const OUTPUT_KINDS = ["squashfs", "kernel", "initrd", "manifest", "tarball"] as const;
+export const OUTPUT_KINDS = ["squashfs", "kernel", "initrd", "manifest", "tarball", "qcow2", "iso"] as const;
 const DEFAULT_OUTPUTS: OutputKind[] = ["squashfs", "kernel", "initrd", "manifest"];
 
 /** The zstd level when a recipe gives none: mksquashfs' own 15 takes minutes where 3 takes seconds. */
@@ -336,6 +336,317 @@ export const ProxySchema = z.strictObject(
 );
 
 // ---------------------------------------------------------------------------------------------
+// config: the host profile (where each setting lands is said in its description)
+
+// sysctl.d(5) names: dot- or slash-separated words; "*" for systemd's globs (net.ipv4.conf.*.rp_filter).
+const SYSCTL_KEY = /^[a-z0-9_]+([./][A-Za-z0-9_*:@+-]+)+$/;
+const SYSCTL_VALUE = /^[^\n\r#]*[^\s#][^\n\r#]*$/;
+// modprobe's module names: no path, no ".ko".
+const MODULE = /^[A-Za-z0-9_-]+$/;
+const UNIT = /^[A-Za-z0-9@_.:\\-]+$/;
+const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+const LIMIT_DOMAIN = /^(\*|%|[@%]?[a-z_][a-z0-9_.-]*|[@%]?[0-9]*:[0-9]*)$/;
+const SSH_KEY = /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$/;
+const ABSOLUTE = /^\/[^\n\r]*$/;
+const SIZE = /^[1-9][0-9]*[MGT]$/;
+
+export const LIMIT_ITEMS = [
+  "core", "data", "fsize", "memlock", "nofile", "rss", "stack", "cpu", "nproc", "as", "maxlogins",
+  "maxsyslogins", "nonewprivs", "priority", "locks", "sigpending", "msgqueue", "nice", "rtprio",
+] as const;
+export const HUGEPAGE_SIZES = ["2M", "1G"] as const;
+/** Fields a user entry never takes: passwords and their hashes never go into an image. */
+const PASSWORD_FIELDS = ["password", "passwd", "hashed_passwd", "plain_text_passwd"] as const;
+
+function cmdlineWords() {
+  return z
+    .array(
+      z.string(speak({ noun: "a kernel command-line word", rule: "give one word per entry, without spaces or quotes", example: '"console=ttyS0"' })).regex(CMDLINE_WORD),
+      speak({ noun: "a list of kernel command-line words", example: "[console=ttyS0, quiet]" }),
+    );
+}
+
+function moduleList(example: string) {
+  return z.array(
+    z.string(speak({ noun: "a kernel module name", rule: 'use the name modprobe takes: letters, digits, "_" and "-", no path and no .ko', example })).regex(MODULE),
+    speak({ noun: "a list of kernel module names", example: `[${example.replace(/"/g, "")}]` }),
+  );
+}
+
+function unitList() {
+  return z.array(
+    z.string(speak({ noun: "a systemd unit name", rule: "use the unit's name, without a path", example: '"ssh.service"' })).regex(UNIT),
+    speak({ noun: "a list of systemd unit names", example: "[ssh.service]" }),
+  );
+}
+
+function absolutePath(noun: string, example: string) {
+  return z
+    .string(speak({ noun, example }))
+    .regex(ABSOLUTE, { abort: true })
+    .refine((p) => p !== "/" && !p.split("/").includes(".."), {
+      error: (iss) => `${show(iss.input)} ${iss.input === "/" ? "is the image's root" : 'contains ".."'}; give an absolute path, e.g. ${example}`,
+    });
+}
+
+function size(noun: string, example: string) {
+  return z.string(speak({ noun, rule: "use a whole number of M, G or T (MiB, GiB, TiB)", example })).regex(SIZE);
+}
+
+const sysctlValue = z.union(
+  [
+    z.number(),
+    z.string(speak({ noun: "a sysctl value", rule: "use one line of text without #", example: '"32768 60999"' })).regex(SYSCTL_VALUE),
+  ],
+  { error: (iss) => (iss.code === "invalid_union" ? `expected a sysctl value, got ${kindOf(iss.input)}; use a number or one line of text${typeof iss.input === "boolean" ? " (1 or 0, not true or false)" : ""}, e.g. 10` : undefined) },
+);
+
+const limitValue = speak({ noun: "a limit value", rule: "use a whole number, unlimited or infinity", example: "65536" });
+
+export const LimitSchema = z.strictObject(
+  {
+    domain: z
+      .string(speak({ noun: "a limits.conf domain", rule: 'use a user, @group, "*", or a uid/gid range such as 1000:', example: '"@ops"' }))
+      .regex(LIMIT_DOMAIN)
+      .describe('Who the limit applies to: a user name, @group, "*" for everyone, or a uid range like 1000:.'),
+    type: z
+      .enum(["soft", "hard", "-"], speak({ noun: "a limit type", rule: 'use soft, hard or "-" (both)' }))
+      .default("-")
+      .describe('soft, hard, or "-" for both.'),
+    item: z
+      .enum(LIMIT_ITEMS, speak({ noun: "a limits.conf item", rule: `use one of ${LIMIT_ITEMS.join(", ")}` }))
+      .describe("The resource, as limits.conf(5) names it, e.g. nofile or memlock."),
+    value: z
+      .union([z.int(limitValue), z.enum(["unlimited", "infinity"], limitValue)], {
+        error: (iss) => (iss.code === "invalid_union" ? `${show(iss.input)} is not a limit value; use a whole number, unlimited or infinity, e.g. 65536` : undefined),
+      })
+      .describe("A whole number, unlimited or infinity."),
+  },
+  speak({ noun: "a limit {domain, item, value}", example: '{domain: "*", item: nofile, value: 65536}' }),
+);
+
+export const HugepagesSchema = z.strictObject(
+  {
+    size: z
+      .enum(HUGEPAGE_SIZES, speak({ noun: "a huge page size", rule: `use ${HUGEPAGE_SIZES.join(" or ")}` }))
+      .default("2M")
+      .describe("Page size: 2M or 1G."),
+    count: z
+      .int(speak({ noun: "a number of pages", rule: "use a whole number from 1", example: "512" }))
+      .min(1)
+      .describe("How many pages the kernel reserves at boot."),
+  },
+  speak({ noun: "huge pages {size, count}", example: "{size: 2M, count: 512}" }),
+);
+
+export const PermissionSchema = z
+  .strictObject(
+    {
+      path: absolutePath("an absolute path in the image", '"/var/log/app"').describe("File or directory in the image."),
+      mode: z
+        .string(speak({ noun: "an octal mode in quotes", rule: "use 3 or 4 octal digits, quoted (YAML reads 0750 as the number 750)", example: '"0750"' }))
+        .regex(MODE)
+        .optional()
+        .describe('Permission bits, octal, quoted: "0750".'),
+      owner: z
+        .string(speak({ noun: 'an owner "user:group"', rule: "use user and group names or numbers", example: '"root:adm"' }))
+        .regex(OWNER)
+        .optional()
+        .describe("Owner and group as user:group, looked up in the image (after config.users and config.groups)."),
+      directory: z
+        .boolean(speak({ noun: "true or false" }))
+        .default(false)
+        .describe("Create the path as a directory when it does not exist (otherwise a missing path fails the build)."),
+    },
+    speak({ noun: "a permission {path, mode, owner}", example: '{path: /var/log/app, mode: "0750", owner: "root:adm"}' }),
+  )
+  .superRefine((v, ctx) => {
+    if (isRecord(v) && v.mode === undefined && v.owner === undefined && v.directory !== true)
+      ctx.addIssue({ code: "custom", path: [], message: "give mode or owner (or directory: true); e.g. {path: /var/log/app, mode: \"0750\"}" });
+  }, always);
+
+export const GroupSchema = z.strictObject(
+  {
+    name: z.string(speak({ noun: "a group name", rule: 'use lowercase letters, digits, "_" and "-" (at most 32)', example: '"ops"' })).regex(USER).describe("Group name."),
+    gid: z.int(speak({ noun: "a group id", rule: "use a whole number from 0", example: "2000" })).min(0).max(2 ** 31 - 1).optional().describe("Numeric id; the next free one when left out."),
+    system: z.boolean(speak({ noun: "true or false" })).default(false).describe("A system group (id below 1000)."),
+  },
+  speak({ noun: "a group {name}", example: "{name: ops}" }),
+);
+
+const passwordNever = z
+  .never({ error: () => "passwords are never written into an image; give sshAuthorizedKeys, and set passwords per machine at deploy time (cloud-init), if at all" })
+  .optional()
+  .describe("Not allowed: Kiln images carry no passwords (use sshAuthorizedKeys).");
+
+export const UserSchema = z.strictObject(
+  {
+    name: z.string(speak({ noun: "a user name", rule: 'use lowercase letters, digits, "_" and "-" (at most 32)', example: '"ops"' })).regex(USER).describe("Login name. An existing user (root, say) only gets its keys and groups."),
+    uid: z.int(speak({ noun: "a user id", rule: "use a whole number from 0", example: "2000" })).min(0).max(2 ** 31 - 1).optional().describe("Numeric id; the next free one when left out."),
+    groups: z
+      .array(z.string(speak({ noun: "a group name", example: '"sudo"' })).regex(USER), speak({ noun: "a list of group names", example: "[sudo, adm]" }))
+      .default([])
+      .describe("Supplementary groups; each must exist in the image or in config.groups."),
+    shell: absolutePath("a shell path", '"/bin/bash"').default("/bin/bash").describe("Login shell."),
+    home: absolutePath("a home directory", '"/home/ops"').optional().describe("Home directory; /home/<name> when left out."),
+    system: z.boolean(speak({ noun: "true or false" })).default(false).describe("A system account (id below 1000, no home unless given)."),
+    sshAuthorizedKeys: z
+      .array(
+        z.string(speak({ noun: "an SSH public key", rule: "use one line as in authorized_keys: type, base64 key, optional comment", example: '"ssh-ed25519 AAAAC3Nza... ops@example"' })).regex(SSH_KEY),
+        speak({ noun: "a list of SSH public keys", example: '["ssh-ed25519 AAAA... ops@example"]' }),
+      )
+      .default([])
+      .describe("Public keys written to ~/.ssh/authorized_keys (mode 0600). The only way in: the account has no password."),
+    sudo: z.boolean(speak({ noun: "true or false" })).default(false).describe("Let the user run any command with sudo, without a password (/etc/sudoers.d/90-kiln-<name>); install sudo with packages."),
+    ...Object.fromEntries(PASSWORD_FIELDS.map((f) => [f, passwordNever])),
+  },
+  speak({ noun: "a user {name, sshAuthorizedKeys}", example: '{name: ops, sshAuthorizedKeys: ["ssh-ed25519 AAAA... ops@example"]}' }),
+);
+
+export const UnitsSchema = z.strictObject(
+  {
+    enable: unitList().default([]).describe("Units to enable (systemctl enable in the image)."),
+    disable: unitList().default([]).describe("Units to disable (systemctl disable)."),
+    mask: unitList().default([]).describe("Units to mask, so nothing can start them (systemctl mask)."),
+  },
+  speak({ noun: "units {enable, disable, mask}", example: "{enable: [ssh.service], disable: [apt-daily.timer]}" }),
+);
+
+/** Values that must not repeat across lists of one mapping (a module both loaded and blacklisted). */
+function disjoint(lists: string[], what: string) {
+  return (v: unknown, ctx: z.RefinementCtx<unknown>) => {
+    if (!isRecord(v)) return;
+    const seen = new Map<string, string>();
+    for (const list of lists) {
+      const items = v[list];
+      if (!Array.isArray(items)) continue;
+      items.forEach((item, i) => {
+        if (typeof item !== "string") return;
+        const first = seen.get(item);
+        if (first !== undefined && first !== list) ctx.addIssue({ code: "custom", path: [list, i], message: `${JSON.stringify(item)} is also in ${first}; a ${what} can be in only one of ${lists.join(", ")}` });
+        else seen.set(item, list);
+      });
+    }
+  };
+}
+
+export const ConfigSchema = z
+  .strictObject(
+    {
+      cmdline: cmdlineWords()
+        .optional()
+        .describe("Kernel command-line words: written to each flavor's boot-params, the disk's and the ISO's GRUB menu. Added after the top-level cmdline."),
+      sysctl: z
+        .record(
+          z.string(speak({ noun: "a sysctl name", rule: 'use dotted words as sysctl -a prints them, without "=" or spaces', example: '"vm.swappiness"' })).regex(SYSCTL_KEY),
+          sysctlValue,
+          { error: (iss) => (iss.code === "invalid_key" ? `${show(iss.input)} is not a sysctl name; use dotted words as sysctl -a prints them, without "=" or spaces, e.g. vm.swappiness` : iss.code === "invalid_type" ? `expected a mapping of sysctl names to values, got ${kindOf(iss.input)}; e.g. {vm.swappiness: 10}` : undefined) },
+        )
+        .optional()
+        .describe("Kernel parameters, written to /etc/sysctl.d/90-kiln.conf (systemd-sysctl applies them at boot)."),
+      limits: z
+        .array(LimitSchema, speak({ noun: "a list of limits", example: '[{domain: "*", item: nofile, value: 65536}]' }))
+        .optional()
+        .describe("Resource limits {domain, type, item, value}, written to /etc/security/limits.d/90-kiln.conf (pam_limits)."),
+      modules: moduleList('"br_netfilter"').optional().describe("Kernel modules to load at boot, written to /etc/modules-load.d/kiln.conf."),
+      blacklist: moduleList('"floppy"')
+        .optional()
+        .describe("Kernel modules never to load, written to /etc/modprobe.d/kiln-blacklist.conf (blacklist, and install /bin/false so a dependency cannot pull them in); the initramfs honours it too."),
+      hugepages: z
+        .array(HugepagesSchema, speak({ noun: "a list of huge page pools", example: "[{size: 2M, count: 512}]" }))
+        .superRefine(unique("hugepages", "size"), always)
+        .optional()
+        .describe("Huge pages {size, count}, reserved at boot on the kernel command line (hugepagesz=, hugepages=; the first size becomes default_hugepagesz). For pages reserved later, set vm.nr_hugepages in sysctl."),
+      permissions: z
+        .array(PermissionSchema, speak({ noun: "a list of permissions", example: '[{path: /var/log/app, mode: "0750"}]' }))
+        .optional()
+        .describe("Modes and owners of files and directories already in the image {path, mode, owner, directory}."),
+      groups: z
+        .array(GroupSchema, speak({ noun: "a list of groups", example: "[{name: ops}]" }))
+        .superRefine(unique("groups", "name"), always)
+        .optional()
+        .describe("Groups to create {name, gid, system} (groupadd in the image)."),
+      users: z
+        .array(UserSchema, speak({ noun: "a list of users", example: '[{name: ops, sshAuthorizedKeys: ["ssh-ed25519 AAAA..."]}]' }))
+        .superRefine(unique("users", "name"), always)
+        .optional()
+        .describe(
+          "Users to create {name, uid, groups, shell, home, system, sshAuthorizedKeys, sudo} (useradd in the image), with SSH keys and no password: a password field is an error.",
+        ),
+      units: UnitsSchema.superRefine(disjoint(["enable", "disable", "mask"], "unit"), always)
+        .optional()
+        .describe("systemd units to enable, disable or mask, as systemctl does in the image (symlinks under /etc/systemd/system)."),
+      apparmor: z
+        .boolean(speak({ noun: "true or false" }))
+        .optional()
+        .describe("true: install apparmor and boot with apparmor=1 security=apparmor; false: boot with apparmor=0. Left out, the kernel's default applies."),
+      dkms: z
+        .array(packageName('"acpi-call-dkms"'), speak({ noun: "a list of DKMS package names", example: "[acpi-call-dkms]" }))
+        .optional()
+        .describe(
+          "DKMS packages built in each kernel flavor's layer against that flavor's kernel (its linux-headers are installed for the build); the modules also go into the flavor's initramfs.",
+        ),
+    },
+    speak({ noun: "host profile settings", example: "{sysctl: {vm.swappiness: 10}, modules: [br_netfilter]}" }),
+  )
+  .superRefine(disjoint(["modules", "blacklist"], "module"), always);
+
+export const AnsibleSchema = z.strictObject(
+  {
+    playbook: hostFile("a path to a playbook", "./site.yml").describe(
+      "Playbook beside the recipe (hosts: all). Its folder's roles/, tasks/, templates/, files/, vars/ and group_vars/ are part of the cache key.",
+    ),
+    vars: z
+      .record(
+        z.string(speak({ noun: "a variable name", rule: 'use letters, digits and "_", not starting with a digit', example: '"ntp_server"' })).regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
+        z.unknown(),
+        { error: (iss) => (iss.code === "invalid_key" ? `${show(iss.input)} is not an Ansible variable name; use letters, digits and "_", e.g. ntp_server` : undefined) },
+      )
+      .default({})
+      .describe("Extra variables for the playbook (ansible-playbook --extra-vars)."),
+  },
+  speak({ noun: "a playbook {playbook, vars}", example: "{playbook: ./site.yml}" }),
+);
+
+export const DiskPartitionSchema = z.strictObject(
+  {
+    name: z
+      .string(speak({ noun: "a partition name", rule: `${LOWER_WORD} (at most 16)`, example: '"data"' }))
+      .regex(/^[a-z0-9][a-z0-9-]{0,15}$/, { abort: true })
+      .refine((n) => !["bios", "esp", "root"].includes(n), { error: (iss) => `${show(iss.input)} is the name of one of the disk's own partitions (bios, esp, root); pick another, e.g. "data"` })
+      .describe("GPT partition name and filesystem label; unique on the disk (bios, esp and root are taken)."),
+    size: size("a partition size", '"4G"').describe("Size, e.g. 4G."),
+    mountpoint: absolutePath("a mount point", '"/srv/data"')
+      .refine((m) => !["/boot", "/boot/efi"].includes(posix.normalize(m).replace(/\/$/, "")), { error: (iss) => `${show(iss.input)} holds the disk's boot files; mount the partition elsewhere, e.g. "/srv/data"` })
+      .describe("Where it is mounted (fstab, by UUID, nofail). Must be empty or absent in the image."),
+    filesystem: z.enum(["ext4"], speak({ noun: "a filesystem", rule: "use ext4" })).default("ext4").describe("Filesystem made on it (empty)."),
+  },
+  speak({ noun: "a partition {name, size, mountpoint}", example: "{name: data, size: 4G, mountpoint: /srv/data}" }),
+);
+
+export const QCOW2_COMPRESSIONS = ["zstd", "zlib", "none"] as const;
+
+export const DiskSchema = z.strictObject(
+  {
+    size: size("a disk size", '"8G"')
+      .optional()
+      .describe("Size of the whole disk; the root partition gets what the other partitions leave. Left out: the root's content plus 25 % and 256 MiB."),
+    filesystem: z.enum(["ext4"], speak({ noun: "a root filesystem", rule: "use ext4" })).default("ext4").describe("Root filesystem (made from the image tree with mkfs.ext4 -d)."),
+    partitions: z
+      .array(DiskPartitionSchema, speak({ noun: "a list of partitions", example: "[{name: data, size: 4G, mountpoint: /srv/data}]" }))
+      .superRefine(unique("partitions", "name"), always)
+      .superRefine(unique("partitions", "mountpoint", (m) => posix.normalize(m).replace(/(.)\/$/, "$1")), always)
+      .default([])
+      .describe("Extra partitions after the root {name, size, mountpoint, filesystem}. The disk always has a BIOS boot partition, an EFI system partition (128 MiB, FAT32) and the root."),
+    compression: z
+      .enum(QCOW2_COMPRESSIONS, speak({ noun: "a qcow2 compression", rule: `use ${QCOW2_COMPRESSIONS.join(", ")}` }))
+      .default("zstd")
+      .describe("qcow2 cluster compression: zstd (qemu ≥ 5.1 reads it), zlib (every qcow2 reader), none (fastest, biggest)."),
+  },
+  speak({ noun: "disk settings", example: "{size: 8G}" }),
+);
+
+// ---------------------------------------------------------------------------------------------
 // the recipe
 
 export const API_VERSION = "kiln/v1";
@@ -349,13 +660,17 @@ function checkAcrossFields(r: Record<string, unknown>, ctx: z.RefinementCtx<Reco
       path: ["upgrade"],
       message: "needs at least one repository to upgrade from, and repositories is empty; add one (e.g. bookworm-backports), or install these with packages",
     });
-  const bootOutputs = ["kernel", "initrd"].filter((o) => list(r.outputs).includes(o));
+  const bootOutputs = ["kernel", "initrd", "qcow2", "iso"].filter((o) => list(r.outputs).includes(o));
   const needs: string[] = [];
   const fixes: string[] = [];
   if (bootOutputs.length > 0) {
-    needs.push(`outputs include ${bootOutputs.join(" and ")}`);
-    fixes.push(`drop ${bootOutputs.join(" and ")} from outputs (the default outputs include both)`);
+    const named = bootOutputs.length === 1 ? bootOutputs[0]! : `${bootOutputs.slice(0, -1).join(", ")} and ${bootOutputs.at(-1)!}`;
+    const byDefault = bootOutputs.includes("kernel") || bootOutputs.includes("initrd") ? " (the default outputs include kernel and initrd)" : "";
+    needs.push(`outputs include ${named}`);
+    fixes.push(`drop ${named} from outputs${byDefault}`);
   }
+  if (r.disk !== undefined && Array.isArray(r.outputs) && !r.outputs.includes("qcow2"))
+    ctx.addIssue({ code: "custom", path: ["disk"], message: "disk settings are for the qcow2 output, and outputs has no qcow2; add qcow2 to outputs, or remove disk" });
   if (r.verify === "boot") {
     needs.push("verify is boot");
     fixes.push("set verify: none");
@@ -441,8 +756,33 @@ export const RecipeSchema = z
           speak({ noun: "a list of kernel command-line words", example: "[console=ttyS0, quiet]" }),
         )
         .default([])
-        .describe("Extra kernel command-line words for the boot parameters, one word per entry.")
+        .describe("Extra kernel command-line words, one word per entry: for the boot parameters, the disk's and the ISO's GRUB menu. The same as config.cmdline (kept from recipes written before config); both are used, these first.")
         .meta({ examples: [["console=ttyS0,115200", "quiet"]] }),
+      config: ConfigSchema.default({})
+        .describe("The host profile: kernel command line, sysctl, limits, kernel modules, huge pages, permissions, users and groups, systemd units, AppArmor and DKMS modules. Applied in its own layer after scripts (DKMS in each kernel flavor's layer).")
+        .meta({
+          examples: [
+            {
+              cmdline: ["console=ttyS0,115200"],
+              sysctl: { "vm.swappiness": 10, "net.ipv4.ip_forward": 1 },
+              limits: [{ domain: "*", type: "-", item: "nofile", value: 65536 }],
+              modules: ["br_netfilter"],
+              blacklist: ["floppy"],
+              hugepages: [{ size: "2M", count: 512 }],
+              permissions: [{ path: "/var/log/app", mode: "0750", owner: "root:adm", directory: true }],
+              groups: [{ name: "ops" }],
+              users: [{ name: "ops", groups: ["ops", "sudo"], sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3x9rkqj1lJmMWFSzlPhp0n8q0kWXvZ2bTzqj0pX4Zq ops@example"], sudo: true }],
+              units: { enable: ["ssh.service"], disable: ["apt-daily.timer"] },
+              apparmor: true,
+              dkms: ["acpi-call-dkms"],
+            },
+          ],
+        }),
+      ansible: z
+        .array(AnsibleSchema, speak({ noun: "a list of playbooks", example: "[{playbook: ./site.yml}]" }))
+        .default([])
+        .describe("Ansible playbooks run against the image (ansible-playbook from the build host, chroot connection), in order, after config; the image needs python3.")
+        .meta({ examples: [[{ playbook: "./site.yml", vars: { ntp_server: "ntp.example" } }]] }),
       outputs: z
         .array(
           z.enum(OUTPUT_KINDS, speak({ noun: "an output", rule: `use one of ${OUTPUT_KINDS.join(", ")}` })),
@@ -456,8 +796,11 @@ export const RecipeSchema = z
           });
         }, always)
         .default(DEFAULT_OUTPUTS)
-        .describe("Artifacts to produce: the squashfs root, a kernel and initrd per flavor, the package manifest, a rootfs tarball.")
-        .meta({ examples: [["squashfs", "kernel", "initrd", "manifest"]] }),
+        .describe("Artifacts to produce: the squashfs root, a kernel and initrd per flavor, the package manifest, a rootfs tarball, a qcow2 disk and a live ISO (both with the first flavor's kernel, booting on BIOS and UEFI).")
+        .meta({ examples: [["squashfs", "kernel", "initrd", "manifest", "qcow2", "iso"]] }),
+      disk: DiskSchema.optional()
+        .describe("The qcow2 disk: GPT with a BIOS boot partition, an EFI system partition and an ext4 root; GRUB for BIOS, shim and signed GRUB for UEFI (Secure Boot). Defaults fit most uses.")
+        .meta({ examples: [{ size: "8G", partitions: [{ name: "data", size: "2G", mountpoint: "/srv/data" }] }] }),
       squashfs: SquashfsSchema.default({ compression: "zstd" })
         .describe("How the squashfs root is compressed.")
         .meta({ examples: [{ compression: "zstd", level: 3 }] }),
@@ -486,4 +829,11 @@ export type FileEntry = z.output<typeof FileEntrySchema>;
 export type Script = z.output<typeof ScriptSchema>;
 export type Kernel = z.output<typeof KernelSchema>;
 export type OutputKind = (typeof OUTPUT_KINDS)[number];
+export type Config = z.output<typeof ConfigSchema>;
+export type Limit = z.output<typeof LimitSchema>;
+export type Permission = z.output<typeof PermissionSchema>;
+export type Group = z.output<typeof GroupSchema>;
+export type User = z.output<typeof UserSchema>;
+export type AnsiblePlay = z.output<typeof AnsibleSchema>;
+export type Disk = z.output<typeof DiskSchema>;
 

@@ -5,8 +5,12 @@
  * the initramfs exactly once with update-initramfs (build-facts §3: installing initramfs-tools
  * and the kernel in one transaction builds it twice). vmlinuz and the initrd are exported as
  * the flavor's boot-kernel and boot-initrd.
+ *
+ * DKMS packages (config.dkms) go in after the kernel, with the linux-headers of exactly that
+ * kernel version (from the kernel's suite), so each flavor builds the module against its own
+ * kernel; the modules are added to the initramfs, since a diskless root gets its modules from it.
  */
-import { copyFile, cp, lstat, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, cp, lstat, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { KilnError } from "../errors.js";
@@ -21,6 +25,8 @@ export interface KernelOptions {
   suite?: string;
   /** `deb …` line for `suite`. */
   suiteAptLine?: string;
+  /** DKMS packages to build against this kernel (config.dkms). */
+  dkms?: string[];
 }
 
 /** The initramfs-tools files of the diskless-root hook, shipped with Kiln. */
@@ -35,6 +41,7 @@ export const kernel = defineLayerStage<KernelOptions>({
   tools: ["chroot"],
   async run(ctx, o) {
     const s = await ctx.chroot();
+    let version: string;
     const sourcesDir = await mkdirInRoot(ctx.root, "/etc/apt/sources.list.d");
     const suiteList = path.join(sourcesDir, "kiln-kernel-suite.list");
     if (o.suite && o.suiteAptLine) await writeFile(suiteList, o.suiteAptLine + "\n");
@@ -45,11 +52,12 @@ export const kernel = defineLayerStage<KernelOptions>({
       await cp(INITRAMFS_ASSETS, etc, { recursive: true, force: true });
       ctx.log.line(`installed the diskless-root hook into /etc/initramfs-tools`);
       await s.apt(["install", o.suite ? `${o.package}/${o.suite}` : o.package], { env: { INITRD: "No" } });
+      version = await findKernelVersion(ctx.root, s, o.package);
+      ctx.log.line(`kernel ${o.package} → ${version}`);
+      if (o.dkms?.length) ctx.facts.dkmsModules = await buildDkms(ctx.root, s, version, o, (l) => ctx.log.line(l));
     } finally {
       await rm(suiteList, { force: true });
     }
-    const version = await findKernelVersion(ctx.root, s, o.package);
-    ctx.log.line(`kernel ${o.package} → ${version}`);
     const initrd = await resolveInRoot(ctx.root, `/boot/initrd.img-${version}`);
     const hasInitrd = (await lstat(initrd).catch(() => undefined)) !== undefined;
     await s.run(["update-initramfs", hasInitrd ? "-u" : "-c", "-k", version]);
@@ -83,6 +91,41 @@ async function findKernelVersion(root: string, s: ChrootSession, pkg: string): P
     if (owner && closure.has(owner)) return v;
   }
   throw new KilnError("STAGE_FAILED", `kernel: cannot tell which of ${versions.join(", ")} ${pkg} installed`);
+}
+
+/**
+ * Installs the flavor's headers and the DKMS packages (their postinst builds for every kernel
+ * with headers; autoinstall makes sure of this one), checks modules were built, and lists them in
+ * an initramfs hook. Returns the module names.
+ */
+async function buildDkms(root: string, s: ChrootSession, version: string, o: KernelOptions, log: (l: string) => void): Promise<string[]> {
+  const headers = `linux-headers-${version}`;
+  await s.apt(["install", o.suite ? `${headers}/${o.suite}` : headers]);
+  await s.apt(["install", "dkms", ...o.dkms!]);
+  await s.run(["dkms", "autoinstall", "-k", version]);
+  const dir = await resolveInRoot(root, `/lib/modules/${version}/updates/dkms`);
+  const modules = (await readdir(dir).catch(() => [] as string[]))
+    .filter((n) => /\.ko(\.(xz|zst|gz))?$/.test(n))
+    .map((n) => n.replace(/\.ko(\.(xz|zst|gz))?$/, ""))
+    .sort();
+  if (modules.length === 0) {
+    throw new KilnError("STAGE_FAILED", `kernel: DKMS built no module for ${version} from ${o.dkms!.join(", ")}`, {
+      hint: "see the dkms build output in the stage log; the package may not support this kernel",
+    });
+  }
+  log(`dkms: built ${modules.join(", ")} for ${version}`);
+  const hook = await resolveInRoot(root, "/etc/initramfs-tools/hooks/kiln-dkms");
+  await writeFile(hook, `#!/bin/sh
+# Written by Kiln: this flavor's DKMS modules go into its initramfs, so a diskless root (whose
+# modules are copied from the initramfs) has them too.
+PREREQ=""
+prereqs() { echo "$PREREQ"; }
+case "$1" in prereqs) prereqs; exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+manual_add_modules ${modules.join(" ")}
+`);
+  await chmod(hook, 0o755);
+  return modules;
 }
 
 async function dependencyClosure(s: ChrootSession, pkg: string, depth: number): Promise<Set<string>> {

@@ -43,6 +43,8 @@ export interface LayerContext extends StageContext {
 export interface ArtifactContext extends StageContext {
   /** Read-only view of the root the artifact is made from. */
   root: string;
+  /** Files of other stages this one reads (the plan's `uses`), by name: host paths, read-only. */
+  inputs: Record<string, string>;
 }
 
 export interface LayerStage<O> {

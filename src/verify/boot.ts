@@ -1,6 +1,6 @@
 /**
  * Boots a kernel + initrd under qemu, with no disk and user networking, and reports whether the
- * guest reached userspace.
+ * guest reached userspace. (Disks and ISOs, through their firmware and GRUB: boot-medium.ts.)
  *
  * Contract: passes when the serial console shows the computed marker (cmdline.ts); fails when
  * qemu exits without it (a panic ends qemu at once: -no-reboot + panic=-1) or at the timeout,
@@ -42,17 +42,53 @@ export interface BootResult {
   reason?: string;
 }
 
+export async function bootKernel(o: BootOptions): Promise<BootResult> {
+  const { accel, why } = await detectAccel();
+  (o.log ?? nullLog).line(`boot: accelerator ${accel} (${why})`);
+  const marker = createMarker();
+  const r = await watchBoot({ ...o, argv: qemuCommand(o, accel, marker), marker });
+  return { ok: r.ok, seconds: r.seconds, ...(r.reason ? { reason: r.reason } : {}) };
+}
+
+/** The qemu argv: no disk, virtio-net on user networking (the host is 10.0.2.2), serial to a file. */
+export function qemuCommand(o: BootOptions, accel: Accel, marker: BootMarker): string[] {
+  // prettier-ignore
+  return ["qemu-system-x86_64", ...accelArgs(accel), "-smp", "2", "-m", String(o.memoryMiB ?? 2048),
+          "-nographic", "-no-reboot", "-serial", `file:${o.serialLog}`, "-monitor", "none",
+          "-nic", "user,model=virtio-net-pci",
+          "-kernel", o.kernel, "-initrd", o.initrd, "-append", withMarker(o.cmdline, marker)];
+}
+
+export interface WatchOptions {
+  argv: string[];
+  marker: BootMarker;
+  serialLog: string;
+  timeoutSeconds?: number;
+  signal?: AbortSignal;
+  log?: LogSink;
+  workDir?: string;
+  /**
+   * Sees the serial output as it comes (each call gets the new text) and may answer the guest,
+   * e.g. drive GRUB's menu. Returns a failure reason to stop the boot, or undefined.
+   */
+  interact?: (text: string) => Promise<string | undefined>;
+}
+
+export interface WatchResult extends BootResult {
+  /** The serial text around the marker (for what the guest printed after it). */
+  tail?: string;
+}
+
 const POLL_MS = 500;
 // The boot is judged by the serial log, not by how qemu exits: take every exit code.
 const ANY_EXIT_CODE = Array.from({ length: 256 }, (_, i) => i);
 
-export async function bootKernel(o: BootOptions): Promise<BootResult> {
+/** Runs qemu (argv writes the serial console to `serialLog`) until the marker, qemu's exit or the timeout. */
+export async function watchBoot(o: WatchOptions): Promise<WatchResult> {
   const log = o.log ?? nullLog;
   if (o.signal?.aborted) throw cancelled(o.signal.reason);
   const timeout = o.timeoutSeconds ?? 300;
-  const { accel, why } = await detectAccel();
-  log.line(`boot: accelerator ${accel} (${why})`);
-  const marker = createMarker();
+  const { marker } = o;
   await mkdir(path.dirname(o.serialLog), { recursive: true });
   await rm(o.serialLog, { force: true });
   log.line(`boot: waiting up to ${timeout} s for ${marker.expected} in ${o.serialLog}`);
@@ -69,7 +105,7 @@ export async function bootKernel(o: BootOptions): Promise<BootResult> {
   };
   let exit: { code: number } | { error: unknown } | undefined;
   const started = Date.now();
-  const qemu = exec(qemuCommand(o, accel, marker), { log: qemuLog, signal: stop.signal, workDir: o.workDir, okCodes: ANY_EXIT_CODE }).then(
+  const qemu = exec(o.argv, { log: qemuLog, signal: stop.signal, workDir: o.workDir, okCodes: ANY_EXIT_CODE }).then(
     (r) => void (exit = { code: r.code }),
     (error: unknown) => void (exit = { error }),
   );
@@ -82,12 +118,16 @@ export async function bootKernel(o: BootOptions): Promise<BootResult> {
       await delay(POLL_MS);
       // Noted before reading, so the last read happens after qemu is gone and misses nothing.
       const exited = exit;
+      const fresh = await follower.readNew();
       // Keep a little of the previous read: the marker may straddle two reads.
-      recent = recent.slice(-256) + (await follower.readNew());
+      recent = recent.slice(-256) + fresh;
       if (markerSeen(recent, marker)) {
+        // What the guest prints right after the marker (a hostname) may come a read later.
+        await delay(POLL_MS);
+        recent += await follower.readNew();
         const seconds = elapsed();
         log.line(`boot: ${marker.expected} after ${seconds} s`);
-        return { ok: true, seconds };
+        return { ok: true, seconds, tail: recent };
       }
       if (o.signal?.aborted) throw cancelled(o.signal.reason);
       if (exited) {
@@ -96,6 +136,10 @@ export async function bootKernel(o: BootOptions): Promise<BootResult> {
         const how = exited.code === 0 ? "qemu exited" : `qemu exited with code ${exited.code}`;
         const qemuSaid = qemuOutput.length > 0 ? ` (qemu: ${qemuOutput.slice(-2).join(" · ")})` : "";
         return fail(`${how} before the guest reached userspace: ${explainFailure(await readTail(o.serialLog))}${qemuSaid}`);
+      }
+      if (o.interact && fresh) {
+        const stopped = await o.interact(fresh);
+        if (stopped) return fail(stopped);
       }
       if (elapsed() >= timeout) {
         return fail(`no sign of userspace after ${timeout} s: ${explainFailure(await readTail(o.serialLog))}`);
@@ -107,18 +151,9 @@ export async function bootKernel(o: BootOptions): Promise<BootResult> {
     o.signal?.removeEventListener("abort", forwardAbort);
   }
 
-  function fail(reason: string): BootResult {
+  function fail(reason: string): WatchResult {
     const seconds = elapsed();
     log.line(`boot: failed after ${seconds} s: ${reason}`);
     return { ok: false, seconds, reason };
   }
-}
-
-/** The qemu argv: no disk, virtio-net on user networking (the host is 10.0.2.2), serial to a file. */
-export function qemuCommand(o: BootOptions, accel: Accel, marker: BootMarker): string[] {
-  // prettier-ignore
-  return ["qemu-system-x86_64", ...accelArgs(accel), "-smp", "2", "-m", String(o.memoryMiB ?? 2048),
-          "-nographic", "-no-reboot", "-serial", `file:${o.serialLog}`, "-monitor", "none",
-          "-nic", "user,model=virtio-net-pci",
-          "-kernel", o.kernel, "-initrd", o.initrd, "-append", withMarker(o.cmdline, marker)];
 }

@@ -15,6 +15,8 @@ export interface BootMarker {
   readonly expected: string;
   /** Command-line words that make the guest print it. */
   readonly words: string[];
+  /** The two numbers the guest adds. */
+  readonly terms: readonly [number, number];
 }
 
 export function createMarker(random: () => number = () => randomInt(100_000, 1_000_000)): BootMarker {
@@ -23,6 +25,7 @@ export function createMarker(random: () => number = () => randomInt(100_000, 1_0
   return {
     expected: `KILN-VERIFY-${a + b}`,
     words: [`systemd.run="/bin/sh -c 'echo KILN-VERIFY-$((${a}+${b})) > /dev/ttyS0'"`, "systemd.run_success_action=poweroff"],
+    terms: [a, b],
   };
 }
 
@@ -50,4 +53,26 @@ export function verifyCmdline(bootParams: string, squashfsUrl: string): string {
  */
 export function withMarker(cmdline: string, marker: BootMarker): string {
   return [cmdline, "panic=-1", "cloud-init=disabled", ...marker.words].join(" ");
+}
+
+/**
+ * The test words for a boot through GRUB (disk, ISO), as GRUB script text to type at the end of
+ * the menu entry's `linux` line. GRUB backslash-escapes any quote it passes to the kernel, so
+ * nothing here may reach the kernel quoted: the words are single-quoted for GRUB only, the shell
+ * command has no spaces (${IFS} splits it) and every "$" is doubled for systemd's ExecStart=,
+ * which systemd.run= becomes. `hostname` first waits for cloud-init's main stage (which applies
+ * the seed's hostname; `systemctl start` joins the boot's own start job) and then adds the
+ * guest's hostname after the marker (…-host-<name>); `cloudInit` leaves cloud-init on.
+ */
+export function grubMarkerText(marker: BootMarker, o: { cloudInit?: boolean; hostname?: boolean } = {}): string {
+  const [a, b] = marker.terms;
+  const wait = o.hostname ? "systemctl$${IFS}start$${IFS}cloud-init.service;" : "";
+  const host = o.hostname ? "-host-$$(hostname)" : "";
+  const run = `systemd.run=/bin/sh -c ${wait}echo$\${IFS}KILN-VERIFY-$$((${a}+${b}))${host}>/dev/ttyS0`;
+  return ["console=ttyS0", "panic=-1", ...(o.cloudInit ? [] : ["cloud-init=disabled"]), `'${run}'`, "systemd.run_success_action=poweroff"].join(" ");
+}
+
+/** The hostname a guest printed after the marker (grubMarkerText with hostname), if it did. */
+export function hostnameAfterMarker(text: string, marker: BootMarker): string | undefined {
+  return new RegExp(`${marker.expected}-host-([A-Za-z0-9.-]+)`).exec(text)?.[1];
 }

@@ -1,18 +1,25 @@
 /**
- * Boot-verifies a build's out dir: every flavor's kernel + initrd boots diskless, with the
- * squashfs fetched over HTTP from this host, the way a PXE-booted machine would (DESIGN §6).
+ * Boot-verifies a build's out dir (DESIGN §6). Targets, per flavor:
+ *  - pxe: the kernel + initrd boot diskless, the squashfs fetched over HTTP from this host, the
+ *    way a PXE-booted machine would;
+ *  - qcow2-bios, qcow2-uefi: the disk through SeaBIOS, and OVMF (Secure Boot on when available);
+ *  - iso-bios (as a CD), iso-uefi (as a USB stick: the hybrid image);
+ *  - iso-seeded:<name>: each ISO made by `kiln iso --seed`, as a CD under UEFI, with cloud-init
+ *    on: it passes only if the guest's hostname is the one the seed's meta data gives.
  *
- * Contract: reads <out>/result.json, serves <out> on loopback (the guest reaches it at
- * 10.0.2.2), boots the flavors one at a time (each TCG guest uses both cores), keeps each serial
- * log as <out>/logs/verify-<flavor>.log and writes the results into result.json's `verify`
- * array, replacing the entries of the flavors it booted and keeping everything else.
+ * Contract: reads <out>/result.json, serves <out> on loopback for pxe (the guest reaches it at
+ * 10.0.2.2), boots one target at a time (each TCG guest uses both cores), keeps each serial log
+ * under <out>/logs/ and writes the results into result.json's `verify` array, replacing the
+ * entries of the (flavor, target) pairs it booted and keeping everything else.
  */
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { BuildResult, ResultArtifact, VerifyEntry } from "../artifacts/result.js";
+import { ARTIFACT_KINDS } from "../artifacts/types.js";
 import { KilnError } from "../errors.js";
 import { nullLog, type LogSink } from "../host/exec.js";
 import { bootKernel } from "./boot.js";
+import { bootMedium, type Firmware, type MediumBootOptions } from "./boot-medium.js";
 import { verifyCmdline } from "./cmdline.js";
 import { serveDirectory } from "./http-server.js";
 
@@ -21,6 +28,8 @@ export type VerifyResult = VerifyEntry;
 export interface VerifyOptions {
   /** Only these flavors (default: every flavor with a boot-kernel). */
   flavors?: string[];
+  /** Only these targets (pxe, qcow2-bios, …, iso-seeded:<name>, or iso-seeded for all seeded ISOs); default all. */
+  targets?: string[];
   signal?: AbortSignal;
   log?: LogSink;
   workDir?: string;
@@ -36,27 +45,103 @@ export async function verifyOut(outDir: string, opts: VerifyOptions = {}): Promi
   const result = await readBuildResult(outDir);
   const flavors = pickFlavors(result, opts.flavors);
   const squashfs = result.artifacts.find((a) => a.name === "squashfs");
-  if (!squashfs) {
+  const targets = verifyTargets(result, flavors, opts.targets);
+  if (!squashfs && !targets.some((t) => t.target !== "pxe")) {
     throw new KilnError("INPUT_INVALID", `${path.join(outDir, "result.json")}: no squashfs artifact to boot from`, {
       hint: 'build with "squashfs" among the recipe\'s outputs',
     });
   }
-  const memoryMiB = await guestMemoryMiB(path.join(outDir, squashfs.path));
+  const pxe = squashfs ? targets.filter((t) => t.target === "pxe") : [];
   await mkdir(path.join(outDir, "logs"), { recursive: true });
 
-  const server = await serveDirectory(outDir, { log, routes: { "/squashfs": squashfs.path } });
   const results: VerifyResult[] = [];
-  try {
-    const squashfsUrl = `http://${HOST_FROM_GUEST}:${server.port}/squashfs`;
-    for (const flavor of flavors) {
-      log.line(`verify: ${flavor}`);
-      results.push(await verifyFlavor(outDir, result.artifacts, flavor, squashfsUrl, memoryMiB, opts));
+  if (pxe.length > 0 && squashfs) {
+    const memoryMiB = await guestMemoryMiB(path.join(outDir, squashfs.path));
+    const server = await serveDirectory(outDir, { log, routes: { "/squashfs": squashfs.path } });
+    try {
+      const squashfsUrl = `http://${HOST_FROM_GUEST}:${server.port}/squashfs`;
+      for (const { flavor } of pxe) {
+        log.line(`verify: ${flavor}`);
+        results.push({ ...(await verifyFlavor(outDir, result.artifacts, flavor, squashfsUrl, memoryMiB, opts)), target: "pxe" });
+      }
+    } finally {
+      await server.close();
     }
-  } finally {
-    await server.close();
+  }
+  for (const t of targets) {
+    if (t.target === "pxe") continue;
+    log.line(`verify: ${t.flavor} ${t.target}`);
+    results.push(await verifyMedium(outDir, t, opts));
   }
   await writeVerify(outDir, results);
   return results;
+}
+
+/** One boot to make: which flavor, which target, and for disks and ISOs what to boot and how. */
+export interface VerifyTarget {
+  flavor: string;
+  target: string;
+  medium?: MediumBootOptions["medium"];
+  firmware?: Firmware;
+  /** A seeded ISO: the hostname the guest must have. */
+  hostname?: string;
+  seeded?: boolean;
+}
+
+/** Every boot result.json allows, in order (pxe first, then disks, ISOs, seeded ISOs), filtered. */
+export function verifyTargets(result: BuildResult, flavors: string[], only?: string[]): VerifyTarget[] {
+  const all: VerifyTarget[] = [];
+  const of = (ftype: string, flavor: string) => result.artifacts.find((a) => a.ftype === ftype && a.flavor === flavor);
+  for (const flavor of flavors) {
+    if (of("boot-kernel", flavor) && result.artifacts.some((a) => a.name === "squashfs")) all.push({ flavor, target: "pxe" });
+    const disk = of(ARTIFACT_KINDS.qcow2.ftype, flavor);
+    if (disk) {
+      for (const firmware of ["bios", "uefi"] as const) all.push({ flavor, target: `qcow2-${firmware}`, firmware, medium: { kind: "disk", file: disk.path } });
+    }
+    const iso = of(ARTIFACT_KINDS.iso.ftype, flavor);
+    if (iso) {
+      all.push({ flavor, target: "iso-bios", firmware: "bios", medium: { kind: "cdrom", file: iso.path } });
+      all.push({ flavor, target: "iso-uefi", firmware: "uefi", medium: { kind: "usb", file: iso.path } });
+    }
+    for (const s of result.seeded ?? []) {
+      if (s.flavor !== flavor) continue;
+      all.push({ flavor, target: `iso-seeded:${s.seed.name}`, firmware: "uefi", medium: { kind: "cdrom", file: s.path }, hostname: s.seed.hostname, seeded: true });
+    }
+  }
+  if (!only || only.length === 0) return all;
+  const unknown = only.filter((w) => !all.some((t) => t.target === w || (w === "iso-seeded" && t.seeded)));
+  if (unknown.length > 0) {
+    throw new KilnError("USAGE", `--target ${unknown.join(", ")}: not in this build; it has ${[...new Set(all.map((t) => t.target))].join(", ")}`);
+  }
+  return all.filter((t) => only.includes(t.target) || (t.seeded === true && only.includes("iso-seeded")));
+}
+
+async function verifyMedium(outDir: string, t: VerifyTarget, opts: VerifyOptions): Promise<VerifyResult> {
+  const logRel = `logs/verify-${t.flavor}-${t.target.replace(/[^a-z0-9.-]/gi, "-")}.log`;
+  const base = { flavor: t.flavor, target: t.target, firmware: t.firmware, log: logRel };
+  const file = path.join(outDir, t.medium!.file);
+  if ((await stat(file).catch(() => undefined)) === undefined) {
+    return { ...base, ok: false, seconds: 0, reason: `${t.medium!.file} is listed in result.json but missing` };
+  }
+  const r = await bootMedium({
+    medium: { kind: t.medium!.kind, file },
+    firmware: t.firmware!,
+    serialLog: path.join(outDir, logRel),
+    timeoutSeconds: opts.timeoutSeconds,
+    signal: opts.signal,
+    log: opts.log,
+    workDir: opts.workDir,
+    cloudInit: t.seeded,
+  });
+  const entry: VerifyResult = { ...base, ok: r.ok, seconds: r.seconds };
+  if (r.secureBoot !== undefined) entry.secureBoot = r.secureBoot;
+  if (r.hostname !== undefined) entry.hostname = r.hostname;
+  if (r.reason) entry.reason = r.reason;
+  if (t.seeded && r.ok && t.hostname !== undefined && r.hostname?.split(".")[0] !== t.hostname.split(".")[0]) {
+    entry.ok = false;
+    entry.reason = `the guest booted with hostname ${r.hostname ?? "(none printed)"}, not ${t.hostname} from the seed's meta data: cloud-init did not apply the seed`;
+  }
+  return entry;
 }
 
 /** <out>/result.json, or an error that says this is not a build's out dir. */
@@ -79,7 +164,8 @@ export async function readBuildResult(outDir: string): Promise<BuildResult> {
 }
 
 function pickFlavors(result: BuildResult, wanted: string[] | undefined): string[] {
-  const available = [...new Set(result.artifacts.filter((a) => a.name === "boot-kernel" && a.flavor).map((a) => a.flavor!))];
+  const bootable = new Set<string>([ARTIFACT_KINDS.kernel.ftype, ARTIFACT_KINDS.qcow2.ftype, ARTIFACT_KINDS.iso.ftype]);
+  const available = [...new Set(result.artifacts.filter((a) => bootable.has(a.ftype) && a.flavor).map((a) => a.flavor!))];
   if (available.length === 0) {
     throw new KilnError("INPUT_INVALID", "result.json lists no boot-kernel: this build has no kernel flavor to boot");
   }
@@ -142,12 +228,13 @@ async function guestMemoryMiB(squashfs: string): Promise<number> {
   return Math.max(2048, Math.ceil((2 * size) / 2 ** 20) + 1024);
 }
 
-/** Replaces the entries of the booted flavors, keeps the rest; written whole, then renamed in. */
+/** Replaces the entries of the booted (flavor, target) pairs, keeps the rest; written whole, then renamed in. */
 async function writeVerify(outDir: string, results: VerifyResult[]): Promise<void> {
   const file = path.join(outDir, "result.json");
   const current = await readBuildResult(outDir); // re-read: keep whatever changed meanwhile
-  const booted = new Set(results.map((r) => r.flavor));
-  current.verify = [...(current.verify ?? []).filter((v) => !booted.has(v.flavor)), ...results];
+  const id = (v: VerifyResult) => `${v.flavor} ${v.target ?? "pxe"}`;
+  const booted = new Set(results.map(id));
+  current.verify = [...(current.verify ?? []).filter((v) => !booted.has(id(v))), ...results];
   const tmp = `${file}.tmp-${process.pid}`;
   await writeFile(tmp, JSON.stringify(current, null, 2) + "\n");
   await rename(tmp, file);

@@ -60,8 +60,11 @@ void test("the page's full example is a valid recipe", () => {
 void test("every example in the schema is valid in a recipe", () => {
   const schema = recipeJsonSchema() as { properties: Record<string, { examples?: unknown[] }> };
   const base = { apiVersion: "kiln/v1", name: "x", base: { debian: "bookworm" }, kernels: [{ flavor: "generic", package: "linux-image-amd64" }] };
-  // upgrade needs a repository to upgrade from.
-  const context = { repositories: [{ name: "backports", uri: "http://deb.debian.org/debian", suite: "bookworm-backports" }] };
+  // upgrade needs a repository to upgrade from; disk needs qcow2 among the outputs.
+  const context = {
+    repositories: [{ name: "backports", uri: "http://deb.debian.org/debian", suite: "bookworm-backports" }],
+    outputs: ["squashfs", "kernel", "initrd", "manifest", "qcow2"],
+  };
   for (const [key, field] of Object.entries(schema.properties)) {
     assert.ok(field.examples?.length, `${key} has no example`);
     for (const example of field.examples ?? []) {

@@ -52,6 +52,8 @@ void test("a minimal recipe gets every default", () => {
     scripts: [],
     kernels: [{ flavor: "generic", package: "linux-image-amd64" }],
     cmdline: [],
+    config: {},
+    ansible: [],
     outputs: ["squashfs", "kernel", "initrd", "manifest"],
     squashfs: { compression: "zstd" },
     verify: "none",
@@ -126,6 +128,42 @@ const goodCases: Array<{ name: string; text: string; check: (r: Recipe) => void 
     },
   },
   {
+    name: "a host profile gets its defaults",
+    text: recipe({
+      config: {
+        sysctl: { "vm.swappiness": 10, "net.ipv4.conf.*.rp_filter": 2, "net.ipv4.ip_local_port_range": "32768 60999" },
+        limits: [{ domain: "@ops", item: "nofile", value: 65536 }, { domain: "*", type: "hard", item: "memlock", value: "unlimited" }],
+        modules: ["br_netfilter", "nvidia-drm"],
+        blacklist: ["floppy"],
+        hugepages: [{ count: 512 }, { size: "1G", count: 4 }],
+        permissions: [{ path: "/var/log/app", mode: "0750" }, { path: "/srv/x", directory: true }],
+        groups: [{ name: "ops" }],
+        users: [{ name: "ops", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3x ops@example"] }],
+        units: { enable: ["ssh.service", "getty@ttyS0.service"] },
+        apparmor: false,
+        dkms: ["acpi-call-dkms"],
+      },
+    }),
+    check: (r) => {
+      assert.deepEqual(r.config.limits?.[0], { domain: "@ops", type: "-", item: "nofile", value: 65536 });
+      assert.deepEqual(r.config.hugepages, [{ size: "2M", count: 512 }, { size: "1G", count: 4 }]);
+      assert.deepEqual(r.config.permissions?.[1], { path: "/srv/x", directory: true });
+      assert.deepEqual(r.config.groups, [{ name: "ops", system: false }]);
+      assert.deepEqual(r.config.users?.[0], { name: "ops", groups: [], shell: "/bin/bash", system: false, sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3x ops@example"], sudo: false });
+      assert.deepEqual(r.config.units, { enable: ["ssh.service", "getty@ttyS0.service"], disable: [], mask: [] });
+    },
+  },
+  {
+    name: "qcow2 and iso with disk settings",
+    text: recipe({ outputs: ["squashfs", "qcow2", "iso"], disk: { size: "8G", partitions: [{ name: "data", size: "2G", mountpoint: "/srv/data" }] } }),
+    check: (r) => assert.deepEqual(r.disk, { size: "8G", filesystem: "ext4", partitions: [{ name: "data", size: "2G", mountpoint: "/srv/data", filesystem: "ext4" }], compression: "zstd" }),
+  },
+  {
+    name: "a playbook resolves against the recipe's folder",
+    text: recipe({ ansible: [{ playbook: "ansible/site.yml" }, { playbook: "/srv/other.yml", vars: { ntp_server: "ntp.example", ports: [1, 2] } }] }),
+    check: (r) => assert.deepEqual(r.ansible, [{ playbook: `${DIR}/ansible/site.yml`, vars: {} }, { playbook: "/srv/other.yml", vars: { ntp_server: "ntp.example", ports: [1, 2] } }]),
+  },
+  {
     name: "octal mode written 0o755 or 4 digits",
     text: recipe({ files: [{ path: "/usr/local/bin/x", content: "", mode: "4755", owner: "0:0" }] }),
     check: (r) => assert.equal(r.files[0]?.mode, "4755"),
@@ -155,7 +193,7 @@ const badCases: Array<{ name: string; text: string; path: string; says: string }
   // unknown fields
   { name: "unknown field, close to a known one", text: recipe({ kernal: [] }), path: "kernal", says: 'unknown field; did you mean "kernels"?' },
   { name: "snake_case spelling", text: recipe({ ca_certificates: [] }), path: "ca_certificates", says: 'did you mean "caCertificates"?' },
-  { name: "unknown field, nothing close", text: recipe({ ansible: [] }), path: "ansible", says: "unknown field; the fields here are apiVersion, name" },
+  { name: "unknown field, nothing close", text: recipe({ bootloader: [] }), path: "bootloader", says: "unknown field; the fields here are apiVersion, name" },
   { name: "unknown nested field", text: recipe({ kernels: [{ flavour: "rt", package: "linux-image-rt-amd64" }] }), path: "kernels[0].flavour", says: 'did you mean "flavor"?' },
   { name: "swapped letters in base", text: recipe({ base: { image: "./x", fromat: "qcow2" } }), path: "base.fromat", says: 'did you mean "format"?' },
   { name: "unknown field in the debian form", text: recipe({ base: { debian: "bookworm", suite: "x" } }), path: "base.suite", says: "the fields here are debian, variant, components, mirror" },
@@ -208,13 +246,50 @@ const badCases: Array<{ name: string; text: string; path: string; says: string }
   { name: "boot check without kernels", text: recipe({ kernels: [], outputs: ["squashfs"], verify: "boot" }), path: "kernels", says: "because verify is boot; add one" },
   // cmdline, outputs, squashfs, verify, proxy
   { name: "cmdline word with a space", text: recipe({ cmdline: ["console=ttyS0 quiet"] }), path: "cmdline[0]", says: "give one word per entry" },
-  { name: "unknown output", text: recipe({ outputs: ["squashfs", "iso"] }), path: "outputs[1]", says: '"iso" is not an output; use one of squashfs, kernel' },
+  { name: "unknown output", text: recipe({ outputs: ["squashfs", "vmdk"] }), path: "outputs[1]", says: '"vmdk" is not an output; use one of squashfs, kernel' },
   { name: "duplicate output", text: recipe({ outputs: ["squashfs", "kernel", "squashfs"] }), path: "outputs[2]", says: '"squashfs" is listed twice' },
   { name: "no outputs", text: recipe({ outputs: [] }), path: "outputs", says: "must not be empty" },
   { name: "xz with a level", text: recipe({ squashfs: { compression: "xz", level: 9 } }), path: "squashfs.level", says: "xz takes no level; remove level, or use compression: zstd" },
   { name: "zstd level too high", text: recipe({ squashfs: { level: 30 } }), path: "squashfs.level", says: "the number 30 is not a zstd level; use 1 (fastest) to 22" },
   { name: "bad verify", text: recipe({ verify: true }), path: "verify", says: "true is not a verification; use boot or none" },
   { name: "bad proxy URL", text: recipe({ proxy: { http: "proxy:3128" } }), path: "proxy.http", says: "is not a proxy URL" },
+  // config: the host profile
+  { name: "sysctl name with a space", text: recipe({ config: { sysctl: { "vm swappiness": 10 } } }), path: 'config.sysctl["vm swappiness"]', says: '"vm swappiness" is not a sysctl name; use dotted words as sysctl -a prints them' },
+  { name: "sysctl line written as a name", text: recipe({ config: { sysctl: { "vm.swappiness=10": 1 } } }), path: 'config.sysctl["vm.swappiness=10"]', says: 'without "=" or spaces' },
+  { name: "sysctl name without a dot", text: recipe({ config: { sysctl: { swappiness: 10 } } }), path: "config.sysctl.swappiness", says: "is not a sysctl name" },
+  { name: "sysctl value true", text: recipe({ config: { sysctl: { "net.ipv4.ip_forward": true } } }), path: 'config.sysctl["net.ipv4.ip_forward"]', says: "expected a sysctl value, got true; use a number or one line of text (1 or 0, not true or false)" },
+  { name: "sysctl value on two lines", text: recipe({ config: { sysctl: { "kernel.core_pattern": "a\nb" } } }), path: 'config.sysctl["kernel.core_pattern"]', says: "is not a sysctl value; use one line of text" },
+  { name: "sysctl as a list", text: recipe({ config: { sysctl: ["vm.swappiness=10"] } }), path: "config.sysctl", says: "expected a mapping of sysctl names to values, got a list" },
+  { name: "module name with a slash", text: recipe({ config: { modules: ["kernel/drivers/net/dummy.ko"] } }), path: "config.modules[0]", says: "is not a kernel module name; use the name modprobe takes" },
+  { name: "module loaded and blacklisted", text: recipe({ config: { modules: ["floppy"], blacklist: ["floppy"] } }), path: "config.blacklist[0]", says: '"floppy" is also in modules' },
+  { name: "user with a password", text: recipe({ config: { users: [{ name: "ops", password: "s3cret" }] } }), path: "config.users[0].password", says: "passwords are never written into an image" },
+  { name: "user with a password hash", text: recipe({ config: { users: [{ name: "ops", hashed_passwd: "$6$x$y" }] } }), path: "config.users[0].hashed_passwd", says: "passwords are never written into an image" },
+  { name: "user with cloud-init's passwd", text: recipe({ config: { users: [{ name: "ops", passwd: "$6$x$y" }] } }), path: "config.users[0].passwd", says: "give sshAuthorizedKeys" },
+  { name: "a private key as an SSH key", text: recipe({ config: { users: [{ name: "ops", sshAuthorizedKeys: ["-----BEGIN OPENSSH PRIVATE KEY-----"] }] } }), path: "config.users[0].sshAuthorizedKeys[0]", says: "is not an SSH public key" },
+  { name: "bad user name", text: recipe({ config: { users: [{ name: "Ops Team" }] } }), path: "config.users[0].name", says: '"Ops Team" is not a user name' },
+  { name: "duplicate users", text: recipe({ config: { users: [{ name: "ops" }, { name: "ops" }] } }), path: "config.users[1].name", says: "already used by users[0]" },
+  { name: "unknown limit item", text: recipe({ config: { limits: [{ domain: "*", item: "files", value: 10 }] } }), path: "config.limits[0].item", says: '"files" is not a limits.conf item; use one of core' },
+  { name: "limit value in words", text: recipe({ config: { limits: [{ domain: "*", item: "nofile", value: "lots" }] } }), path: "config.limits[0].value", says: '"lots" is not a limit value; use a whole number, unlimited or infinity' },
+  { name: "zero huge pages", text: recipe({ config: { hugepages: [{ size: "2M", count: 0 }] } }), path: "config.hugepages[0].count", says: "is not a number of pages" },
+  { name: "unknown huge page size", text: recipe({ config: { hugepages: [{ size: "4M", count: 8 }] } }), path: "config.hugepages[0].size", says: '"4M" is not a huge page size; use 2M or 1G' },
+  { name: "permission with neither mode nor owner", text: recipe({ config: { permissions: [{ path: "/etc/x" }] } }), path: "config.permissions[0]", says: "give mode or owner" },
+  { name: "relative permission path", text: recipe({ config: { permissions: [{ path: "etc/x", mode: "0600" }] } }), path: "config.permissions[0].path", says: "is not an absolute path in the image" },
+  { name: "unit with a path", text: recipe({ config: { units: { enable: ["/etc/systemd/system/x.service"] } } }), path: "config.units.enable[0]", says: "is not a systemd unit name" },
+  { name: "unit enabled and masked", text: recipe({ config: { units: { enable: ["ssh.service"], mask: ["ssh.service"] } } }), path: "config.units.mask[0]", says: '"ssh.service" is also in enable' },
+  { name: "apparmor as a word", text: recipe({ config: { apparmor: "on" } }), path: "config.apparmor", says: "expected true or false" },
+  { name: "bad DKMS package", text: recipe({ config: { dkms: ["Wireguard DKMS"] } }), path: "config.dkms[0]", says: "is not a package name" },
+  { name: "unknown profile field", text: recipe({ config: { sysctls: {} } }), path: "config.sysctls", says: 'did you mean "sysctl"?' },
+  // ansible
+  { name: "playbook missing", text: recipe({ ansible: [{ vars: {} }] }), path: "ansible[0].playbook", says: "required; give a path to a playbook" },
+  { name: "bad Ansible variable name", text: recipe({ ansible: [{ playbook: "./site.yml", vars: { "ntp-server": "x" } }] }), path: "ansible[0].vars.ntp-server", says: "is not an Ansible variable name" },
+  // disk, qcow2, iso
+  { name: "disk without qcow2", text: recipe({ disk: { size: "8G" } }), path: "disk", says: "disk settings are for the qcow2 output" },
+  { name: "disk size in GB", text: recipe({ outputs: ["qcow2"], disk: { size: "8GB" } }), path: "disk.size", says: '"8GB" is not a disk size; use a whole number of M, G or T' },
+  { name: "partition named root", text: recipe({ outputs: ["qcow2"], disk: { partitions: [{ name: "root", size: "1G", mountpoint: "/srv" }] } }), path: "disk.partitions[0].name", says: "is the name of one of the disk's own partitions" },
+  { name: "partition on /boot/efi", text: recipe({ outputs: ["qcow2"], disk: { partitions: [{ name: "efi2", size: "1G", mountpoint: "/boot/efi" }] } }), path: "disk.partitions[0].mountpoint", says: "holds the disk's boot files" },
+  { name: "two partitions on one mount point", text: recipe({ outputs: ["qcow2"], disk: { partitions: [{ name: "a", size: "1G", mountpoint: "/srv" }, { name: "b", size: "1G", mountpoint: "/srv/" }] } }), path: "disk.partitions[1].mountpoint", says: "already used by partitions[0]" },
+  { name: "unknown qcow2 compression", text: recipe({ outputs: ["qcow2"], disk: { compression: "xz" } }), path: "disk.compression", says: '"xz" is not a qcow2 compression; use zstd, zlib, none' },
+  { name: "qcow2 without kernels", text: recipe({ kernels: [], outputs: ["qcow2", "iso"] }), path: "kernels", says: "at least one kernel is needed because outputs include qcow2 and iso; add one" },
 ];
 
 for (const c of badCases) {

@@ -44,10 +44,12 @@ export async function verifyCommand(
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-/** `✓ generic  booted in 48.0 s  (logs/verify-generic.log)` or `✗ generic  <reason>  (log)`. */
+/** `✓ generic  booted in 48.0 s  (logs/verify-generic.log)` or `✗ generic qcow2-uefi  <reason>  (log)`. */
 export function formatResult(r: VerifyResult): string {
-  const what = r.ok ? `booted in ${r.seconds.toFixed(1)} s` : (r.reason ?? "failed");
-  return `${r.ok ? "✓" : "✗"} ${r.flavor}  ${what}  (${r.log})\n`;
+  const notes = [r.secureBoot ? "Secure Boot on" : "", r.hostname ? `hostname ${r.hostname}` : ""].filter(Boolean).join(", ");
+  const what = r.ok ? `booted in ${r.seconds.toFixed(1)} s${notes ? ` (${notes})` : ""}` : (r.reason ?? "failed");
+  const target = r.target && r.target !== "pxe" ? ` ${r.target}` : "";
+  return `${r.ok ? "✓" : "✗"} ${r.flavor}${target}  ${what}  (${r.log})\n`;
 }
 
 async function release(work: WorkDir | undefined, log: LogSink): Promise<void> {
