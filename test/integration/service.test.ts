@@ -130,8 +130,24 @@ test("a kiwi-ng recipe is a valid record, but its create job fails saying why", 
 });
 
 test("kill -9 mid-build: after a restart the job ends error with the reason, and the new worker takes new jobs", async () => {
-  const job = await ims<{ id: string }>(["jobs", "create", "--job-type", "create", "--artifact-id", recipeId, "--public-key-id", keyId, "--image-root-archive-name", "doomed"]);
-  await waitFor("building_image", async () => ((await ims<{ status: string }>(["jobs", "describe", job.id])).status === "building_image" ? true : undefined), 300);
+  // The minimal recipe is all cached by now and would race through building_image between two
+  // polls; a script that holds the build keeps the job there until the kill.
+  const held = path.join(dir, "held");
+  await mkdir(held);
+  const minimal = await readFile(path.join(REPO, "examples/minimal.yaml"), "utf8");
+  await writeFile(path.join(held, "recipe.yaml"), minimal.replace("verify: boot", "scripts:\n  - name: hold\n    run: sleep 900\nverify: boot"));
+  const heldRecipe = await ims<{ id: string }>(["recipes", "upload", held]);
+  const job = await ims<{ id: string }>(["jobs", "create", "--job-type", "create", "--artifact-id", heldRecipe.id, "--public-key-id", keyId, "--image-root-archive-name", "doomed"]);
+  await waitFor(
+    "the held job to reach its script",
+    async () => {
+      const j = await ims<{ status: string }>(["jobs", "describe", job.id]);
+      assert.ok(!["success", "error"].includes(j.status), `the held job ended ${j.status} before the kill`);
+      const log = await kiln(["ims", "jobs", "log", job.id, "--no-follow"]);
+      return j.status === "building_image" && /── scripts/.test(log.stdout) ? true : undefined;
+    },
+    300,
+  );
   serve.child.kill("SIGKILL");
   await new Promise((r) => serve.child.once("close", r));
 
@@ -153,4 +169,7 @@ test("kill -9 mid-build: after a restart the job ends error with the reason, and
   const wait = await kiln(["ims", "jobs", "wait", next.id, "--no-log", "--json", "--timeout", "1800"]);
   assert.equal(wait.code, 0, wait.stderr.slice(-3000));
   assert.equal((JSON.parse(wait.stdout) as { status: string }).status, "success");
+  // The next build on this machine swept the dead build: its script's process is gone.
+  const { spawnSync } = await import("node:child_process");
+  assert.equal(spawnSync("pgrep", ["-fx", "sleep 900"]).status, 1, "the killed job's script still runs");
 });
