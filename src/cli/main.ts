@@ -64,12 +64,18 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .description("Boot every flavor of a build under qemu with its root fetched over HTTP")
     .argument("<out>", "a build's out dir")
     .option("--flavor <name...>", "only these flavors")
+    .option(
+      "--target <name>",
+      "only these boots (repeat it or separate with commas): pxe, qcow2-bios, qcow2-uefi, iso-bios, iso-uefi, iso-seeded or iso-seeded:<name>",
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    )
     .option("--timeout <seconds>", "per boot", (v) => Number(v))
     .option("--json", "print results as JSON", false)
     .addOption(cacheOption())
+    .addHelpText("after", "\nExamples:\n  kiln verify out\n  kiln verify out --flavor generic --target pxe\n  kiln verify out --target qcow2-bios,qcow2-uefi")
     .action(async (out: string, o) => {
       const { verifyCommand } = await import("./commands/verify.js");
-      setExit(await verifyCommand(out, { flavor: o.flavor, json: o.json, timeout: o.timeout, cacheDir: o.cacheDir }, { signal: io.signal, stdout: io.stdout }));
+      setExit(await verifyCommand(out, { flavor: o.flavor, target: o.target, json: o.json, timeout: o.timeout, cacheDir: o.cacheDir }, { signal: io.signal, stdout: io.stdout }));
     });
 
   const cache = program.command("cache").description("Inspect and prune the layer cache");

@@ -5,9 +5,14 @@
  *
  * /dev is a fresh tmpfs with the handful of nodes dpkg scripts use and a private devpts instance,
  * not a bind of the host's /dev: nothing in the chroot can reach the host's disks.
+ *
+ * /var/cache/apt/archives is the session's own dir over the shared cache, never the shared dir
+ * itself: apt locks that dir for a whole install, so concurrent builds would fail on
+ * "Could not get lock /var/cache/apt/archives/lock" (apt-archives.ts).
  */
 import { lstat, readFile, readlink, rm, symlink, unlink, writeFile, chmod, readdir } from "node:fs/promises";
 import path from "node:path";
+import { aptArchivesUse, openSessionArchives, type SessionArchives } from "./apt-archives.js";
 import { exec, type ExecOptions, type ExecResult, type LogSink } from "./exec.js";
 import { mountBind, mountFs, mountTmpfs, type Mount } from "./mount.js";
 import { resolveInRoot } from "./root-path.js";
@@ -17,7 +22,10 @@ export interface ChrootOptions {
   log: LogSink;
   signal?: AbortSignal;
   workDir: string;
-  /** Host dir bound at /var/cache/apt/archives so downloads are shared between builds. */
+  /**
+   * The apt archive cache shared between builds. The session binds its own dir, hard-linked from
+   * it, at /var/cache/apt/archives, and links back the .debs it fetched (apt-archives.ts).
+   */
   aptArchives?: string;
   /** Extra environment for every command (proxies). Never written into the image. */
   env?: Record<string, string>;
@@ -26,7 +34,11 @@ export interface ChrootOptions {
 export interface ChrootSession extends Releasable {
   readonly root: string;
   run(argv: string[], opts?: Pick<ExecOptions, "env" | "input" | "captureStdout" | "quietStdout" | "okCodes">): Promise<ExecResult>;
-  /** apt-get with the options every Kiln build wants. */
+  /**
+   * apt-get with the options every Kiln build wants. A command that fetches packages (install,
+   * upgrade …) first downloads them holding the shared cache's download lock, waiting for another
+   * build's download if need be, then runs dpkg without it.
+   */
   apt(args: string[], opts?: { env?: Record<string, string> }): Promise<ExecResult>;
 }
 
@@ -49,6 +61,7 @@ const DEV_NODES: Array<[string, string, number, number]> = [
 export async function openChroot(root: string, opts: ChrootOptions): Promise<ChrootSession> {
   const scope = new Scope();
   const host = { log: opts.log, workDir: opts.workDir };
+  let opened: SessionArchives | undefined;
   try {
     scope.use(await mountFs("proc", "proc", path.join(root, "proc"), ["nosuid,nodev,noexec"], host));
     scope.use(await mountFs("sysfs", "sysfs", path.join(root, "sys"), ["ro,nosuid,nodev,noexec"], host));
@@ -64,8 +77,9 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
     scope.use(await mountTmpfs(path.join(root, "run"), { ...host, mode: "0755" }));
     scope.use(await mountTmpfs(path.join(root, "tmp"), { ...host, mode: "1777" }));
     if (opts.aptArchives) {
+      opened = scope.use(await openSessionArchives(opts.aptArchives, { log: opts.log, signal: opts.signal, workDir: opts.workDir }));
       const target = await resolveInRoot(root, "/var/cache/apt/archives");
-      scope.use(await mountBind(opts.aptArchives, target, host));
+      scope.use(await mountBind(opened.path, target, host));
     }
     scope.use(await swapInFile(root, "/etc/resolv.conf", await hostResolvConf()));
     // No daemon starts during the build (invoke-rc.d asks policy-rc.d; 101 = action forbidden).
@@ -76,6 +90,7 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
     throw e;
   }
 
+  const archives = opened;
   const run: ChrootSession["run"] = (argv, o = {}) =>
     exec(["chroot", root, ...argv], {
       ...o,
@@ -96,7 +111,13 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
   return {
     root,
     run,
-    apt: (args, o = {}) => run(["apt-get", ...APT_OPTIONS, ...args], o),
+    async apt(args, o = {}) {
+      const argv = ["apt-get", ...APT_OPTIONS, ...args];
+      const use = aptArchivesUse(args);
+      if (archives && use === "download") return archives.fetch(() => run(argv, o));
+      if (archives && use === "install") await archives.fetch(() => run(["apt-get", ...APT_OPTIONS, "--download-only", ...args], o));
+      return run(argv, o);
+    },
     release: () => scope.release(),
   };
 }

@@ -37,15 +37,25 @@ export interface VerifyOptions {
   timeoutSeconds?: number;
 }
 
+/**
+ * The targets a build can have, by name, in boot order: what `--target` accepts. `iso-seeded`
+ * stands for every ISO made by `kiln iso --seed`, `iso-seeded:<name>` for one of them.
+ */
+export const VERIFY_TARGET_NAMES = ["pxe", "qcow2-bios", "qcow2-uefi", "iso-bios", "iso-uefi", "iso-seeded"] as const;
+
+/** Whether `word` names a kind of target (whether a build has it is verifyTargets' question). */
+export function isVerifyTargetName(word: string): boolean {
+  return (VERIFY_TARGET_NAMES as readonly string[]).includes(word) || /^iso-seeded:[a-z0-9][a-z0-9-]{0,62}$/.test(word);
+}
+
 /** qemu user networking's address for the host's loopback. */
 const HOST_FROM_GUEST = "10.0.2.2";
 
 export async function verifyOut(outDir: string, opts: VerifyOptions = {}): Promise<VerifyResult[]> {
   const log = opts.log ?? nullLog;
   const result = await readBuildResult(outDir);
-  const flavors = pickFlavors(result, opts.flavors);
   const squashfs = result.artifacts.find((a) => a.name === "squashfs");
-  const targets = verifyTargets(result, flavors, opts.targets);
+  const targets = selectTargets(result, opts);
   if (!squashfs && !targets.some((t) => t.target !== "pxe")) {
     throw new KilnError("INPUT_INVALID", `${path.join(outDir, "result.json")}: no squashfs artifact to boot from`, {
       hint: 'build with "squashfs" among the recipe\'s outputs',
@@ -88,6 +98,15 @@ export interface VerifyTarget {
   seeded?: boolean;
 }
 
+/**
+ * The boots verifyOut makes for `opts.flavors` and `opts.targets`; a flavor or target the build
+ * has no artifact for is a USAGE error naming what it has. Reads nothing but `result`, so the CLI
+ * checks its options with it before it writes anything.
+ */
+export function selectTargets(result: BuildResult, opts: Pick<VerifyOptions, "flavors" | "targets">): VerifyTarget[] {
+  return verifyTargets(result, pickFlavors(result, opts.flavors), opts.targets);
+}
+
 /** Every boot result.json allows, in order (pxe first, then disks, ISOs, seeded ISOs), filtered. */
 export function verifyTargets(result: BuildResult, flavors: string[], only?: string[]): VerifyTarget[] {
   const all: VerifyTarget[] = [];
@@ -111,9 +130,22 @@ export function verifyTargets(result: BuildResult, flavors: string[], only?: str
   if (!only || only.length === 0) return all;
   const unknown = only.filter((w) => !all.some((t) => t.target === w || (w === "iso-seeded" && t.seeded)));
   if (unknown.length > 0) {
-    throw new KilnError("USAGE", `--target ${unknown.join(", ")}: not in this build; it has ${[...new Set(all.map((t) => t.target))].join(", ")}`);
+    const has = [...new Set(all.map((t) => t.target))];
+    const hints = [...new Set(unknown.map(missingTargetHint).filter((h) => h !== undefined))];
+    throw new KilnError("USAGE", `--target ${unknown.join(", ")}: not in this build; it has ${has.length > 0 ? has.join(", ") : "no target for these flavors"}`, {
+      ...(hints.length > 0 ? { hint: hints.join("; ") } : {}),
+    });
   }
   return all.filter((t) => only.includes(t.target) || (t.seeded === true && only.includes("iso-seeded")));
+}
+
+/** What a build needs for a target it lacks. */
+function missingTargetHint(target: string): string | undefined {
+  if (target === "pxe") return 'pxe boots a flavor\'s boot-kernel with the squashfs: the recipe\'s outputs need "kernel", "initrd" and "squashfs"';
+  if (target.startsWith("qcow2-")) return 'a disk comes from outputs: [qcow2] in the recipe (for its first kernel flavor)';
+  if (target.startsWith("iso-seeded")) return "a seeded ISO comes from kiln iso OUT --seed DIR";
+  if (target.startsWith("iso-")) return 'a live ISO comes from outputs: [iso] in the recipe (for its first kernel flavor)';
+  return undefined;
 }
 
 async function verifyMedium(outDir: string, t: VerifyTarget, opts: VerifyOptions): Promise<VerifyResult> {

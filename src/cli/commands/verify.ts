@@ -5,10 +5,12 @@ import { KilnError } from "../../errors.js";
 import type { LogSink } from "../../host/exec.js";
 import { createWorkDir, type WorkDir } from "../../host/workdir.js";
 import { openStageLog } from "../../engine/stage-log.js";
-import { readBuildResult, verifyOut, type VerifyResult } from "../../verify/verify-out.js";
+import { isVerifyTargetName, readBuildResult, selectTargets, verifyOut, VERIFY_TARGET_NAMES, type VerifyResult } from "../../verify/verify-out.js";
 
 export interface VerifyFlags {
   flavor?: string[];
+  /** --target as given: each value one name or several, comma-separated. */
+  target?: string[];
   json?: boolean;
   /** Seconds per boot. */
   timeout?: number;
@@ -24,7 +26,9 @@ export async function verifyCommand(
   if (opts.timeout !== undefined && !(Number.isFinite(opts.timeout) && opts.timeout > 0)) {
     throw new KilnError("USAGE", "--timeout: give the seconds each boot may take, a positive number, e.g. --timeout 300");
   }
-  await readBuildResult(outDir); // a wrong dir fails here, before anything is written into it
+  const targets = parseTargets(opts.target);
+  // A wrong dir, or a flavor or target the build lacks, fails here, before anything is written into it.
+  selectTargets(await readBuildResult(outDir), { flavors: opts.flavor, targets });
   await mkdir(path.join(outDir, "logs"), { recursive: true });
   const log = openStageLog(outDir, "verify", () => {});
   // A work dir names this run's qemu (KILN_WORK), so the startup sweep can kill it if kiln is
@@ -35,13 +39,34 @@ export async function verifyCommand(
   });
   let results: VerifyResult[];
   try {
-    results = await verifyOut(outDir, { flavors: opts.flavor, signal: io.signal, log, workDir: work?.path, timeoutSeconds: opts.timeout });
+    results = await verifyOut(outDir, { flavors: opts.flavor, targets, signal: io.signal, log, workDir: work?.path, timeoutSeconds: opts.timeout });
   } finally {
     await release(work, log);
     await log.close();
   }
   io.stdout.write(opts.json ? JSON.stringify(results, null, 2) + "\n" : results.map(formatResult).join(""));
   return results.every((r) => r.ok) ? 0 : 1;
+}
+
+/** What --target accepts, for its help and its errors. */
+export const TARGET_CHOICES = `${VERIFY_TARGET_NAMES.join(", ")} or iso-seeded:<name>`;
+
+/**
+ * The --target values (`--target pxe,qcow2-uefi --target iso-bios`) as target names, each checked
+ * against the targets kiln verify knows, all bad ones reported at once. Whether the build has
+ * them is selectTargets' check. Undefined: every target.
+ */
+export function parseTargets(values: readonly string[] | undefined): string[] | undefined {
+  if (values === undefined || values.length === 0) return undefined;
+  const words = values.flatMap((v) => v.split(",")).map((w) => w.trim()).filter((w) => w !== "");
+  if (words.length === 0) throw new KilnError("USAGE", `--target: name a target: ${TARGET_CHOICES}`);
+  const bad = words.filter((w) => !isVerifyTargetName(w));
+  if (bad.length > 0) {
+    throw new KilnError("USAGE", `--target ${bad.map((w) => JSON.stringify(w)).join(", ")}: not a verify target; use ${TARGET_CHOICES}`, {
+      hint: "several at once: --target qcow2-bios,qcow2-uefi or --target qcow2-bios --target qcow2-uefi",
+    });
+  }
+  return [...new Set(words)];
 }
 
 /** `✓ generic  booted in 48.0 s  (logs/verify-generic.log)` or `✗ generic qcow2-uefi  <reason>  (log)`. */
