@@ -18,6 +18,7 @@ PACKAGES=(
   ansible               # recipe ansible: playbooks against the image (chroot connection)
   gnupg dpkg-dev        # streams: signing (gpg, gpgv); tests build a signed apt repository
   ca-certificates
+  openssl procps        # tests make a site CA (openssl) and look for leftover processes (pgrep)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -8,6 +8,7 @@
  *   auth             bearer tokens with roles; health and version are open
  *   openapi          GET /openapi.json, built from the routes' own schemas
  *   imsRoutes        the IMS API (v3, v2 and unversioned), once at /apis/ims and once at /
+ *   objectRoutes     presigned download URLs of a file store, at /objects/ (and /apis/ims/objects/)
  */
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import fp from "fastify-plugin";
@@ -18,6 +19,7 @@ import { authPlugin } from "./auth.js";
 import { openapiPlugin } from "./openapi.js";
 import { problemDetails } from "./problem.js";
 import { imsRoutes } from "./routes/ims.js";
+import { objectRoutes } from "./routes/objects.js";
 import { SHARED_SCHEMAS } from "./schemas.js";
 import type { TokenVerifier } from "./tokens.js";
 
@@ -81,6 +83,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(services, deps);
   await app.register(authPlugin, { tokens: deps.tokens });
   await app.register(openapiPlugin);
-  for (const prefix of ["/apis/ims", ""]) await app.register(imsRoutes, { prefix });
+  for (const prefix of ["/apis/ims", ""]) {
+    await app.register(imsRoutes, { prefix });
+    await app.register(objectRoutes, { prefix: `${prefix}/objects` });
+  }
   return app;
 }

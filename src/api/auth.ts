@@ -1,7 +1,9 @@
 /**
- * Bearer-token auth. Every route but /version and /healthz/* needs `Authorization: Bearer
- * <token>`; the token's role decides what it may do: `admin` everything, `read-only` GET and
- * HEAD only (403 otherwise). Tokens come from `kiln token create` (tokens.ts).
+ * Bearer-token auth. Every route but /version, /healthz/* and the routes that authorise requests
+ * themselves (`config: { open: true }`: presigned object URLs, whose signature is the credential)
+ * needs `Authorization: Bearer <token>`; the token's role decides what it may do: `admin`
+ * everything, `read-only` GET and HEAD only (403 otherwise). Tokens come from `kiln token create`
+ * (tokens.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
@@ -12,6 +14,10 @@ declare module "fastify" {
   interface FastifyRequest {
     role?: Role;
   }
+  interface FastifyContextConfig {
+    /** The route needs no bearer token: it checks each request itself (a presigned URL's signature). */
+    open?: boolean;
+  }
 }
 
 const OPEN = /^(?:\/apis\/ims)?\/(?:version|healthz\/(?:ready|live))\/?(?:\?|$)/;
@@ -20,7 +26,7 @@ const READS = new Set(["GET", "HEAD", "OPTIONS"]);
 export const authPlugin = fp(
   async (app: FastifyInstance, opts: { tokens: TokenVerifier }) => {
     app.addHook("onRequest", async (request: FastifyRequest, reply: FastifyReply) => {
-      if (OPEN.test(request.url)) return;
+      if (OPEN.test(request.url) || request.routeOptions.config.open === true) return;
       const header = request.headers.authorization ?? "";
       const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
       if (!m) {

@@ -19,6 +19,8 @@ declare module "fastify" {
     tags?: string[];
     /** Left out of /openapi.json. */
     hide?: boolean;
+    /** OpenAPI security requirements when not the document's (`[]`: no token, e.g. presigned URLs). */
+    security?: Array<Record<string, string[]>>;
     /** Media type of a non-JSON request body / response. */
     consumes?: string;
     produces?: string;
@@ -73,6 +75,7 @@ function buildDocument(routes: RouteOptions[]): Schema {
       ...(schema.summary ? { summary: schema.summary } : {}),
       ...(schema.description ? { description: schema.description } : {}),
       ...(schema.tags ? { tags: schema.tags } : {}),
+      ...(schema.security ? { security: schema.security } : {}),
       parameters: [...parameters(schema.params as Schema | undefined, "path"), ...parameters(schema.querystring as Schema | undefined, "query")],
       responses: {},
     };

@@ -104,7 +104,36 @@ export const ImagePatch = obj(
 export const ImageRecord = {
   $id: "ImageRecord",
   type: "object",
-  properties: { id: uuid("record id"), created: timestamp("when it was created"), name: str(), link: linkOrNull, arch: str(), metadata: { type: "object", additionalProperties: { type: "string" } } },
+  properties: {
+    id: uuid("record id"),
+    created: timestamp("when it was created"),
+    name: str(),
+    link: linkOrNull,
+    arch: str(),
+    metadata: { type: "object", additionalProperties: { type: "string" } },
+    kiln: {
+      type: "object",
+      description: "Kiln's additions, for images Kiln's jobs made: the job, the image a customize job started from, the kernel flavors, and the package changes against that image",
+      properties: {
+        job_id: { type: ["string", "null"] },
+        source_image_id: { type: ["string", "null"] },
+        flavors: { type: "array", items: { type: "object", properties: { flavor: str(), kpackage: str(), kernel_version: str() } } },
+        package_diff: {
+          anyOf: [
+            {
+              type: "object",
+              properties: {
+                added: { type: "array", items: { type: "object", properties: { name: str(), version: str() } } },
+                removed: { type: "array", items: { type: "object", properties: { name: str(), version: str() } } },
+                changed: { type: "array", items: { type: "object", properties: { name: str(), from: str(), to: str() } } },
+              },
+            },
+            { type: "null" },
+          ],
+        },
+      },
+    },
+  },
 };
 export const DeletedImageRecord = { $id: "DeletedImageRecord", type: "object", properties: { ...ImageRecord.properties, deleted: timestamp("when it was deleted") } };
 
@@ -144,6 +173,9 @@ const jobKiln: Schema = {
     status_seconds: { type: "object", additionalProperties: { type: "number" } },
     status_since: { type: ["string", "null"] },
     cancel_requested: { type: "boolean" },
+    session_end: { type: ["string", "null"], description: "complete or failed, when the session was ended through the API" },
+    ssh_host_key: { type: ["string", "null"], description: "the session's SSH host key fingerprint (SHA256:…), to check on first connect" },
+    debug_stage: { type: ["string", "null"], description: "the failed stage a debug shell is open on" },
     log: str(),
   },
 };
@@ -163,7 +195,7 @@ export const JobRecord = {
     kernel_file_name: str(),
     initrd_file_name: str(),
     kernel_parameters_file_name: str(),
-    ssh_containers: { type: "array", items: { type: "object", properties: { name: str(), jail: { type: "boolean" }, status: str(), connection_info: { type: "object" } } } },
+    ssh_containers: { type: "array", items: { type: "object", properties: { name: str(), jail: { type: "boolean" }, status: str(), connection_info: { type: "object", additionalProperties: { type: "object", properties: { host: str(), port: { type: "integer" } } } } } } },
     require_dkms: { type: "boolean" },
     status: { type: "string", enum: [...JOB_STATUSES] },
     resultant_image_id: { type: ["string", "null"] },
@@ -178,6 +210,27 @@ export const JobRecord = {
     kiln: jobKiln,
   },
 };
+
+// --- remote build nodes (v3 only) -------------------------------------------------------------
+
+const xname = nonEmpty("xname of the node, e.g. x3000c1s10b1n0");
+export const RemoteBuildNodeCreate = obj({ xname }, ["xname"]);
+export const RemoteBuildNodeRecord = { $id: "RemoteBuildNodeRecord", type: "object", description: "A remote build node, keyed by xname (IMS)", properties: { xname } };
+export const RemoteBuildNodeStatus = {
+  $id: "RemoteBuildNodeStatus",
+  type: "object",
+  description: "What is known about a registered node, computed when asked. Kiln runs no jobs on remote build nodes: ableToRunJobs is always false, kiln.reason says why",
+  properties: {
+    xname,
+    sshStatus: str({ description: "IMS: the SSH login; Kiln: whether an SSH server on port 22 sends its banner (no login: Kiln holds no key)" }),
+    podmanStatus: str({ description: "IMS: podman on the node; Kiln: not checked" }),
+    nodeArch: str({ description: "x86_64, aarch64, or Unknown" }),
+    numCurrentJobs: { type: "integer", description: "IMS jobs on the node; -1: unknown" },
+    ableToRunJobs: { type: "boolean", description: "whether jobs may be scheduled on the node" },
+    kiln: { type: "object", properties: { reason: str({ description: "why Kiln does not run jobs there" }) } },
+  },
+};
+export const xnameParam = { type: "object", properties: { xname: { type: "string", description: "the node's xname" } }, required: ["xname"] };
 
 export const Undelete = obj({ operation: { type: "string", enum: ["undelete"] } }, ["operation"]);
 
@@ -196,6 +249,6 @@ export const Problem = {
 };
 
 /** Schemas registered with Fastify by $id, so routes can $ref them and /openapi.json lists them. */
-export const SHARED_SCHEMAS = [ArtifactLink, PublicKeyRecord, DeletedPublicKeyRecord, RecipeRecord, DeletedRecipeRecord, ImageRecord, DeletedImageRecord, JobRecord, Problem];
+export const SHARED_SCHEMAS = [ArtifactLink, PublicKeyRecord, DeletedPublicKeyRecord, RecipeRecord, DeletedRecipeRecord, ImageRecord, DeletedImageRecord, JobRecord, RemoteBuildNodeRecord, RemoteBuildNodeStatus, Problem];
 
 export const idParam = { type: "object", properties: { id: { type: "string" } }, required: ["id"] };

@@ -10,14 +10,21 @@
  *  - update() reads, changes and writes one record under a row lock, so concurrent PATCHes of
  *    one record apply one after the other.
  *
- * On PGlite the catalog keeps the JSON it served in memory until that kind of record changes.
- * That is safe only there: the embedded catalog admits one process (sql.ts locks it), so every
- * write goes through this object. It matters because PGlite runs in this thread: a query served
- * from memory leaves the event loop free for other requests.
+ * The catalog keeps the JSON it serves in memory (all the records of a kind from its first read;
+ * a write evicts the records it touched and the kind's lists):
+ *  - on PGlite always: the embedded catalog admits one process (sql.ts locks it), so every write
+ *    goes through this object. It matters most there because PGlite runs in this thread: a query
+ *    served from memory leaves the event loop free for other requests;
+ *  - on PostgreSQL only while it hears the database's change notifications (every write to a
+ *    record table, from any process, NOTIFYs `kiln_catalog`: migration 3), on a connection of its
+ *    own that it checks every 2 s. A change made by another process (a worker) is seen once its
+ *    notification arrives, a few milliseconds after that process's commit; while the connection
+ *    is down nothing is served from memory. It starts with the first *Json read, so workers,
+ *    which never serve JSON, do not open it.
  */
 import { migrate } from "./migrations.js";
 import { openSql, type Sql, type SqlRunner } from "./sql.js";
-import { FINAL_STATUSES, imsTime, isUuid, type JobRecord, type JobStatus, type RecordKind, type RecordOf } from "./records.js";
+import { FINAL_STATUSES, imsTime, isUuid, type JobRecord, type JobStatus, type RecordKind, type RecordOf, type RemoteBuildNodeRecord } from "./records.js";
 
 const TABLES: Record<RecordKind, string> = { recipes: "recipes", images: "images", "public-keys": "public_keys", jobs: "jobs" };
 
@@ -48,20 +55,33 @@ export interface JobFilter {
   createdBefore?: Date;
 }
 
-/** Served JSON by kind, dropped whole when a record of the kind changes (PGlite only). */
+/**
+ * Served JSON by kind: all the records of a kind once it was loaded (fill), its lists, and
+ * records read one by one. A write evicts the records it touched and the kind's lists; drop()
+ * forgets a kind. A read takes gen() before it queries and set() keeps its result only if no
+ * write of the kind happened meanwhile.
+ */
 class JsonCache {
   private readonly entries = new Map<string, Map<string, string>>();
   private readonly generation = new Map<string, number>();
+  /** The generation at which a kind was filled: it is complete while no write happened since. */
   private readonly complete = new Map<string, number>();
+  /** Kinds filled since their last drop(): the records kept stay valid across evictions. */
+  private readonly filledKinds = new Set<string>();
   private static readonly MAX = 50_000;
 
   get(kind: RecordKind, key: string): string | undefined {
     return this.entries.get(kind)?.get(key);
   }
 
-  /** Whether every record of the kind is in memory (fill() since the last write). */
+  /** Whether every record of the kind is in memory (fill() and no write since). */
   loaded(kind: RecordKind): boolean {
     return this.complete.get(kind) === this.gen(kind);
+  }
+
+  /** Whether the kind was filled since it was last dropped. */
+  filled(kind: RecordKind): boolean {
+    return this.filledKinds.has(kind);
   }
 
   fill(kind: RecordKind, entries: Array<[string, string]>, gen: number): void {
@@ -70,6 +90,7 @@ class JsonCache {
     for (const [k, v] of entries) m.set(k, v);
     this.entries.set(kind, m);
     this.complete.set(kind, gen);
+    this.filledKinds.add(kind);
   }
 
   /** Taken before a read; set() keeps its result only if no write happened meanwhile. */
@@ -85,22 +106,65 @@ class JsonCache {
     m.set(key, value);
   }
 
+  /** Forgets one record (live or deleted) and the kind's lists. */
+  evict(kind: RecordKind, id: string): void {
+    this.generation.set(kind, this.gen(kind) + 1);
+    const m = this.entries.get(kind);
+    if (!m) return;
+    const lower = id.toLowerCase();
+    for (const key of [`false:${lower}`, `true:${lower}`, "list:false", "list:true"]) m.delete(key);
+  }
+
   drop(kind: RecordKind): void {
     this.generation.set(kind, this.gen(kind) + 1);
     this.entries.delete(kind);
+    this.filledKinds.delete(kind);
+  }
+
+  dropAll(): void {
+    for (const kind of Object.keys(TABLES) as RecordKind[]) this.drop(kind);
   }
 }
 
+const KIND_OF_TABLE = new Map(Object.entries(TABLES).map(([kind, table]) => [table, kind as RecordKind]));
+
 export class Catalog {
-  private readonly cache: JsonCache | undefined;
+  private readonly cache = new JsonCache();
+  /** Whether served JSON may come from memory (see the file's comment). */
+  private cacheLive: boolean;
+  private stopWatch: (() => Promise<void>) | undefined;
 
   private constructor(readonly sql: Sql) {
-    this.cache = sql.dialect === "pglite" ? new JsonCache() : undefined;
+    this.cacheLive = sql.dialect === "pglite";
   }
 
-  /** Called by every method that writes records of `kind`. */
-  private changed(kind: RecordKind): void {
-    this.cache?.drop(kind);
+  /** Called by every method that writes records of `kind`: the record `id`, or any. */
+  private changed(kind: RecordKind, id?: string): void {
+    if (id) this.cache.evict(kind, id);
+    else this.cache.drop(kind);
+  }
+
+  /** The cache when it may be read now; on PostgreSQL the first call starts the change watch. */
+  private readCache(): JsonCache | undefined {
+    if (this.cacheLive) return this.cache;
+    if (!this.stopWatch && this.sql.watch) {
+      this.stopWatch = this.sql.watch(
+        "kiln_catalog",
+        (payload) => {
+          // "<table> <id>" for a row, "<table>" for TRUNCATE (migration 3).
+          const [table, id] = payload.split(" ");
+          const kind = KIND_OF_TABLE.get(table!);
+          if (!kind) this.cache.dropAll();
+          else this.changed(kind, id);
+        },
+        (live) => {
+          // Whatever was read before (or while nothing was heard) may be stale: start empty.
+          this.cache.dropAll();
+          this.cacheLive = live;
+        },
+      );
+    }
+    return undefined;
   }
 
   /** Opens and migrates the catalog: PGlite in dataDir/catalog when url is undefined. */
@@ -124,7 +188,8 @@ export class Catalog {
     return this.sql.dialect;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.stopWatch?.();
     return this.sql.close();
   }
 
@@ -137,13 +202,14 @@ export class Catalog {
   /** The JSON array of a collection, in insertion order. */
   async listJson(kind: RecordKind, deleted = false): Promise<string> {
     const key = `list:${deleted}`;
-    const hit = this.cache?.get(kind, key);
+    const cache = this.readCache();
+    const hit = cache?.get(kind, key);
     if (hit !== undefined) return hit;
-    const gen = this.cache?.gen(kind) ?? 0;
+    const gen = cache?.gen(kind) ?? 0;
     const where = kind === "jobs" ? "true" : this.live(deleted);
     const rows = await this.sql.query<{ body: string | null }>(`SELECT coalesce(json_agg(doc ORDER BY seq), '[]')::text AS body FROM ${TABLES[kind]} WHERE ${where}`);
     const body = rows[0]?.body ?? "[]";
-    this.cache?.set(kind, key, body, gen);
+    cache?.set(kind, key, body, gen);
     return body;
   }
 
@@ -156,20 +222,25 @@ export class Catalog {
   async getJson(kind: RecordKind, id: string, deleted = false): Promise<string | undefined> {
     if (!isUuid(id)) return undefined;
     const key = `${kind === "jobs" ? false : deleted}:${id.toLowerCase()}`;
-    if (this.cache) {
-      // PGlite: the first read of a kind loads all its records (one query; 10,000 images are a
-      // few MB); after that a GET by id never leaves memory, and an unknown id is a miss at once.
-      if (!this.cache.loaded(kind)) await this.loadKind(kind);
-      const hit = this.cache.get(kind, key);
-      if (hit !== undefined || this.cache.loaded(kind)) return hit;
+    const cache = this.readCache();
+    if (cache) {
+      // The first read of a kind loads all its records (one query; 10,000 images are a few MB).
+      // After that a GET by id is served from memory: a write evicts only the records it
+      // touched, and while the kind is complete an unknown id is a miss at once.
+      if (!cache.filled(kind)) await this.loadKind(kind);
+      const hit = cache.get(kind, key);
+      if (hit !== undefined || cache.loaded(kind)) return hit;
     }
+    const gen = cache?.gen(kind) ?? 0;
     const where = kind === "jobs" ? "true" : this.live(deleted);
     const rows = await this.sql.query<{ body: string }>(`SELECT doc::text AS body FROM ${TABLES[kind]} WHERE id = $1 AND ${where}`, [id]);
-    return rows[0]?.body;
+    const body = rows[0]?.body;
+    if (body !== undefined) cache?.set(kind, key, body, gen);
+    return body;
   }
 
   private async loadKind(kind: RecordKind): Promise<void> {
-    const cache = this.cache!;
+    const cache = this.cache;
     const gen = cache.gen(kind);
     const deletedCol = kind === "jobs" ? "false" : "deleted IS NOT NULL";
     const rows = await this.sql.query<{ id: string; dead: boolean; body: string }>(`SELECT id::text AS id, ${deletedCol} AS dead, doc::text AS body FROM ${TABLES[kind]}`);
@@ -185,7 +256,7 @@ export class Catalog {
 
   async insert<K extends RecordKind>(kind: K, doc: RecordOf[K]): Promise<RecordOf[K]> {
     await this.sql.query(`INSERT INTO ${TABLES[kind]} (id, doc) VALUES ($1, $2)`, [doc.id, JSON.stringify(doc)]);
-    this.changed(kind);
+    this.changed(kind, doc.id);
     return doc;
   }
 
@@ -209,24 +280,24 @@ export class Catalog {
       const next = await change(doc, tx);
       if (next === undefined) return doc;
       await tx.query(`UPDATE ${TABLES[kind]} SET doc = $2 WHERE id = $1`, [id, JSON.stringify(next)]);
-      this.changed(kind);
+      this.changed(kind, id);
       wrote = true;
       return next;
     });
-    if (wrote) this.changed(kind); // again after COMMIT: nothing read during the transaction stays
+    if (wrote) this.changed(kind, id); // again after COMMIT: nothing read during the transaction stays
     return result;
   }
 
   /** Moves a live record to the deleted ones, storing `doc` (which carries its `deleted` time). */
   async markDeleted(kind: Exclude<RecordKind, "jobs">, id: string, doc: RecordOf[typeof kind]): Promise<boolean> {
     const rows = await this.sql.query(`UPDATE ${TABLES[kind]} SET doc = $2, deleted = now() WHERE id = $1 AND deleted IS NULL RETURNING id`, [id, JSON.stringify(doc)]);
-    this.changed(kind);
+    this.changed(kind, id);
     return rows.length > 0;
   }
 
   async markUndeleted(kind: Exclude<RecordKind, "jobs">, id: string, doc: RecordOf[typeof kind]): Promise<boolean> {
     const rows = await this.sql.query(`UPDATE ${TABLES[kind]} SET doc = $2, deleted = NULL WHERE id = $1 AND deleted IS NOT NULL RETURNING id`, [id, JSON.stringify(doc)]);
-    this.changed(kind);
+    this.changed(kind, id);
     return rows.length > 0;
   }
 
@@ -235,7 +306,7 @@ export class Catalog {
     if (!isUuid(id)) return false;
     const where = kind === "jobs" ? "true" : this.live(deleted);
     const rows = await this.sql.query(`DELETE FROM ${TABLES[kind]} WHERE id = $1 AND ${where} RETURNING id`, [id]);
-    this.changed(kind);
+    this.changed(kind, id);
     if (kind === "jobs" && rows.length > 0) await this.sql.query("DELETE FROM job_logs WHERE job_id = $1", [id]);
     return rows.length > 0;
   }
@@ -289,9 +360,9 @@ export class Catalog {
       const now = imsTime();
       const next: JobRecord = { ...doc, kiln: { ...doc.kiln, worker, attempt: doc.kiln.attempt + 1, started: doc.kiln.started ?? now } };
       await tx.query("UPDATE jobs SET doc = $2, worker = $3 WHERE id = $1", [id, JSON.stringify(next), worker]);
-      this.changed("jobs");
+      this.changed("jobs", id);
       return next;
-    }).finally(() => this.changed("jobs"));
+    }).finally(() => this.changed("jobs", id));
   }
 
   /**
@@ -366,6 +437,63 @@ export class Catalog {
       return changed;
     });
     return changed;
+  }
+
+  /**
+   * Jobs waiting in `creating` with no worker for more than `seconds` (since they entered
+   * `creating`): their queue message should have been taken by now, or was never sent (the
+   * process died between the catalog insert and the send). The reaper asks the queue which of
+   * them really lack a live message.
+   */
+  async waitingJobs(seconds: number): Promise<Array<{ id: string; jobType: JobRecord["job_type"]; queueId: string | null }>> {
+    const rows = await this.sql.query<{ id: string; job_type: JobRecord["job_type"]; queue_id: string | null }>(
+      `SELECT id::text AS id, job_type, queue_id FROM jobs
+       WHERE status = 'creating' AND worker IS NULL
+         AND coalesce((doc->'kiln'->>'status_since')::timestamptz, created) < now() - make_interval(secs => $1)
+       ORDER BY seq`,
+      [seconds],
+    );
+    return rows.map((r) => ({ id: r.id, jobType: r.job_type, queueId: r.queue_id }));
+  }
+
+  /** Sets a job's queue message id if it is still `from` (compare and set); false when another process changed it. */
+  async swapJobQueueId(id: string, from: string | null, to: string): Promise<boolean> {
+    const rows = await this.sql.query("UPDATE jobs SET queue_id = $3 WHERE id = $1 AND queue_id IS NOT DISTINCT FROM $2 AND status = 'creating' AND worker IS NULL RETURNING id", [id, from, to]);
+    return rows.length > 0;
+  }
+
+  // --- remote build nodes --------------------------------------------------------------------
+
+  /** The JSON array of remote build node records, in the order they were first registered. */
+  async remoteBuildNodesJson(): Promise<string> {
+    const rows = await this.sql.query<{ body: string | null }>("SELECT coalesce(json_agg(doc ORDER BY seq), '[]')::text AS body FROM remote_build_nodes");
+    return rows[0]?.body ?? "[]";
+  }
+
+  async remoteBuildNodes(): Promise<RemoteBuildNodeRecord[]> {
+    const rows = await this.sql.query<{ doc: RemoteBuildNodeRecord }>("SELECT doc FROM remote_build_nodes ORDER BY seq");
+    return rows.map((r) => r.doc);
+  }
+
+  async remoteBuildNode(xname: string): Promise<RemoteBuildNodeRecord | undefined> {
+    const rows = await this.sql.query<{ doc: RemoteBuildNodeRecord }>("SELECT doc FROM remote_build_nodes WHERE xname = $1", [xname]);
+    return rows[0]?.doc;
+  }
+
+  /** Registers a node; registering it again replaces the record and keeps its place (IMS stores a dict by xname). */
+  async putRemoteBuildNode(doc: RemoteBuildNodeRecord): Promise<RemoteBuildNodeRecord> {
+    await this.sql.query("INSERT INTO remote_build_nodes (xname, doc) VALUES ($1, $2) ON CONFLICT (xname) DO UPDATE SET doc = excluded.doc", [doc.xname, JSON.stringify(doc)]);
+    return doc;
+  }
+
+  /** Removes one node (hard delete: IMS keeps no deleted remote build nodes); false when unknown. */
+  async removeRemoteBuildNode(xname: string): Promise<boolean> {
+    const rows = await this.sql.query("DELETE FROM remote_build_nodes WHERE xname = $1 RETURNING xname", [xname]);
+    return rows.length > 0;
+  }
+
+  async removeAllRemoteBuildNodes(): Promise<void> {
+    await this.sql.query("DELETE FROM remote_build_nodes");
   }
 
   // --- job logs ------------------------------------------------------------------------------

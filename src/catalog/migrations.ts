@@ -69,6 +69,37 @@ export const MIGRATIONS: Migration[] = [
         stopped timestamptz
       );`,
   },
+  {
+    version: 2,
+    name: "remote build nodes; jobs waiting for a worker",
+    // Remote build nodes: IMS keys them by xname and lists them in insertion order; no soft
+    // delete. jobs_waiting: the reaper looks for unclaimed jobs in `creating` at every sweep.
+    sql: `
+      CREATE TABLE remote_build_nodes (
+        xname text PRIMARY KEY,
+        seq bigserial NOT NULL,
+        doc jsonb NOT NULL,
+        created timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX remote_build_nodes_seq ON remote_build_nodes (seq);
+      CREATE INDEX jobs_waiting ON jobs (seq) WHERE status = 'creating' AND worker IS NULL;`,
+  },
+  {
+    version: 3,
+    name: "record change notifications",
+    // Every change of a record table, by any process, NOTIFYs channel kiln_catalog with
+    // "<table> <id>" per row ("<table>" for TRUNCATE), delivered at commit. An API process on
+    // PostgreSQL keeps served JSON in memory only while it hears these (catalog.ts).
+    sql: `
+      CREATE FUNCTION kiln_record_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF TG_LEVEL = 'STATEMENT' THEN PERFORM pg_notify('kiln_catalog', TG_TABLE_NAME); ELSIF TG_OP = 'DELETE' THEN PERFORM pg_notify('kiln_catalog', TG_TABLE_NAME || ' ' || OLD.id); ELSE PERFORM pg_notify('kiln_catalog', TG_TABLE_NAME || ' ' || NEW.id); END IF; RETURN NULL; END $$;
+      ${["recipes", "images", "public_keys", "jobs"]
+        .map(
+          (t) => `
+      CREATE TRIGGER ${t}_changed AFTER INSERT OR UPDATE OR DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION kiln_record_changed();
+      CREATE TRIGGER ${t}_truncated AFTER TRUNCATE ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION kiln_record_changed();`,
+        )
+        .join("")}`,
+  },
 ];
 
 /** Applies the migrations this catalog lacks; returns the versions applied now. */

@@ -56,6 +56,24 @@ export interface ImageRecord {
   arch: Arch;
   metadata: Record<string, string>;
   deleted?: string;
+  /** Kiln's additions, for images Kiln's jobs made. */
+  kiln?: ImageKiln;
+}
+
+export interface PackageDiff {
+  added: Array<{ name: string; version: string }>;
+  removed: Array<{ name: string; version: string }>;
+  changed: Array<{ name: string; from: string; to: string }>;
+}
+
+export interface ImageKiln {
+  job_id: string | null;
+  /** The image a customize job started from. */
+  source_image_id: string | null;
+  /** The kernel flavors and the packages they came from (a customize job rebuilds their initramfs from these). */
+  flavors: Array<{ flavor: string; kpackage: string; kernel_version: string }>;
+  /** Packages added, removed and changed against source_image_id. */
+  package_diff: PackageDiff | null;
 }
 
 export interface PublicKeyRecord {
@@ -90,6 +108,12 @@ export interface JobKiln {
   status_seconds: Record<string, number>;
   status_since: string | null;
   cancel_requested: boolean;
+  /** A session ended through the API (POST /v3/jobs/{id}/end-session): the marker it stands for. */
+  session_end?: "complete" | "failed" | null;
+  /** The session's SSH host key fingerprint, for the operator to check on first connect. */
+  ssh_host_key?: string | null;
+  /** The failed stage a debug shell is open on. */
+  debug_stage?: string | null;
   /** Where the job's log is served. */
   log: string;
 }
@@ -143,4 +167,27 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(s: string): boolean {
   return UUID.test(s);
+}
+
+/**
+ * IMS' RemoteBuildNodeRecord (`models/remote_build_nodes.py`): a node keyed by its xname, nothing
+ * else. Kept for IMS clients; Kiln's own build capacity is `kiln worker` processes, not these.
+ */
+export interface RemoteBuildNodeRecord {
+  xname: string;
+}
+
+/**
+ * IMS' RemoteNodeStatus: computed when asked, never stored. IMS SSHes to the node as root, runs
+ * `uname -i`, `which podman` and counts `/tmp/ims_*`; `numCurrentJobs` -1 means unknown. Kiln
+ * adds `kiln.reason`: why it does not run jobs on the node.
+ */
+export interface RemoteBuildNodeStatus {
+  xname: string;
+  sshStatus: string;
+  podmanStatus: string;
+  nodeArch: string;
+  numCurrentJobs: number;
+  ableToRunJobs: boolean;
+  kiln: { reason: string };
 }

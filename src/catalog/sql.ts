@@ -9,7 +9,8 @@
  *    timestamps as Date, int8 as string: cast in SQL when a number is wanted);
  *  - exec() runs a script of several statements without parameters (migrations);
  *  - transaction() runs fn on one connection inside BEGIN … COMMIT (ROLLBACK when fn throws);
- *  - executeSql() is the adapter pg-boss takes as its `db` option (DESIGN §7).
+ *  - executeSql() is the adapter pg-boss takes as its `db` option (DESIGN §7);
+ *  - watch() (PostgreSQL) delivers NOTIFY payloads of a channel, and says when it cannot.
  */
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import path from "node:path";
@@ -26,6 +27,13 @@ export interface Sql extends SqlRunner {
   exec(script: string): Promise<void>;
   transaction<T>(fn: (tx: SqlRunner) => Promise<T>): Promise<T>;
   executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+  /**
+   * PostgreSQL only: LISTENs on `channel` on a connection of its own, calling `onNotify` with
+   * each payload. `onLive(false)` is called as soon as the connection is found broken
+   * (notifications may be missed from then on), `onLive(true)` once it listens again; it
+   * reconnects by itself. Returns a function that stops it.
+   */
+  watch?(channel: string, onNotify: (payload: string) => void, onLive: (live: boolean) => void): () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -189,8 +197,79 @@ async function openPostgres(url: string): Promise<Sql> {
     async executeSql(text, values) {
       return pool.query(text, values as unknown[]);
     },
+    watch(channel, onNotify, onLive) {
+      return watchChannel(pg.Client, url, channel, onNotify, onLive);
+    },
     async close() {
       await pool.end();
     },
+  };
+}
+
+/** How often a watching connection is checked, and how long a check may take. */
+const WATCH_PING_MS = 2000;
+
+/**
+ * LISTEN on a dedicated connection, checked every WATCH_PING_MS (a connection that died silently
+ * must not leave the caller trusting it), reconnecting after a failure.
+ */
+function watchChannel(
+  Client: typeof import("pg").Client,
+  url: string,
+  channel: string,
+  onNotify: (payload: string) => void,
+  onLive: (live: boolean) => void,
+): () => Promise<void> {
+  let stopped = false;
+  let client: import("pg").Client | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const lose = (c: import("pg").Client) => {
+    if (client !== c) return;
+    client = undefined;
+    onLive(false);
+    void c.end().catch(() => {});
+    if (!stopped) timer = setTimeout(() => void connect(), WATCH_PING_MS);
+  };
+  const connect = async () => {
+    if (stopped) return;
+    const c = new Client({ connectionString: url, application_name: "kiln-watch", keepAlive: true });
+    c.on("error", () => lose(c));
+    c.on("end", () => lose(c));
+    c.on("notification", (m) => onNotify(m.payload ?? ""));
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${channel}`);
+    } catch {
+      void c.end().catch(() => {});
+      if (!stopped) timer = setTimeout(() => void connect(), WATCH_PING_MS);
+      return;
+    }
+    if (stopped) return void c.end().catch(() => {});
+    client = c;
+    onLive(true);
+    const ping = async () => {
+      if (client !== c || stopped) return;
+      const late = setTimeout(() => lose(c), WATCH_PING_MS);
+      try {
+        await c.query("SELECT 1");
+        clearTimeout(late);
+        if (client === c && !stopped) timer = setTimeout(() => void ping(), WATCH_PING_MS);
+      } catch {
+        clearTimeout(late);
+        lose(c);
+      }
+    };
+    timer = setTimeout(() => void ping(), WATCH_PING_MS);
+  };
+  void connect();
+  return async () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    const c = client;
+    client = undefined;
+    if (c) {
+      onLive(false);
+      await c.end().catch(() => {});
+    }
   };
 }

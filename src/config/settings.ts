@@ -7,6 +7,7 @@
  * Precedence: flag, then environment, then default. A bad value is reported with the flag and
  * the variable it may have come from: `--listen "x": use HOST:PORT, e.g. 127.0.0.1:8080 (env KILN_LISTEN)`.
  */
+import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Option, type Command } from "commander";
@@ -69,6 +70,20 @@ export function parseListen(t: string): Listen {
 }
 
 const optionalText = (t: string): string | undefined => (t === "" ? undefined : t);
+
+/** An http(s) base URL without query or credentials, trailing slashes dropped; "" for none. */
+export function parsePublicUrl(t: string): string | undefined {
+  if (t === "") return undefined;
+  let u: URL;
+  try {
+    u = new URL(t);
+  } catch {
+    return fail("use an http(s) URL, e.g. https://kiln.example.com:8443");
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") fail("use an http(s) URL, e.g. https://kiln.example.com:8443");
+  if (u.username || u.password || u.search || u.hash) fail("use a plain base URL: no credentials, query or fragment");
+  return u.href.replace(/\/+$/, "");
+}
 
 /** What a computed default may depend on (settings resolved before it). */
 export interface DefaultContext {
@@ -189,12 +204,62 @@ export const SETTINGS = {
     description: "PEM private key for --tls-cert",
     parse: optionalText,
   },
+  publicUrl: {
+    flag: "--public-url <url>",
+    env: "KILN_PUBLIC_URL",
+    default: "",
+    shown: "http(s)://<listen host>:<port it got> (a wildcard host: <hostname>)",
+    description: "the URL clients reach the service at (a proxy's, if one is in front); presigned download URLs of a file:// store point below it, at <url>/objects/",
+    parse: parsePublicUrl,
+  },
   logLevel: {
     flag: "--log-level <level>",
     env: "KILN_LOG_LEVEL",
     default: "warn",
     description: "log level of the HTTP server on stderr: fatal, error, warn, info (every request), debug, trace, silent",
     parse: (t: string) => (["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(t) ? t : fail("use fatal, error, warn, info, debug, trace or silent")),
+  },
+  sshListen: {
+    flag: "--ssh-listen <address>",
+    env: "KILN_SSH_LISTEN",
+    default: "0.0.0.0",
+    description: "address the SSH servers of customize and debug sessions listen on (a free port per session; keys only)",
+    parse: (t: string) => (/^[0-9a-f.:]+$/i.test(t) ? t : fail("use an IP address, e.g. 0.0.0.0 or 10.1.0.5")),
+  },
+  sshHost: {
+    flag: "--ssh-host <name>",
+    env: "KILN_SSH_HOST",
+    default: (): string => os.hostname(),
+    shown: "<hostname>",
+    description: "host name operators reach sessions by: ssh_containers[].connection_info.customer_access.host",
+    parse: (t: string) => (/^[A-Za-z0-9.:-]+$/.test(t) ? t : fail("use a host name or IP address")),
+  },
+  sshClusterHost: {
+    flag: "--ssh-cluster-host <name>",
+    env: "KILN_SSH_CLUSTER_HOST",
+    default: "",
+    shown: "the worker's first non-loopback IPv4 address",
+    description: 'host name other services of the site reach sessions by: connection_info["cluster.local"].host',
+    parse: (t: string) => (t === "" || /^[A-Za-z0-9.:-]+$/.test(t) ? optionalText(t) : fail("use a host name or IP address")),
+  },
+  sessionTimeout: {
+    flag: "--session-timeout <seconds>",
+    env: "KILN_SESSION_TIMEOUT",
+    default: "86400",
+    description: "a customize or debug session with no complete/failed marker after this long ends the job `error`",
+    parse: seconds,
+  },
+  siteCa: {
+    flag: "--site-ca <files>",
+    env: "KILN_SITE_CA",
+    default: "",
+    description: "PEM CA certificates of the site (comma-separated files), added to the trust store of every image a job produces",
+    parse: (t: string) => {
+      const files = t.split(",").map((f) => f.trim()).filter((f) => f !== "").map((f) => path.resolve(f));
+      const missing = files.filter((f) => !existsSync(f));
+      if (missing.length > 0) fail(`no such file: ${missing.join(", ")}`);
+      return files;
+    },
   },
   workerName: {
     flag: "--worker-name <name>",
@@ -211,8 +276,8 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "logLevel", "workerName"],
-  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "logLevel", "workerName"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
+  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;
 

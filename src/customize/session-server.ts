@@ -31,6 +31,9 @@ import { findAuthorizedKey, fingerprint, parseAuthorizedKeys, verifySignature } 
 import { MARKERS, watchMarkers, type Marker } from "./markers.js";
 import { serveSftp } from "./sftp-server.js";
 
+/** How long close() waits for running commands to end by themselves (an interactive shell never does). */
+const CLOSE_GRACE_MS = 2000;
+
 export type SessionTarget =
   | { mode: "jail"; root: string; env?: Record<string, string> }
   | { mode: "plain"; image: string; env?: Record<string, string> };
@@ -132,6 +135,7 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
   let closing = false;
   const clients = new Set<Connection>();
   const processes = new Set<SessionProcess>();
+  const channels = new Set<ServerChannel>();
 
   // The marker, or why there will be none.
   const watch = watchMarkers(markerDir, { intervalMs: opts.markerIntervalMs });
@@ -190,6 +194,8 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
       logAs: `${formatArgv(command)} (${opts.target.mode})`,
     });
     processes.add(proc);
+    channels.add(channel);
+    channel.on("close", () => channels.delete(channel));
     channel.pipe(proc.stdin);
     proc.stdout.pipe(channel, { end: false });
     proc.stderr.pipe(channel.stderr, { end: false });
@@ -267,6 +273,10 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
     });
   });
 
+  /** Waits until every command's channel is closed by both sides (the client has its exit status), or `ms`. */
+  const drain = async (ms: number) => {
+    for (const end = Date.now() + ms; channels.size > 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+  };
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closed ??= (async () => {
@@ -275,6 +285,10 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
       opts.signal?.removeEventListener("abort", onAbort);
       // Stop listening; the callback only comes once every connection is gone, so end them now.
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      // `ssh host touch /tmp/complete` is still finishing when the marker is seen: let commands
+      // that are ending deliver their exit status and close their channel (a disconnect before
+      // the client's close makes its ssh exit 255), briefly.
+      if (!opts.signal?.aborted) await drain(CLOSE_GRACE_MS);
       for (const c of clients) c.end();
       await Promise.all([...processes].map((p) => p.stop()));
       // Whatever left its process group meanwhile (setsid, nohup) still carries the session's tag.

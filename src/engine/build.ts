@@ -46,24 +46,36 @@ export interface BuildOptions {
   from?: string;
   /** Boot-verify after building: true/false override the recipe's `verify`. */
   verify?: boolean;
+  /** Site CA certificates (PEM files) added to the root before the seal (the service's --site-ca). */
+  siteCas?: readonly string[];
+  /**
+   * Called when a layer stage fails, with its root still mounted as the stage left it (a debug
+   * shell, DESIGN §8). "retry" runs the stage again on that root as it is now; "fail" fails the
+   * build. A layer that was retried holds hand-made changes: it and everything built on it in
+   * this run are dropped from the cache once the build ends.
+   */
+  onStageFailure?: (failure: { stage: string; root: string; workDir: string; error: unknown }) => Promise<"retry" | "fail">;
   signal: AbortSignal;
   emit: EventSink;
 }
 
 /** Loads the recipe and plans it against this host (tool versions, apt sources, image format). */
-export async function prepareBuild(recipeFile: string): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
+export async function prepareBuild(recipeFile: string, siteCaFiles: readonly string[] = []): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
   const loaded = await loadRecipe(recipeFile);
   const r = loaded.recipe;
   const tools = await toolVersions(toolsFor(r));
   const importFormat = "image" in r.base && r.base.format === "auto" ? await detectImageFormat(r.base.image) : undefined;
   const playbookTrees: Record<string, string> = {};
   for (const a of r.ansible) playbookTrees[a.playbook] ??= await playbookFolderDigest(a.playbook);
+  const siteCas: Record<string, string> = {};
+  for (const f of siteCaFiles) siteCas[f] = `sha256:${(await fileDigests(f)).sha256}`;
   const plan = planBuild(loaded, {
     tools,
     hostSources: await readHostSources(),
     initramfsDigest: await initramfsDigest(),
     importFormat,
     playbookTrees,
+    siteCas,
   });
   return { loaded, plan };
 }
@@ -74,7 +86,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (process.getuid?.() !== 0) {
     throw new KilnError("NOT_ROOT", "kiln build needs root: it mounts overlays, runs chroot and mmdebstrap", { hint: "run it with sudo" });
   }
-  const { loaded, plan } = await prepareBuild(opts.recipeFile);
+  const { loaded, plan } = await prepareBuild(opts.recipeFile, opts.siteCas);
   const store = new CacheStore(opts.cacheDir);
   const out = path.resolve(opts.outDir);
   const noteLog = { line: (message: string) => emit({ type: "note", message }) };
@@ -104,6 +116,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const work = scope.use(await createWorkDir(opts.cacheDir, nullLog));
   const stages: ResultStage[] = [];
   const metas = new Map<string, EntryMeta>();
+  /** Keys of layers a debug session changed by hand (onStageFailure → retry). */
+  const handMade = new Set<string>();
 
   const runStage = async (s: PlannedStage, lower: string[]): Promise<void> => {
     if (signal.aborted) throw new KilnError("CANCELLED", "build cancelled");
@@ -158,20 +172,27 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         root = m.path;
       }
       let session: ChrootSession | undefined;
-      await stage.run(
-        {
-          ...ctx,
-          root,
-          upper: pending.tree,
-          aptArchives: store.aptArchives,
-          hostSources: await readHostSources(),
-          chroot: async () =>
-            (session ??= stageScope.use(
-              await openChroot(root, { log, signal, workDir: work.path, aptArchives: store.aptArchives, env: ctx.env }),
-            )),
-        },
-        s.options,
-      );
+      const layerCtx = {
+        ...ctx,
+        root,
+        upper: pending.tree,
+        aptArchives: store.aptArchives,
+        hostSources: await readHostSources(),
+        chroot: async () =>
+          (session ??= stageScope.use(await openChroot(root, { log, signal, workDir: work.path, aptArchives: store.aptArchives, env: ctx.env }))),
+      };
+      for (;;) {
+        try {
+          await stage.run(layerCtx, s.options);
+          break;
+        } catch (e) {
+          if (!opts.onStageFailure || signal.aborted) throw e;
+          const decision = await opts.onStageFailure({ stage: s.name, root, workDir: work.path, error: stageError(s.name, e, log.relPath) });
+          if (decision === "fail") throw e;
+          handMade.add(s.key);
+          log.line(`${s.name}: running again on the root as the debug session left it`);
+        }
+      }
     } else {
       const stage = ARTIFACT_STAGES[s.kind]!;
       let root = "";
@@ -185,6 +206,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     await stageScope.release(); // unmount before the layer moves into the cache
     ctx.facts.files = await digestOutputs(pending.outputs);
+    // Entries built on a hand-fixed layer are not what their keys say: dropped when the build ends.
+    if (handMade.size > 0) scope.defer(() => store.remove(s.section, s.key, nullLog));
     // A forced stage (--from, --no-cache) replaces the entry of the same key: its point is a fresh build (newer packages).
     return store.commit(pending, s.record, { name: s.name, kind: s.kind, seconds: round1((Date.now() - t0) / 1000), facts: ctx.facts }, log, { replace: forced.has(s.key) });
   };

@@ -3,6 +3,7 @@
  * makes. `owner.json` names the owning process (pid + its start time, so a recycled pid is not
  * mistaken for the owner). When the owner is gone, sweep.ts cleans the dir up.
  */
+import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { exec, type LogSink } from "./exec.js";
@@ -30,7 +31,8 @@ export async function processStartTime(pid: number): Promise<string | undefined>
 }
 
 export async function createWorkDir(cacheDir: string, log: LogSink): Promise<WorkDir> {
-  const id = `${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "")}-${process.pid}`;
+  // The random part keeps two builds of one process (a worker running jobs side by side) apart.
+  const id = `${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "")}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const dir = path.join(cacheDir, "work", id);
   await mkdir(dir, { recursive: true });
   const owner: Owner = { pid: process.pid, start: (await processStartTime(process.pid)) ?? "" };

@@ -6,26 +6,19 @@
  * Kiln recipes build with the engine. kiwi-ng and packer recipes are valid records, but Kiln has
  * no backend for them: the job ends `error` saying so.
  */
-import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
-import { createHash } from "node:crypto";
-import { Transform } from "node:stream";
 import { build } from "../engine/build.js";
 import { loadRecipe } from "../recipe/load.js";
 import { IMS_BUCKET, parseS3Path } from "../catalog/objects.js";
 import { DEBIAN_RELEASES, type RecipeRecord } from "../catalog/records.js";
-import { KilnError } from "../errors.js";
-import { ObjectNotFound } from "../store/object-store.js";
+import { downloadObject } from "./download.js";
+import { jobError } from "./job-error.js";
+import { runJobSession } from "./job-session.js";
 import { publishImage } from "./publish.js";
+import { renderRecipeFile } from "./recipe-template.js";
 import { RECIPE_FILE, unpackRecipeArchive } from "./recipe-archive.js";
 import type { JobContext } from "./runner.js";
-
-/** An error that ends a job, in the words the job record's kiln.error shows. */
-export function jobError(message: string): KilnError {
-  return new KilnError("JOB_FAILED", message);
-}
 
 export async function runCreateJob(ctx: JobContext): Promise<void> {
   const { job, catalog, store, log } = ctx;
@@ -41,6 +34,7 @@ export async function runCreateJob(ctx: JobContext): Promise<void> {
     );
   }
   const recipeDir = await fetchRecipe(ctx, recipe);
+  await renderRecipeFile(path.join(recipeDir, RECIPE_FILE), recipe, log);
 
   await ctx.setStatus("waiting_for_repos");
   // IMS waits here for the kiwi repositories to answer. Kiln's repositories are the recipe's apt
@@ -53,7 +47,16 @@ export async function runCreateJob(ctx: JobContext): Promise<void> {
   await ctx.setStatus("building_image");
   const outDir = path.join(ctx.workDir, "out");
   const verify = ctx.verify === "recipe" ? undefined : ctx.verify === "always";
-  const result = await build({ recipeFile: loaded.file, outDir, cacheDir: ctx.cacheDir, signal: ctx.signal, emit: (e) => log.event(e), verify });
+  const result = await build({
+    recipeFile: loaded.file,
+    outDir,
+    cacheDir: ctx.cacheDir,
+    signal: ctx.signal,
+    emit: (e) => log.event(e),
+    verify,
+    siteCas: ctx.siteCas,
+    onStageFailure: job.enable_debug ? (f) => debugShell(ctx, f) : undefined,
+  });
   const stages = result.stages.map((s) => ({ name: s.name, key: s.key, cached: s.cached, seconds: s.seconds }));
   await ctx.setKiln({ stages, cache_hits: stages.filter((s) => s.cached).length });
   const failed = result.verify.filter((v) => !v.ok);
@@ -61,37 +64,44 @@ export async function runCreateJob(ctx: JobContext): Promise<void> {
   if (!result.artifacts.some((a) => a.name === "squashfs")) throw jobError(`the recipe's outputs (${loaded.recipe.outputs.join(", ")}) have no squashfs; an IMS image needs a rootfs`);
 
   await ctx.setStatus("packaging_artifacts");
-  const image = await publishImage(catalog, store, { outDir, name: job.image_root_archive_name, arch: job.arch, jobId: job.id }, log);
+  const flavors = result.artifacts
+    .filter((a) => a.name === "boot-kernel" && a.flavor)
+    .map((a) => ({ flavor: a.flavor!, kpackage: a.kpackage ?? "", kernel_version: a.kernelVersion ?? "" }));
+  const kiln = { job_id: job.id, source_image_id: null, flavors, package_diff: null };
+  const image = await publishImage(catalog, store, { outDir, name: job.image_root_archive_name, arch: job.arch, jobId: job.id, kiln }, log);
   await ctx.setResult(image.id);
+}
+
+/**
+ * enable_debug: a failed layer stage keeps its root mounted and opens the `debug` SSH container
+ * on it, not jailed (the root at /mnt/image), as IMS does. `complete` runs the failed stage again
+ * on the root as the operator left it and the build goes on; `failed` ends the job. (IMS' debug
+ * shell never makes an image; continuing is Kiln's, so a fix found in the shell is not wasted.)
+ */
+async function debugShell(ctx: JobContext, f: { stage: string; root: string; workDir: string; error: unknown }): Promise<"retry" | "fail"> {
+  ctx.log.line(`stage ${f.stage} failed: ${(f.error as Error).message ?? String(f.error)}`);
+  ctx.log.line(`enable_debug: a debug shell is open on the build root of ${f.stage}; complete runs the stage again on it, failed ends the job`);
+  await ctx.setKiln({ debug_stage: f.stage });
+  const marker = await runJobSession(ctx, { mode: "plain", image: f.root }, f.workDir);
+  await ctx.setKiln({ debug_stage: null });
+  if (marker === "failed") return "fail";
+  await ctx.setStatus("building_image");
+  return "retry";
 }
 
 /** Downloads the recipe archive (checking its md5 when the store has one) and unpacks it safely. */
 async function fetchRecipe(ctx: JobContext, recipe: RecipeRecord): Promise<string> {
   if (!recipe.link) throw jobError(`recipe ${recipe.id} has no link: upload its archive first (kiln ims recipes upload, or PUT /v3/recipes/${recipe.id}/archive)`);
-  const where = parseS3Path(recipe.link.path);
-  if (!where) throw jobError(`recipe ${recipe.id} link ${recipe.link.path} is not an s3://bucket/key path`);
   await mkdir(ctx.workDir, { recursive: true });
   const archive = path.join(ctx.workDir, "recipe.tar.gz");
-  let info;
-  try {
-    info = await ctx.store.head(where.bucket, where.key);
-  } catch (e) {
-    if (e instanceof ObjectNotFound) throw jobError(`recipe ${recipe.id}: its archive ${recipe.link.path} is not in the store`);
-    throw e;
-  }
-  if (info.size > ctx.maxRecipeSize) throw jobError(`recipe ${recipe.id}: its archive is ${info.size} bytes; this service accepts at most ${ctx.maxRecipeSize} (--max-recipe-size)`);
-  const md5 = createHash("md5");
-  const hash = new Transform({
-    transform(chunk: Buffer, _e, done) {
-      md5.update(chunk);
-      done(null, chunk);
-    },
+  const got = await downloadObject(ctx.store, recipe.link.path, archive, {
+    what: `recipe ${recipe.id}: its archive`,
+    signal: ctx.signal,
+    maxSize: ctx.maxRecipeSize,
+    maxSizeHint: "--max-recipe-size",
   });
-  await pipeline(await ctx.store.get(where.bucket, where.key), hash, createWriteStream(archive), { signal: ctx.signal });
-  const got = md5.digest("hex");
-  const want = info.metadata.md5sum;
-  if (want && want !== got) throw jobError(`recipe ${recipe.id}: downloaded archive has md5 ${got}, the store's md5sum says ${want}`);
-  ctx.log.line(`fetched ${recipe.link.path} (${info.size} bytes, md5 ${got})${where.bucket !== IMS_BUCKET ? ` (bucket ${where.bucket})` : ""}`);
+  const bucket = parseS3Path(recipe.link.path)?.bucket;
+  ctx.log.line(`fetched ${recipe.link.path} (${got.size} bytes, md5 ${got.md5})${bucket !== IMS_BUCKET ? ` (bucket ${bucket})` : ""}`);
   const dir = path.join(ctx.workDir, "recipe");
   const unpacked = await unpackRecipeArchive(archive, dir, path.join(ctx.workDir, "scratch"), { maxUnpacked: ctx.maxRecipeSize * 4 });
   if (!unpacked.hasRecipeFile) throw jobError(`recipe ${recipe.id}: the archive has no ${RECIPE_FILE} at its root`);

@@ -18,7 +18,7 @@ import path from "node:path";
 import type { ImsManifest } from "../artifacts/result.js";
 import type { Catalog } from "../catalog/catalog.js";
 import { BOOT_IMAGES_BUCKET, parseS3Path, s3Path, validateImageManifest } from "../catalog/objects.js";
-import { imsTime, type Arch, type ImageRecord } from "../catalog/records.js";
+import { imsTime, type Arch, type ImageKiln, type ImageRecord } from "../catalog/records.js";
 import { KilnError } from "../errors.js";
 import type { ObjectStore } from "../store/object-store.js";
 import type { JobLog } from "./job-log.js";
@@ -36,6 +36,8 @@ export interface PublishInput {
   arch: Arch;
   jobId: string;
   metadata?: Record<string, string>;
+  /** Kiln's additions to the record (the job, the source image, flavors, package diff). */
+  kiln?: ImageKiln;
 }
 
 /** JSON with keys sorted at every level, indented 4: Python's json.dump(sort_keys=True, indent=4). */
@@ -51,7 +53,7 @@ export function sortedJson(value: unknown): string {
 export async function publishImage(catalog: Catalog, store: ObjectStore, input: PublishInput, log: JobLog): Promise<ImageRecord> {
   const local = JSON.parse(await readFile(path.join(input.outDir, "manifest.json"), "utf8")) as ImsManifest;
   const id = randomUUID();
-  const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {} };
+  const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {}, ...(input.kiln ? { kiln: input.kiln } : {}) };
   await catalog.insert("images", image);
   log.line(`image ${id} (${input.name}): uploading ${local.artifacts.length} artifacts to ${store.url} bucket ${BOOT_IMAGES_BUCKET}`);
   const uploaded: string[] = [];

@@ -5,7 +5,10 @@
  *
  * The catalog's job record, not the queue message, is the truth about a job: a message only says
  * "job X wants a worker". pg-boss never retries by itself (retryLimit 0); a job whose worker died
- * is failed or queued again by the reaper (worker.ts), which also fails the dead message.
+ * is failed or queued again by the reaper (worker.ts), which also fails the dead message, and a
+ * job whose message was lost (never sent, or taken by a process that died before claiming the
+ * job) gets a new one from the reaper. A worker claims a job in the catalog before it runs it, so
+ * a message more than needed is harmless: it finds the job taken and completes.
  */
 import PgBoss from "pg-boss";
 import type { Sql } from "../catalog/sql.js";
@@ -18,6 +21,17 @@ export interface QueueMessage {
   jobType: JobType;
 }
 
+/** What the queue holds for a job: one entry per message, whatever its state. */
+export interface MessageState {
+  jobId: string;
+  queueId: string;
+  /** pg-boss' states: created, retry (waiting), active (taken by a worker), completed, cancelled, failed. */
+  state: string;
+  created: Date;
+  /** When a worker took it (active and later). */
+  started: Date | null;
+}
+
 export interface JobQueue {
   /** Asks for a worker for this job; returns the message id. */
   enqueue(jobId: string, jobType: JobType): Promise<string>;
@@ -28,6 +42,8 @@ export interface JobQueue {
    * taken while `handle` runs. Returns a function that stops taking new messages.
    */
   work(types: readonly JobType[], concurrency: number, handle: (m: QueueMessage) => Promise<void>, pollSeconds?: number): Promise<() => Promise<void>>;
+  /** The messages the queue holds for these jobs of one type (none: never sent, or long gone). */
+  messagesFor(jobType: JobType, jobIds: string[]): Promise<MessageState[]>;
   stop(): Promise<void>;
 }
 
@@ -38,8 +54,14 @@ export function queueName(t: JobType): string {
 /** pg-boss' limit is 24 h; a build that runs longer is failed by pg-boss, not by Kiln. */
 const EXPIRE_SECONDS = 23 * 3600;
 
+/** pg-boss' schema (its default; Kiln does not change it). */
+const SCHEMA = "pgboss";
+
 export class PgBossQueue implements JobQueue {
-  private constructor(private readonly boss: PgBoss) {}
+  private constructor(
+    private readonly boss: PgBoss,
+    private readonly sql: Sql,
+  ) {}
 
   /** Starts pg-boss on the catalog's database (creating its schema on first use). */
   static async start(sql: Sql, opts: { maintenance?: boolean } = {}): Promise<PgBossQueue> {
@@ -58,7 +80,7 @@ export class PgBossQueue implements JobQueue {
       const name = queueName(t);
       if (!(await boss.getQueue(name))) await boss.createQueue(name, { name, retryLimit: 0, expireInSeconds: EXPIRE_SECONDS });
     }
-    return new PgBossQueue(boss);
+    return new PgBossQueue(boss, sql);
   }
 
   async enqueue(jobId: string, jobType: JobType): Promise<string> {
@@ -86,6 +108,18 @@ export class PgBossQueue implements JobQueue {
     return async () => {
       for (const id of ids) await this.boss.offWork({ id }).catch(() => {});
     };
+  }
+
+  async messagesFor(jobType: JobType, jobIds: string[]): Promise<MessageState[]> {
+    if (jobIds.length === 0) return [];
+    // pg-boss 10 keeps messages in <schema>.job, partitioned by queue name, until it archives
+    // them (completed ones after 12 h); it has no lookup by payload, hence this query.
+    const rows = await this.sql.query<{ job_id: string; id: string; state: string; created_on: Date; started_on: Date | null }>(
+      `SELECT data->>'jobId' AS job_id, id::text AS id, state::text AS state, created_on, started_on
+         FROM ${SCHEMA}.job WHERE name = $1 AND data->>'jobId' = ANY($2::text[])`,
+      [queueName(jobType), jobIds],
+    );
+    return rows.map((r) => ({ jobId: r.job_id, queueId: r.id, state: r.state, created: new Date(r.created_on), started: r.started_on ? new Date(r.started_on) : null }));
   }
 
   async stop(): Promise<void> {

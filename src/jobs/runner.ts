@@ -4,13 +4,14 @@
  * A runner moves its job through statuses with setStatus (which refuses once the job was
  * cancelled), records Kiln's additions with setKiln, and returns normally for `success` or
  * throws for `error`: the worker writes the final status, with the thrown message as the reason.
- * The customize job (SSH shells, DESIGN §8) plugs in here as one more runner: its
- * `waiting_on_user` status and its session live inside its runner; the worker needs no change.
+ * The customize job (SSH shells, DESIGN §8) is one more runner: its `waiting_on_user` status and
+ * its session (job-session.ts) live inside it; the worker needs no change.
  */
 import type { Catalog } from "../catalog/catalog.js";
 import type { JobKiln, JobRecord, JobStatus, JobType } from "../catalog/records.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { runCreateJob } from "./create-job.js";
+import { runCustomizeJob } from "./customize-job.js";
 import type { JobLog } from "./job-log.js";
 
 export interface JobContext {
@@ -25,13 +26,26 @@ export interface JobContext {
   cacheDir: string;
   verify: "recipe" | "always" | "never";
   maxRecipeSize: number;
+  session: SessionSettings;
+  siteCas: string[];
   setStatus(status: JobStatus): Promise<void>;
   setKiln(patch: Partial<JobKiln>): Promise<void>;
   setResult(imageId: string): Promise<void>;
+}
+
+export interface SessionSettings {
+  /** Address the session's SSH server binds (a free port is picked per session). */
+  listen: string;
+  /** connection_info.customer_access.host */
+  host: string;
+  /** connection_info["cluster.local"].host; undefined: the worker's first non-loopback IPv4. */
+  clusterHost: string | undefined;
+  timeoutSeconds: number;
 }
 
 export type JobRunner = (ctx: JobContext) => Promise<void>;
 
 export const JOB_RUNNERS: Partial<Record<JobType, JobRunner>> = {
   create: runCreateJob,
+  customize: runCustomizeJob,
 };

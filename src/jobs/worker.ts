@@ -10,8 +10,10 @@
  * silent for `timeout` seconds: a worker killed with SIGKILL, a machine that lost power. Each such
  * job is queued again while it has retries left (--job-retries), else it ends `error` with the
  * reason. So no job stays `building_image` longer than timeout + one heartbeat after its worker
- * died. Build leftovers of a killed worker (mounts, processes) are swept by the engine at the
- * next build on that machine (host/sweep.ts).
+ * died. The reaper also sends a new queue message for a job left `creating` with none a worker
+ * could take (the process that created it died before sending it, or a process that took it died
+ * before claiming the job), once it has waited 2 × timeout. Leftovers of a killed worker (mounts, processes, a session's jail) are swept when a worker
+ * starts on that machine, and by the engine at every build (host/sweep.ts).
  */
 import os from "node:os";
 import path from "node:path";
@@ -19,12 +21,13 @@ import { rm } from "node:fs/promises";
 import type { Catalog, WorkerInfo } from "../catalog/catalog.js";
 import { JOB_TYPES, type JobRecord } from "../catalog/records.js";
 import { isKilnError } from "../errors.js";
+import { sweepDeadBuilds } from "../host/sweep.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { KILN_VERSION } from "../version.js";
-import { jobError } from "./create-job.js";
+import { jobError } from "./job-error.js";
 import { JobLog } from "./job-log.js";
-import type { JobQueue, QueueMessage } from "./queue.js";
-import { JOB_RUNNERS, type JobContext } from "./runner.js";
+import type { JobQueue, MessageState, QueueMessage } from "./queue.js";
+import { JOB_RUNNERS, type JobContext, type SessionSettings } from "./runner.js";
 
 export interface WorkerOptions {
   name: string;
@@ -36,6 +39,10 @@ export interface WorkerOptions {
   cacheDir: string;
   verify: "recipe" | "always" | "never";
   maxRecipeSize: number;
+  /** Where customize and debug sessions listen, how they are advertised, and their timeout. */
+  session: SessionSettings;
+  /** Site CA certificates (PEM files) every produced image trusts. */
+  siteCas: string[];
   /** How often an idle worker asks the queue for work. */
   pollSeconds?: number;
   /** Service log (stderr); job logs go to the catalog. */
@@ -96,6 +103,10 @@ export class Worker {
   }
 
   async start(): Promise<void> {
+    // What a killed worker left on this machine (a session's jail, a build's mounts) goes first.
+    for (const r of await sweepDeadBuilds(this.opts.cacheDir, { line: (l) => this.say(l) })) {
+      this.say(`worker ${this.opts.name}: cleaned up after a killed job: ${r.processes} processes, ${r.mounts} mounts, ${r.loops} loop devices`);
+    }
     await this.catalog.heartbeat(this.info, 0);
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatSeconds * 1000);
     this.stopTaking = await this.queue.work(JOB_TYPES, this.opts.concurrency, (m) => this.handle(m), this.opts.pollSeconds);
@@ -154,6 +165,8 @@ export class Worker {
       cacheDir: this.opts.cacheDir,
       verify: this.opts.verify,
       maxRecipeSize: this.opts.maxRecipeSize,
+      session: this.opts.session,
+      siteCas: this.opts.siteCas,
       setStatus: async (status) => {
         if (signal.aborted) throw new Error("cancelled");
         const next = await catalog.setJobStatus(job.id, status);
@@ -176,7 +189,7 @@ export class Worker {
     try {
       const runner = JOB_RUNNERS[job.job_type];
       if (!runner) {
-        throw jobError(`${job.job_type} jobs are not supported by this Kiln yet: it builds images from kiln recipes (create jobs); SSH customize sessions come in a later release`);
+        throw jobError(`${job.job_type} jobs are not supported by this Kiln`);
       }
       await runner(ctx);
       // The log is whole before the status says the job ended: a log reader stops at that status.
@@ -212,7 +225,27 @@ export class Worker {
 export interface ReaperOptions {
   timeoutSeconds: number;
   retries: number;
+  /**
+   * A job waiting in `creating` this long with no message a worker could take gets a new one
+   * (default: 2 × timeoutSeconds).
+   */
+  lostAfterSeconds?: number;
   say?: (message: string) => void;
+}
+
+/**
+ * Why a job waiting in `creating` has no message a worker could still take, or undefined when it
+ * may have one: queued (created, retry), taken by a worker that may still be alive (active, and
+ * some live worker started before it was taken), or sent again less than `boundSeconds` ago.
+ */
+export function lostMessageReason(messages: MessageState[], liveWorkerStarts: number[], boundSeconds: number, now = Date.now()): string | undefined {
+  if (messages.some((m) => m.state === "created" || m.state === "retry")) return undefined;
+  const active = messages.filter((m) => m.state === "active");
+  if (active.some((m) => liveWorkerStarts.some((started) => m.started === null || started <= m.started.getTime()))) return undefined;
+  if (messages.some((m) => now - m.created.getTime() < boundSeconds * 1000)) return undefined;
+  if (messages.length === 0) return "its queue message was never sent (the process that created it stopped before sending it), or is long gone";
+  if (active.length > 0) return `the process that took its queue message at ${active[0]!.started!.toISOString()} is gone without claiming the job`;
+  return `its queue message ended ${messages.map((m) => m.state).join(", ")} without a worker claiming the job`;
 }
 
 export class Reaper {
@@ -234,35 +267,76 @@ export class Reaper {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Fails or requeues the jobs of dead workers; returns how many it handled. */
+  /**
+   * Fails or requeues the jobs of dead workers, and sends a new queue message for jobs whose
+   * message was lost; returns how many jobs it handled.
+   */
   async sweep(): Promise<number> {
     if (this.sweeping) return 0;
     this.sweeping = true;
     try {
-      let handled = 0;
-      for (const o of await this.catalog.orphanedJobs(this.opts.timeoutSeconds)) {
-        if (!(await this.catalog.releaseJob(o.job.id, o.worker))) continue;
-        handled++;
-        const why = o.lastSeen
-          ? `worker ${o.worker} stopped sending heartbeats (last at ${o.lastSeen}, timeout ${this.opts.timeoutSeconds} s) while the job was ${o.job.status}`
-          : `worker ${o.worker} is not registered any more; the job was ${o.job.status}`;
-        if (o.queueId) await this.queue.drop(o.job.job_type, o.queueId, why);
-        if (o.job.kiln.attempt <= this.opts.retries) {
-          const note = `${why}; queued again (attempt ${o.job.kiln.attempt + 1} of ${this.opts.retries + 1})`;
-          if (await this.catalog.requeueJob(o.job.id, note)) {
-            await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} ${note}\n`);
-            await this.catalog.setJobQueueId(o.job.id, await this.queue.enqueue(o.job.id, o.job.job_type));
-          }
-        } else {
-          const reason = `${why}; the worker died (killed, crashed or its machine went away)${this.opts.retries > 0 ? ` and the job's ${this.opts.retries} retries are used up` : "; --job-retries would queue it again"}`;
-          await this.catalog.setJobStatus(o.job.id, "error", { kiln: { error: reason } });
-          await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} error: ${reason}\n`);
-        }
-        this.opts.say?.(`reaper: job ${o.job.id}: ${why}`);
-      }
-      return handled;
+      return (await this.reapOrphans()) + (await this.resendLost());
     } finally {
       this.sweeping = false;
     }
+  }
+
+  /**
+   * Jobs that wait in `creating`, unclaimed, for longer than the bound and have no message a
+   * worker could take (lostMessageReason) get a new one. A job is claimed once in the catalog
+   * (Catalog.claimJob), so a message too many is harmless; the compare-and-set on the job's
+   * queue id keeps two reapers from both sending one.
+   */
+  private async resendLost(): Promise<number> {
+    const bound = this.opts.lostAfterSeconds ?? 2 * this.opts.timeoutSeconds;
+    const waiting = await this.catalog.waitingJobs(bound);
+    if (waiting.length === 0) return 0;
+    const liveStarts = (await this.catalog.workers(this.opts.timeoutSeconds)).filter((w) => w.alive).map((w) => new Date(w.started).getTime());
+    let sent = 0;
+    for (const type of JOB_TYPES) {
+      const jobs = waiting.filter((j) => j.jobType === type);
+      if (jobs.length === 0) continue;
+      const messages = await this.queue.messagesFor(type, jobs.map((j) => j.id));
+      for (const j of jobs) {
+        const why = lostMessageReason(messages.filter((m) => m.jobId === j.id), liveStarts, bound);
+        if (!why) continue;
+        const queueId = await this.queue.enqueue(j.id, type);
+        if (!(await this.catalog.swapJobQueueId(j.id, j.queueId, queueId))) {
+          await this.queue.drop(type, queueId, "another reaper sent a message for this job first, or a worker took it");
+          continue;
+        }
+        sent++;
+        const note = `waited in creating for more than ${bound} s: ${why}; the reaper sent it to the queue again`;
+        await this.catalog.appendLog(j.id, `${new Date().toISOString().slice(11, 19)} ${note}\n`);
+        this.opts.say?.(`reaper: job ${j.id}: ${note}`);
+      }
+    }
+    return sent;
+  }
+
+  /** Fails or requeues the jobs of dead workers. */
+  private async reapOrphans(): Promise<number> {
+    let handled = 0;
+    for (const o of await this.catalog.orphanedJobs(this.opts.timeoutSeconds)) {
+      if (!(await this.catalog.releaseJob(o.job.id, o.worker))) continue;
+      handled++;
+      const why = o.lastSeen
+        ? `worker ${o.worker} stopped sending heartbeats (last at ${o.lastSeen}, timeout ${this.opts.timeoutSeconds} s) while the job was ${o.job.status}`
+        : `worker ${o.worker} is not registered any more; the job was ${o.job.status}`;
+      if (o.queueId) await this.queue.drop(o.job.job_type, o.queueId, why);
+      if (o.job.kiln.attempt <= this.opts.retries) {
+        const note = `${why}; queued again (attempt ${o.job.kiln.attempt + 1} of ${this.opts.retries + 1})`;
+        if (await this.catalog.requeueJob(o.job.id, note)) {
+          await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} ${note}\n`);
+          await this.catalog.setJobQueueId(o.job.id, await this.queue.enqueue(o.job.id, o.job.job_type));
+        }
+      } else {
+        const reason = `${why}; the worker died (killed, crashed or its machine went away)${this.opts.retries > 0 ? ` and the job's ${this.opts.retries} retries are used up` : "; --job-retries would queue it again"}`;
+        await this.catalog.setJobStatus(o.job.id, "error", { kiln: { error: reason } });
+        await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} error: ${reason}\n`);
+      }
+      this.opts.say?.(`reaper: job ${o.job.id}: ${why}`);
+    }
+    return handled;
   }
 }

@@ -61,6 +61,8 @@ export interface PlanInputs {
   initramfsDigest: string;
   /** Per playbook (absolute path): "sha256:…" over the Ansible folders beside it (roles/, templates/ …). */
   playbookTrees?: Record<string, string>;
+  /** The service's site CA certificates (absolute path → "sha256:…"), added to the root before the seal. */
+  siteCas?: Record<string, string>;
 }
 
 export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
@@ -108,7 +110,8 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
   const install = r.config.apparmor === true && !r.packages.some((p) => /^apparmor([=/]|$)/.test(p)) ? [...r.packages, "apparmor"] : r.packages;
   const changesRoot =
     r.repositories.length + install.length + r.upgrade.length + r.files.length + r.caCertificates.length + r.scripts.length + r.ansible.length > 0 ||
-    config !== undefined;
+    config !== undefined ||
+    Object.keys(env.siteCas ?? {}).length > 0;
   const unchangedImport = "image" in r.base && !changesRoot;
 
   if (r.repositories.length > 0) {
@@ -155,6 +158,11 @@ export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
       return { playbook: ref(`ansible[${i}].playbook`, a.playbook), vars: a.vars };
     });
     layer("ansible", "ansible", { plays }, inputs);
+  }
+  const siteCas = Object.entries(env.siteCas ?? {});
+  if (siteCas.length > 0) {
+    const inputs = Object.fromEntries(siteCas.map(([, digest], i) => [`siteCa[${i}]`, digest]));
+    layer("site-ca", "site-ca", { certificates: siteCas.map(([file], i) => ref(`siteCa[${i}]`, file)) }, inputs);
   }
   if (!unchangedImport) layer("seal", "seal", {});
   const root = [...stages];

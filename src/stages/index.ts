@@ -13,6 +13,7 @@ import { qcow2 } from "./qcow2.js";
 import { repositories } from "./repositories.js";
 import { scripts } from "./scripts.js";
 import { seal } from "./seal.js";
+import { siteCa } from "./site-ca.js";
 import { squashfs, squashfsCopy } from "./squashfs.js";
 import type { ArtifactStage, LayerStage } from "./stage.js";
 import { tarball } from "./tarball.js";
@@ -20,7 +21,7 @@ import { tarball } from "./tarball.js";
 // Options are typed per stage; the registry only dispatches on kind.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- heterogenous registry, see above
 export const LAYER_STAGES: Record<string, LayerStage<any>> = Object.fromEntries(
-  [bootstrap, importImage, repositories, packages, files, caCertificates, scripts, config, ansible, seal, kernel].map((s) => [s.kind, s]),
+  [bootstrap, importImage, repositories, packages, files, caCertificates, scripts, config, ansible, siteCa, seal, kernel].map((s) => [s.kind, s]),
 );
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above

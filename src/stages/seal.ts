@@ -57,6 +57,11 @@ export const seal = defineLayerStage<Record<string, never>>({
     for (const n of await readdir(aptCache).catch(() => [] as string[])) {
       if (n.endsWith(".bin")) await rm(path.join(aptCache, n), { force: true });
     }
+    // Builds share a host archive dir, but apt run in a customize session downloads into the image.
+    const archives = await at("/var/cache/apt/archives", true);
+    const debs = (await readdir(archives).catch(() => [] as string[])).filter((n) => n.endsWith(".deb"));
+    for (const n of debs) await rm(path.join(archives, n), { force: true });
+    if (debs.length) ctx.log.line(`removed ${debs.length} downloaded packages from /var/cache/apt/archives`);
     for (const tmp of ["/tmp", "/var/tmp"]) {
       const dir = await at(tmp, true);
       for (const n of await readdir(dir).catch(() => [] as string[])) await rm(path.join(dir, n), { recursive: true, force: true });

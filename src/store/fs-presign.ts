@@ -1,19 +1,20 @@
 /**
  * Presigned GETs for the fs store. A directory has no server of its own, so its presigned URLs
- * point at the Kiln service (`publicUrl`, e.g. `http://kiln:8080/objects`), which mounts
- * serveSignedObject() there: `<publicUrl>/<bucket>/<key>?expires=<unix s>&signature=<hmac>`.
+ * point at the Kiln service (`publicUrl`, e.g. `http://kiln:8080/objects`), which answers them
+ * there: `<publicUrl>/<bucket>/<key>?expires=<unix s>&signature=<hmac>`.
  * Like S3's SigV4 query signing, the URL carries no credential, expires, and any change to the
  * bucket, key or expiry is refused (403); GET and HEAD, with single byte ranges, as boot clients and
  * IMS jobs use them. A `file://` URL was the alternative, but neither plain fetch() nor a booting
  * machine can read one, and it could not expire.
  *
- *   app.get("/objects/*", (req, reply) => {                  // e.g. in the Fastify app
- *     reply.hijack();
- *     return serveSignedObject(store, req.url.slice("/objects/".length), req.raw, reply.raw);
- *   });
+ *   http.createServer((req, res) => serveSignedObject(store, req.url!.slice(1), req, res));
+ *
+ * `kiln serve` answers them at `<public-url>/objects/` (src/api/routes/objects.ts) from
+ * answerSignedObject(), with its own RFC 7807 errors.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseRange } from "./byte-range.js";
 import type { FsStore } from "./fs-store.js";
@@ -55,42 +56,61 @@ function signature(secret: string, bucket: string, key: string, expires: number)
   return createHmac("sha256", secret).update(`GET\n${bucket}\n${key}\n${expires}`).digest("hex");
 }
 
-/** Answers a presigned fs-store URL; `target` as for verifyObjectUrl. Headers follow S3's GET. */
-export async function serveSignedObject(store: FsStore, target: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  if (req.method !== "GET" && req.method !== "HEAD") {
-    res.setHeader("allow", "GET, HEAD");
-    return send(res, 405, "only GET and HEAD");
-  }
-  const check = await store.checkPresigned(target);
-  if (!check.ok) return send(res, 403, check.reason);
+/**
+ * What a presigned fs-store request gets, decided before anything is sent: S3's GET headers and
+ * the bytes to stream (none for HEAD), or a refusal with its status and reason (403 a changed or
+ * expired URL, 404 no such object, 405 not GET/HEAD, 416 a range outside the object). The HTTP
+ * layer chooses the error body: serveSignedObject() plain text, `kiln serve` RFC 7807.
+ */
+export type SignedObjectAnswer =
+  | { ok: true; status: 200 | 206; headers: Record<string, string>; body: (() => Promise<Readable>) | undefined }
+  | { ok: false; status: 403 | 404 | 405 | 416; headers: Record<string, string>; reason: string };
+
+/** `target` as for verifyObjectUrl; `range` the request's Range header. */
+export async function answerSignedObject(store: FsStore, target: string, method: string, range: string | undefined, now = Date.now()): Promise<SignedObjectAnswer> {
+  if (method !== "GET" && method !== "HEAD") return { ok: false, status: 405, headers: { allow: "GET, HEAD" }, reason: "only GET and HEAD" };
+  const check = await store.checkPresigned(target, now);
+  if (!check.ok) return { ok: false, status: 403, headers: {}, reason: check.reason };
   const { bucket, key } = check;
   let info;
   try {
     info = await store.head(bucket, key);
   } catch (e) {
-    if (e instanceof ObjectNotFound) return send(res, 404, "no such object");
+    if (e instanceof ObjectNotFound) return { ok: false, status: 404, headers: {}, reason: "no such object" };
     throw e;
   }
-  res.setHeader("accept-ranges", "bytes");
-  res.setHeader("content-type", info.contentType ?? "application/octet-stream");
-  res.setHeader("etag", `"${info.etag}"`);
-  res.setHeader("last-modified", info.lastModified.toUTCString());
-  for (const [name, value] of Object.entries(info.metadata)) res.setHeader(`x-amz-meta-${name}`, value);
-  const range = parseRange(req.headers.range, info.size);
-  if (range === "unsatisfiable") {
-    res.setHeader("content-range", `bytes */${info.size}`);
-    return send(res, 416, "range not satisfiable");
+  const headers: Record<string, string> = {
+    "accept-ranges": "bytes",
+    "content-type": info.contentType ?? "application/octet-stream",
+    etag: `"${info.etag}"`,
+    "last-modified": info.lastModified.toUTCString(),
+  };
+  for (const [name, value] of Object.entries(info.metadata)) headers[`x-amz-meta-${name}`] = value;
+  const bytes = parseRange(range, info.size);
+  if (bytes === "unsatisfiable") return { ok: false, status: 416, headers: { "content-range": `bytes */${info.size}` }, reason: `range ${range} is outside the object's ${info.size} bytes` };
+  if (bytes) headers["content-range"] = `bytes ${bytes[0]}-${bytes[1]}/${info.size}`;
+  headers["content-length"] = String(bytes ? bytes[1] - bytes[0] + 1 : info.size);
+  const body = method === "HEAD" || info.size === 0 ? undefined : () => store.get(bucket, key, bytes ? { start: bytes[0], end: bytes[1] } : undefined);
+  return { ok: true, status: bytes ? 206 : 200, headers, body };
+}
+
+/** Answers a presigned fs-store URL on a plain node:http server; `target` as for verifyObjectUrl. */
+export async function serveSignedObject(store: FsStore, target: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const answer = await answerSignedObject(store, target, req.method ?? "GET", req.headers.range);
+  for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+  if (!answer.ok) return send(res, answer.status, answer.reason);
+  let body: Readable | undefined;
+  try {
+    body = await answer.body?.();
+  } catch (e) {
+    if (e instanceof ObjectNotFound) return send(res, 404, "no such object"); // deleted since head()
+    throw e;
   }
-  if (range) {
-    res.statusCode = 206;
-    res.setHeader("content-range", `bytes ${range[0]}-${range[1]}/${info.size}`);
-  }
-  res.setHeader("content-length", String(range ? range[1] - range[0] + 1 : info.size));
-  if (req.method === "HEAD" || info.size === 0) {
+  res.statusCode = answer.status;
+  if (!body) {
     res.end();
     return;
   }
-  const body = await store.get(bucket, key, range ? { start: range[0], end: range[1] } : undefined);
   // A client that hangs up mid-download is not an error of ours; pipeline closes the file.
   await pipeline(body, res).catch(() => {});
 }

@@ -53,7 +53,7 @@ const TEMP_MAX_AGE_MS = 24 * 3600_000;
 export class FsStore implements ObjectStore {
   readonly url: string;
   readonly root: string;
-  private readonly publicUrl: string | undefined;
+  private publicUrl: string | undefined;
   private secret: string | undefined;
   /** In-process queue per object, so two puts of one key cannot interleave their renames. */
   private readonly writing = new Map<string, Promise<unknown>>();
@@ -230,6 +230,16 @@ export class FsStore implements ObjectStore {
       throw storeConfigError("fs", '"publicUrl" is required to presign URLs: the address where the Kiln service answers them', "KILN_STORE_PUBLIC_URL");
     }
     return signObjectUrl(this.publicUrl, await this.signingKey(), bucket, key, seconds);
+  }
+
+  /**
+   * Sets where presigned URLs point unless the store was opened with a `publicUrl`, and returns
+   * the one in effect. For `kiln serve`, which opens its store before it listens and so learns its
+   * own address (the port, with --listen …:0) only afterwards.
+   */
+  setDefaultPublicUrl(publicUrl: string): string {
+    this.publicUrl ??= publicUrl.replace(/\/+$/, "");
+    return this.publicUrl;
   }
 
   /** Checks a presigned URL's path and query below `publicUrl` ("bucket/key?expires=…&signature=…"). */

@@ -2,13 +2,15 @@
  * The IMS record routes, as one suite that runs against any service: through inject() in unit
  * tests, and against a real `kiln serve` process (PGlite + filesystem, or PostgreSQL + S3) in
  * integration tests. Fields and defaults, status codes, RFC 7807 problems, PATCH rules, soft
- * delete / undelete / hard delete with their objects, v2 and /apis/ims, OpenAPI.
+ * delete / undelete / hard delete with their objects, remote build nodes, v2 and /apis/ims, OpenAPI.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { BOOT_IMAGES_BUCKET, IMS_BUCKET } from "../../src/catalog/objects.js";
 import { ObjectNotFound, type ObjectStore } from "../../src/store/object-store.js";
+import { writeTar } from "./tar-writer.js";
 
 export interface ApiResponse {
   statusCode: number;
@@ -20,6 +22,8 @@ export interface ApiTarget {
   /** The object store the service uses (tests put and look at objects directly). */
   store: ObjectStore;
   adminToken: string;
+  /** A read-only token, when the target has one (writes must be refused with 403). */
+  readerToken?: string;
   request(r: { method: string; url: string; headers?: Record<string, string>; payload?: string | Buffer }): Promise<ApiResponse>;
   /** With the admin token unless `token` (null: none); JSON body when given. */
   call(method: string, url: string, body?: unknown, token?: string | null): Promise<ApiResponse>;
@@ -37,10 +41,11 @@ export function callWith(t: Omit<ApiTarget, "call">): ApiTarget["call"] {
 }
 
 /** A target over HTTP (a real `kiln serve`). */
-export function httpTarget(base: string, store: ObjectStore, adminToken: string): ApiTarget {
+export function httpTarget(base: string, store: ObjectStore, adminToken: string, readerToken?: string): ApiTarget {
   const t: Omit<ApiTarget, "call"> = {
     store,
     adminToken,
+    readerToken,
     async request(r) {
       const res = await fetch(base + r.url, { method: r.method, headers: r.headers, body: r.payload });
       const headers: Record<string, string> = {};
@@ -64,6 +69,9 @@ export function defineRecordSuite(target: () => ApiTarget): void {
     },
     get adminToken() {
       return target().adminToken;
+    },
+    get readerToken() {
+      return target().readerToken;
     },
     call: (...a: Parameters<ApiTarget["call"]>) => target().call(...a),
     request: (...a: Parameters<ApiTarget["request"]>) => target().request(...a),
@@ -280,6 +288,111 @@ export function defineRecordSuite(target: () => ApiTarget): void {
     assert.equal((await s.call("GET", "/v2/deleted/images")).statusCode, 404, "v2 has no deleted/ routes");
   });
 
+  test("recipe upload checks recipe.yaml rendered with the record's template_dictionary; the archive is stored as sent", async () => {
+    const recipeYaml = ["apiVersion: kiln/v1", "name: {{ name }}", "base: { debian: {{ suite }}, variant: minbase }", "packages: [systemd]", "files: [{ path: /etc/motd, content: {{ motd }} }]", "kernels: [{ flavor: generic, package: linux-image-amd64 }]", ""].join("\n");
+    const archive = gzipSync(writeTar([{ name: "recipe.yaml", type: "file", content: recipeYaml }]));
+    const upload = async (dictionary: Array<{ key: string; value: string }>) => {
+      const rec = json<{ id: string }>(await s.call("POST", "/v3/recipes", { name: "templated", recipe_type: "kiln", linux_distribution: "debian12", template_dictionary: dictionary }));
+      const r = await s.request({ method: "PUT", url: `/v3/recipes/${rec.id}/archive`, headers: { authorization: `Bearer ${s.adminToken}`, "content-type": "application/gzip" }, payload: archive });
+      return { id: rec.id, r };
+    };
+    const motd = { key: "motd", value: "site: lab-1 # managed\n[not, a, list]\n" };
+
+    const ok = await upload([{ key: "name", value: "lab-web" }, { key: "suite", value: "bookworm" }, motd]);
+    assert.equal(ok.r.statusCode, 200, ok.r.body);
+    const stored = Buffer.concat(await (await s.store.get(IMS_BUCKET, `recipes/${ok.id}/recipe.tar.gz`)).toArray());
+    assert.ok(stored.equals(archive), "the archive is stored as sent, placeholders and all");
+
+    // The rendered value is what the check sees: bullseye contradicts linux_distribution debian12.
+    const wrong = await upload([{ key: "name", value: "lab-web" }, { key: "suite", value: "bullseye" }, motd]);
+    assert.equal(wrong.r.statusCode, 422);
+    assert.match(json<{ detail: string }>(wrong.r).detail, /bootstraps Debian bullseye/);
+
+    const missing = await upload([{ key: "name", value: "lab-web" }, motd]);
+    assert.equal(missing.r.statusCode, 422);
+    const p = json<{ detail: string; errors: Array<{ path: string }> }>(missing.r);
+    assert.match(p.detail, new RegExp(`^recipe ${missing.id}: recipe\\.yaml uses \\{\\{ suite \\}\\}, which the recipe's template_dictionary does not define \\(line 3: \\{\\{ suite \\}\\}\\); it defines name, motd`));
+    assert.equal(p.errors[0]!.path, "template_dictionary");
+    assert.equal(json<{ link: unknown }>(await s.call("GET", `/v3/recipes/${missing.id}`)).link, null, "nothing linked");
+  });
+
+  test("remote build nodes (v3 only): register, list in order, describe, status, hard delete; 400/422/404 as IMS", async () => {
+    assert.equal((await s.call("DELETE", "/v3/remote-build-nodes")).statusCode, 204);
+    // x3000… is an xname that resolves nowhere here; 127.0.0.1 is a host whose port 22 may or may not answer.
+    for (const xname of ["x3000c0s1b0n0", "127.0.0.1", "x3000c0s2b0n0"]) {
+      const r = await s.call("POST", "/v3/remote-build-nodes", { xname });
+      assert.equal(r.statusCode, 201, r.body);
+      assert.deepEqual(json(r), { xname }, "IMS returns the record: xname and nothing else");
+    }
+    const again = await s.call("POST", "/apis/ims/v3/remote-build-nodes", { xname: "x3000c0s1b0n0" });
+    assert.equal(again.statusCode, 201, "IMS replaces a known xname (a dict keyed by xname)");
+    const list = json<Array<{ xname: string }>>(await s.call("GET", "/v3/remote-build-nodes"));
+    assert.deepEqual(list, [{ xname: "x3000c0s1b0n0" }, { xname: "127.0.0.1" }, { xname: "x3000c0s2b0n0" }], "insertion order, no duplicate");
+    assert.deepEqual(json(await s.call("GET", "/apis/ims/v3/remote-build-nodes/127.0.0.1")), { xname: "127.0.0.1" });
+
+    for (const body of [undefined, "{}"]) {
+      const r = await s.request({ method: "POST", url: "/v3/remote-build-nodes", headers: { authorization: `Bearer ${s.adminToken}`, ...(body ? { "content-type": "application/json" } : {}) }, payload: body });
+      assert.equal(r.statusCode, 400, `body ${JSON.stringify(body)}`);
+      assert.equal(r.headers["content-type"], "application/problem+json; charset=utf-8");
+    }
+    for (const [body, field] of [[{ xname: 42 }, "xname"], [{ xname: "" }, "xname"], [{ xname: "x1", colour: "red" }, "colour"]] as const) {
+      const r = await s.call("POST", "/v3/remote-build-nodes", body);
+      assert.equal(r.statusCode, 422, JSON.stringify(body));
+      assert.ok(json<{ errors: Array<{ path: string }> }>(r).errors.some((e) => e.path === field), `${JSON.stringify(body)}: errors[] names ${field}`);
+    }
+    assert.equal((await s.call("GET", "/v3/remote-build-nodes/x9999c0s0b0n0")).statusCode, 404);
+    assert.equal((await s.call("GET", "/v3/remote-build-nodes/status/x9999c0s0b0n0")).statusCode, 404);
+    assert.equal((await s.call("DELETE", "/v3/remote-build-nodes/x9999c0s0b0n0")).statusCode, 404);
+    assert.equal((await s.call("PATCH", "/v3/remote-build-nodes/127.0.0.1", { xname: "y" })).statusCode, 405, "IMS has no PATCH for remote build nodes");
+    for (const url of ["/remote-build-nodes", "/v2/remote-build-nodes", "/apis/ims/remote-build-nodes", "/remote-build-nodes/status"]) {
+      assert.equal((await s.call("GET", url)).statusCode, 404, `${url}: v3 only`);
+    }
+
+    // Status: one object per node (an object, not an array, for one xname, as the IMS server does).
+    // Kiln runs no jobs on these nodes and must say so; what it reports on SSH is a real connection attempt.
+    const one = json<Record<string, unknown>>(await s.call("GET", "/v3/remote-build-nodes/status/x3000c0s1b0n0"));
+    assert.deepEqual(Object.keys(one).sort(), ["ableToRunJobs", "kiln", "nodeArch", "numCurrentJobs", "podmanStatus", "sshStatus", "xname"]);
+    assert.equal(one.xname, "x3000c0s1b0n0");
+    assert.equal(one.ableToRunJobs, false);
+    assert.equal(one.numCurrentJobs, -1, "IMS' value for unknown");
+    assert.equal(one.nodeArch, "Unknown");
+    assert.match(String(one.sshStatus), /^Unable to connect to node\. Error: /, "an xname that resolves nowhere is not reachable");
+    assert.match((one.kiln as { reason: string }).reason, /kiln worker/);
+    const all = json<Array<{ xname: string; sshStatus: string; ableToRunJobs: boolean }>>(await s.call("GET", "/apis/ims/v3/remote-build-nodes/status"));
+    assert.deepEqual(all.map((x) => x.xname), ["x3000c0s1b0n0", "127.0.0.1", "x3000c0s2b0n0"]);
+    assert.ok(all.every((x) => x.ableToRunJobs === false));
+    const { createConnection } = await import("node:net");
+    const refused = await new Promise<boolean>((resolve) => {
+      const c = createConnection({ host: "127.0.0.1", port: 22 });
+      c.once("connect", () => {
+        c.destroy();
+        resolve(false);
+      });
+      c.once("error", (e: NodeJS.ErrnoException) => resolve(e.code === "ECONNREFUSED"));
+    });
+    const local = all[1]!.sshStatus;
+    if (refused) assert.match(local, /^Unable to connect to node\. Error: connect ECONNREFUSED/, "nothing listens on 127.0.0.1:22 here");
+    else assert.match(local, /^(SSH server answered \(SSH-2\.0-.*\); login not attempted|Unable to connect to node\. Error: )/, "the status says what a connection to port 22 finds");
+
+    if (s.readerToken) {
+      assert.equal((await s.call("GET", "/v3/remote-build-nodes", undefined, s.readerToken)).statusCode, 200);
+      assert.equal((await s.call("GET", "/v3/remote-build-nodes/status/127.0.0.1", undefined, s.readerToken)).statusCode, 200);
+      for (const [method, url, body] of [["POST", "/v3/remote-build-nodes", { xname: "x1" }], ["DELETE", "/v3/remote-build-nodes/127.0.0.1", undefined], ["DELETE", "/v3/remote-build-nodes", undefined]] as const) {
+        const r = await s.call(method, url, body, s.readerToken);
+        assert.equal(r.statusCode, 403, `${method} ${url} with a read-only token`);
+        assert.equal(json<{ code: string }>(r).code, "FORBIDDEN");
+      }
+    }
+    assert.equal((await s.call("GET", "/v3/remote-build-nodes", undefined, null)).statusCode, 401);
+
+    assert.equal((await s.call("DELETE", "/v3/remote-build-nodes/127.0.0.1")).statusCode, 204);
+    assert.equal((await s.call("GET", "/v3/remote-build-nodes/127.0.0.1")).statusCode, 404, "hard delete");
+    assert.equal((await s.call("GET", "/v3/deleted/remote-build-nodes")).statusCode, 404, "no deleted/ for remote build nodes");
+    assert.equal((await s.call("DELETE", "/v3/remote-build-nodes")).statusCode, 204);
+    assert.deepEqual(json(await s.call("GET", "/v3/remote-build-nodes")), []);
+    assert.deepEqual(json(await s.call("GET", "/v3/remote-build-nodes/status")), []);
+  });
+
   test("the OpenAPI document lists every route at the root with its schemas, Kiln's additions included", async () => {
     const r = await s.call("GET", "/openapi.json");
     assert.equal(r.statusCode, 200);
@@ -288,6 +401,14 @@ export function defineRecordSuite(target: () => ApiTarget): void {
     for (const p of ["/v3/recipes", "/v3/recipes/{id}", "/v3/images/{id}", "/v3/jobs/{id}/log", "/v3/jobs/{id}/cancel", "/v3/recipes/{id}/archive", "/v3/deleted/images/{id}", "/v2/jobs", "/recipes", "/version", "/healthz/ready"]) {
       assert.ok(doc.paths[p], p);
     }
+    const nodes = doc.paths["/v3/remote-build-nodes"]!;
+    assert.deepEqual(Object.keys(nodes).sort(), ["delete", "get", "post"]);
+    assert.deepEqual(Object.keys(doc.paths["/v3/remote-build-nodes/{xname}"]!).sort(), ["delete", "get"]);
+    assert.ok(doc.paths["/v3/remote-build-nodes/status"]!.get);
+    assert.ok(doc.paths["/v3/remote-build-nodes/status/{xname}"]!.get);
+    assert.ok(nodes.post!.requestBody);
+    assert.ok(!doc.paths["/remote-build-nodes"] && !doc.paths["/v2/remote-build-nodes"], "v3 only");
+    assert.ok(doc.components.schemas.RemoteBuildNodeRecord && doc.components.schemas.RemoteBuildNodeStatus);
     assert.ok(!Object.keys(doc.paths).some((p) => p.startsWith("/apis/ims")));
     assert.ok(doc.paths["/v3/jobs/{id}/log"]!.get!.tags!.includes("kiln"));
     assert.ok(doc.paths["/v3/recipes"]!.post!.requestBody);

@@ -11,7 +11,7 @@ import { StaticTokenVerifier } from "../../src/api/tokens.js";
 import { Catalog } from "../../src/catalog/catalog.js";
 import { BUCKETS } from "../../src/catalog/objects.js";
 import type { JobType } from "../../src/catalog/records.js";
-import type { JobQueue } from "../../src/jobs/queue.js";
+import type { JobQueue, MessageState } from "../../src/jobs/queue.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 import { openStore } from "../../src/store/open-store.js";
 
@@ -28,6 +28,11 @@ export class RecordingQueue implements JobQueue {
   }
   async drop(_t: JobType, queueId: string): Promise<void> {
     this.dropped.push(queueId);
+  }
+  async messagesFor(jobType: JobType, jobIds: string[]): Promise<MessageState[]> {
+    return this.sent
+      .filter((m) => m.jobType === jobType && jobIds.includes(m.jobId))
+      .map((m) => ({ jobId: m.jobId, queueId: m.queueId, state: this.dropped.includes(m.queueId) ? "failed" : "created", created: new Date(), started: null }));
   }
   async work(): Promise<() => Promise<void>> {
     return async () => {};

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { defineRecordSuite, httpTarget, type ApiTarget } from "../helpers/api-suite.js";
+import { runKiln } from "../helpers/kiln.js";
 import { createToken, startServe, type ServiceProcess } from "../helpers/service-process.js";
 import { postgresServer, s3Server, type TestServer } from "../helpers/servers.js";
 import { openStore } from "../../src/store/open-store.js";
@@ -22,9 +23,10 @@ describe("kiln serve with no setup (PGlite + filesystem)", () => {
   before(async () => {
     dir = await mkdtemp("/var/tmp/kiln-svc-api-");
     const admin = await createToken(path.join(dir, "data"), "admin");
+    const reader = await createToken(path.join(dir, "data"), "read-only");
     serve = await startServe(["--data-dir", path.join(dir, "data"), "--no-worker"]);
     store = await openStore(`file://${path.join(dir, "data", "objects")}`);
-    target = httpTarget(serve.url, store, admin);
+    target = httpTarget(serve.url, store, admin, reader);
   });
   after(async () => {
     assert.equal(await serve?.stop(), 143, "SIGTERM: exit 143 after a clean stop");
@@ -72,6 +74,30 @@ describe("kiln serve with no setup (PGlite + filesystem)", () => {
     }
   });
 
+  test("kiln ims remote-build-nodes mirrors cray ims remote-build-nodes: create --xname, list, describe, status list|describe, delete, deleteall", async () => {
+    const env = { KILN_URL: serve.url, KILN_TOKEN: target.adminToken };
+    const ims = async (args: string[], code = 0) => {
+      const r = await runKiln(["ims", "remote-build-nodes", ...args], { env });
+      assert.equal(r.code, code, `kiln ims remote-build-nodes ${args.join(" ")}: ${r.stderr}`);
+      return r;
+    };
+    await ims(["deleteall"]);
+    assert.deepEqual(JSON.parse((await ims(["create", "--xname", "x3000c0s9b0n0", "--json"])).stdout), { xname: "x3000c0s9b0n0" });
+    assert.match((await ims(["list"])).stdout, /^XNAME\nx3000c0s9b0n0\n$/);
+    assert.deepEqual(JSON.parse((await ims(["describe", "x3000c0s9b0n0", "--json"])).stdout), { xname: "x3000c0s9b0n0" });
+    const table = (await ims(["status", "list"])).stdout;
+    assert.match(table, /^XNAME +ABLETORUNJOBS +SSHSTATUS/);
+    assert.match(table, /x3000c0s9b0n0 +false +Unable to connect to node\. Error: /);
+    const one = JSON.parse((await ims(["status", "describe", "x3000c0s9b0n0", "--json"])).stdout) as { xname: string; ableToRunJobs: boolean };
+    assert.equal(one.xname, "x3000c0s9b0n0");
+    assert.equal(one.ableToRunJobs, false);
+    assert.match((await ims(["status", "describe", "x3000c0s9b0n0"])).stdout, /^kiln\.reason: Kiln runs no jobs on remote build nodes/m);
+    assert.equal((await ims(["delete", "x3000c0s9b0n0"])).stdout, "deleted x3000c0s9b0n0\n");
+    assert.match((await ims(["describe", "x3000c0s9b0n0"], 2)).stderr, /404 no remote build node "x3000c0s9b0n0"/);
+    assert.equal((await ims(["list"])).stdout, "no remote-build-nodes\n");
+    assert.equal((await ims(["status", "list"])).stdout, "no remote-build-nodes\n");
+  });
+
   test("a second process cannot open the same embedded catalog", async () => {
     await assert.rejects(startServe(["--data-dir", path.join(dir, "data"), "--no-worker"]), /in use by process \d+/);
   });
@@ -88,10 +114,11 @@ describe("kiln serve on PostgreSQL and S3 (Ceph RGW)", () => {
     [pg, s3] = await Promise.all([postgresServer(), s3Server()]);
     dir = await mkdtemp("/var/tmp/kiln-svc-pg-");
     const admin = await createToken(path.join(dir, "data"), "admin");
+    const reader = await createToken(path.join(dir, "data"), "read-only");
     const storeUrl = s3.env.KILN_S3_URL!;
     serve = await startServe(["--data-dir", path.join(dir, "data"), "--no-worker", "--database", pg.env.KILN_TEST_DATABASE_URL!, "--store", storeUrl], s3.env);
     store = await openStore(storeUrl, { env: s3.env });
-    target = httpTarget(serve.url, store, admin);
+    target = httpTarget(serve.url, store, admin, reader);
   });
   after(async () => {
     await serve?.stop();

@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { REPO, runKiln, scratch } from "../helpers/kiln.js";
+import { imsJson, waitFor } from "../helpers/ims-cli.js";
 import { createToken, startServe, startWorker, type ServiceProcess } from "../helpers/service-process.js";
 import { postgresServer, s3Server, type TestServer } from "../helpers/servers.js";
 import { openStore } from "../../src/store/open-store.js";
@@ -30,21 +31,7 @@ let keyId: string;
 const common = () => ["--database", pg.env.KILN_TEST_DATABASE_URL!, "--store", s3.env.KILN_S3_URL!, "--heartbeat", "1", "--worker-timeout", "5"];
 const workerArgs = (name: string) => [...common(), "--data-dir", path.join(dir, name), "--cache-dir", cache, "--verify", "never", "--worker-name", name];
 
-async function ims<T = Record<string, unknown>>(args: string[]): Promise<T> {
-  const r = await runKiln(["ims", ...args, "--json"], { env });
-  assert.equal(r.code, 0, `kiln ims ${args.join(" ")}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, seconds: number): Promise<T> {
-  const end = Date.now() + seconds * 1000;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const ims = <T = Record<string, unknown>>(args: string[]): Promise<T> => imsJson<T>(args, env);
 
 before(async () => {
   [pg, s3] = await Promise.all([postgresServer(), s3Server()]);

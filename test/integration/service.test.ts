@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { REPO, runKiln, scratch } from "../helpers/kiln.js";
+import { imsJson, waitFor } from "../helpers/ims-cli.js";
 import { createToken, startServe, type ServiceProcess } from "../helpers/service-process.js";
 
 let dir: string;
@@ -28,24 +29,10 @@ async function kiln(args: string[]): Promise<{ code: number | null; stdout: stri
   return runKiln(args, { env });
 }
 
-async function ims<T = Record<string, unknown>>(args: string[]): Promise<T> {
-  const r = await kiln(["ims", ...args, "--json"]);
-  assert.equal(r.code, 0, `kiln ims ${args.join(" ")}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+const ims = <T = Record<string, unknown>>(args: string[]): Promise<T> => imsJson<T>(args, env);
 
 async function md5(file: string): Promise<string> {
   return createHash("md5").update(await readFile(file)).digest("hex");
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, seconds: number): Promise<T> {
-  const end = Date.now() + seconds * 1000;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 before(async () => {

@@ -12,7 +12,7 @@ import { Catalog } from "../../src/catalog/catalog.js";
 import { imsTime, type JobRecord } from "../../src/catalog/records.js";
 import { PgBossQueue } from "../../src/jobs/queue.js";
 import { JOB_RUNNERS, type JobRunner } from "../../src/jobs/runner.js";
-import { Reaper, Worker } from "../../src/jobs/worker.js";
+import { lostMessageReason, Reaper, Worker } from "../../src/jobs/worker.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 
 let dir: string;
@@ -77,6 +77,8 @@ function worker(name: string, extra: Partial<ConstructorParameters<typeof Worker
     cacheDir: path.join(dir, "cache"),
     verify: "never",
     maxRecipeSize: 1 << 20,
+    session: { listen: "127.0.0.1", host: "localhost", clusterHost: undefined, timeoutSeconds: 60 },
+    siteCas: [],
     pollSeconds: 0.5,
     ...extra,
   });
@@ -206,6 +208,97 @@ test("a message delivered for a job that is no longer waiting is skipped", async
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(ran, 0);
     assert.equal((await catalog.get("jobs", j.id))!.status, "error");
+  } finally {
+    await w.stop();
+  }
+});
+
+/** A job record in the catalog whose queue message was never sent: the process died in between. */
+async function jobWithoutMessage(): Promise<JobRecord> {
+  const job = await newJob();
+  const queueId = await catalog.jobQueueId(job.id);
+  await queue.drop("create", queueId!, "test: as if it had never been sent");
+  await catalog.sql.query("DELETE FROM pgboss.job WHERE id = $1", [queueId]);
+  await catalog.setJobQueueId(job.id, null);
+  return job;
+}
+
+test("a job left creating without a queue message is sent again by the reaper after 2 × worker-timeout, and runs once", async () => {
+  let ran = 0;
+  JOB_RUNNERS.create = (async (ctx) => {
+    ran++;
+    await ctx.setStatus("building_image");
+  }) satisfies JobRunner;
+  const w = worker("w-lost"); // timeoutSeconds 2: lost after 4 s
+  await w.start();
+  try {
+    const t0 = Date.now();
+    const job = await jobWithoutMessage();
+    assert.deepEqual(await queue.messagesFor("create", [job.id]), [], "no message: no worker can take it");
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal((await catalog.get("jobs", job.id))!.status, "creating", "not before the bound");
+    assert.deepEqual(await queue.messagesFor("create", [job.id]), []);
+    const done = await ended(job.id);
+    const waited = (Date.now() - t0) / 1000;
+    assert.equal(done.status, "success");
+    assert.equal(done.kiln.attempt, 1);
+    assert.equal(ran, 1);
+    assert.ok(waited >= 4 && waited < 10, `ran ${waited} s after it was created (bound 4 s)`);
+    const log = (await catalog.readLog(job.id)).map((c) => c.text).join("");
+    assert.match(log, /waited in creating for more than 4 s: its queue message was never sent .*; the reaper sent it to the queue again/);
+    assert.match(log, /took the create job, attempt 1/);
+  } finally {
+    await w.stop();
+  }
+});
+
+test("the reaper leaves queued messages alone and sends a lost one exactly once", async () => {
+  const reaper = new Reaper(catalog, queue, { timeoutSeconds: 30, retries: 0, lostAfterSeconds: 1 });
+  const queued = await newJob();
+  const lost = await jobWithoutMessage();
+  await catalog.sql.query(`UPDATE jobs SET doc = jsonb_set(doc, '{kiln,status_since}', to_jsonb((now() - interval '1 hour')::text)) WHERE id = ANY($1::uuid[])`, [[queued.id, lost.id]]);
+  await catalog.sql.query(`UPDATE pgboss.job SET created_on = now() - interval '1 hour' WHERE data->>'jobId' = $1`, [queued.id]);
+  try {
+    assert.equal(await reaper.sweep(), 1, "only the job without a message");
+    const [m] = await queue.messagesFor("create", [lost.id]);
+    assert.equal(m!.state, "created");
+    assert.equal(await catalog.jobQueueId(lost.id), m!.queueId, "the job record names its new message");
+    assert.equal((await queue.messagesFor("create", [queued.id])).length, 1, "the queued job got no second message");
+    assert.equal(await reaper.sweep(), 0, "sent once: the new message is queued");
+    assert.equal((await queue.messagesFor("create", [lost.id])).length, 1);
+  } finally {
+    for (const j of [queued, lost]) await catalog.setJobStatus(j.id, "error", { kiln: { error: "test over" } });
+  }
+});
+
+test("a message taken by a process that died before claiming the job counts as lost; one a live worker may hold does not", () => {
+  const at = (s: number) => new Date(Date.now() - s * 1000);
+  const msg = (state: string, createdAgo: number, startedAgo: number | null = null) => ({ jobId: "j", queueId: "q", state, created: at(createdAgo), started: startedAgo === null ? null : at(startedAgo) });
+  assert.equal(lostMessageReason([msg("created", 3600)], [], 60), undefined, "queued: a worker will take it");
+  assert.equal(lostMessageReason([msg("retry", 3600)], [], 60), undefined);
+  assert.equal(lostMessageReason([msg("active", 3600, 3000)], [at(3500).getTime()], 60), undefined, "a live worker started before it was taken may hold it");
+  assert.match(lostMessageReason([msg("active", 3600, 3000)], [at(100).getTime()], 60)!, /^the process that took its queue message at .* is gone without claiming the job$/);
+  assert.match(lostMessageReason([msg("completed", 3600)], [], 60)!, /^its queue message ended completed without a worker claiming the job$/);
+  assert.equal(lostMessageReason([msg("failed", 3600), msg("failed", 10)], [], 60), undefined, "sent again less than the bound ago");
+  assert.match(lostMessageReason([], [], 60)!, /^its queue message was never sent/);
+});
+
+test("a job with two messages runs once: the second finds it claimed", async () => {
+  let ran = 0;
+  JOB_RUNNERS.create = (async () => {
+    ran++;
+    await new Promise((r) => setTimeout(r, 300));
+  }) satisfies JobRunner;
+  const job = await newJob();
+  await queue.enqueue(job.id, "create");
+  const w = worker("w-dup", { concurrency: 2 });
+  await w.start();
+  try {
+    const done = await ended(job.id);
+    assert.equal(done.status, "success");
+    await until("both messages to be done", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
+    assert.equal(ran, 1);
+    assert.equal(done.kiln.attempt, 1);
   } finally {
     await w.stop();
   }

@@ -103,3 +103,24 @@ test("a repository without uri uses the base's mirror; its key file is keyed by 
   assert.deepEqual(repos.record.inputs, { "repositories[0].key": "sha256:77" });
   assert.deepEqual((p.root.find((s) => s.name === "packages")!.options as { upgradeSuites: string[] }).upgradeSuites, ["bookworm-backports"]);
 });
+
+test("site CAs (the service's --site-ca) go in a layer before the seal; their content is in its key, their path is not", () => {
+  const plain = planBuild(load(RECIPE), env);
+  const a = planBuild(load(RECIPE), { ...env, siteCas: { "/etc/kiln/site.pem": "sha256:11" } });
+  const moved = planBuild(load(RECIPE), { ...env, siteCas: { "/srv/other/site.pem": "sha256:11" } });
+  const renewed = planBuild(load(RECIPE), { ...env, siteCas: { "/etc/kiln/site.pem": "sha256:22" } });
+  assert.deepEqual(a.root.map((s) => s.name), ["bootstrap", "packages", "files", "scripts", "site-ca", "seal"]);
+  assert.equal(keys(a).scripts, keys(plain).scripts, "the layers below are shared with builds without site CAs");
+  assert.equal(keys(moved)["site-ca"], keys(a)["site-ca"]);
+  assert.notEqual(keys(renewed)["site-ca"], keys(a)["site-ca"]);
+  assert.deepEqual((a.root.find((s) => s.name === "site-ca")!.options as { certificates: string[] }).certificates, ["/etc/kiln/site.pem"]);
+});
+
+test("an import that asks for no change is still changed by site CAs", () => {
+  const imported = `apiVersion: kiln/v1\nname: t\nbase: { image: ./root.squashfs }\noutputs: [squashfs]\n`;
+  const inputs = { "/recipes/a/root.squashfs": "sha256:33" };
+  assert.equal(planBuild(load(imported, "/recipes/a", inputs), { ...env, importFormat: "squashfs" }).unchangedImport, true);
+  const withCa = planBuild(load(imported, "/recipes/a", inputs), { ...env, importFormat: "squashfs", siteCas: { "/etc/kiln/site.pem": "sha256:11" } });
+  assert.equal(withCa.unchangedImport, false);
+  assert.deepEqual(withCa.root.map((s) => s.name), ["import", "site-ca", "seal"]);
+});

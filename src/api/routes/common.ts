@@ -1,6 +1,10 @@
 /** Helpers the resource routes share: JSON replies, the empty-body rule, 404s, response schemas. */
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { apiError } from "../problem.js";
+
+const gzipAsync = promisify(gzip);
 
 /** Sends JSON text or a value as JSON, bypassing Fastify's serializer (records are stored as the JSON we serve). */
 export function sendJson(reply: FastifyReply, status: number, body: unknown): FastifyReply {
@@ -8,6 +12,44 @@ export function sendJson(reply: FastifyReply, status: number, body: unknown): Fa
     .code(status)
     .type("application/json")
     .send(typeof body === "string" ? body : JSON.stringify(body));
+}
+
+/** Lists smaller than this go out as they are. */
+const GZIP_MIN_BYTES = 64 * 1024;
+
+/** The encoded forms of the list last sent, per collection of a catalog. */
+const lists = new WeakMap<object, Map<string, { text: string; bytes: Buffer; gzip?: Promise<Buffer> }>>();
+
+/** Whether the client takes gzip (Accept-Encoding lists gzip or *, without q=0). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  for (const part of [header ?? ""].flat().join(",").split(",")) {
+    const [coding, ...params] = part.trim().toLowerCase().split(";");
+    if (coding !== "gzip" && coding !== "*") continue;
+    const q = params.map((p) => /^\s*q\s*=\s*([\d.]+)\s*$/.exec(p)?.[1]).find((v) => v !== undefined);
+    if (q === undefined || Number(q) > 0) return true;
+  }
+  return false;
+}
+
+/**
+ * Sends a collection (IMS has no paging: 10,000 images are 3 MB of JSON). The same text is not
+ * encoded again for the next request: its bytes, and once a client asks for gzip its compressed
+ * form (about a tenth; made off the event loop), are kept until the text changes. `owner` is
+ * what the text came from (the catalog), `key` names the collection.
+ */
+export async function sendJsonList(request: FastifyRequest, reply: FastifyReply, owner: object, key: string, text: string): Promise<FastifyReply> {
+  let byKey = lists.get(owner);
+  if (!byKey) lists.set(owner, (byKey = new Map()));
+  let e = byKey.get(key);
+  // Equal text is the same list; the catalog hands out the very same string while it is cached,
+  // so this is mostly a pointer comparison.
+  if (!e || e.text !== text) byKey.set(key, (e = { text, bytes: Buffer.from(text) }));
+  reply.code(200).type("application/json; charset=utf-8").header("vary", "accept-encoding");
+  if (e.bytes.length >= GZIP_MIN_BYTES && acceptsGzip(request.headers["accept-encoding"])) {
+    e.gzip ??= gzipAsync(e.bytes, { level: 6 });
+    return reply.header("content-encoding", "gzip").send(await e.gzip);
+  }
+  return reply.send(e.bytes);
 }
 
 /**

@@ -10,7 +10,7 @@ import { purgeImageObjects, purgeRecipeObject, undeleteImageObjects, undeleteRec
 import type { ImageRecord, PublicKeyRecord, RecipeRecord } from "../../catalog/records.js";
 import type { ObjectStore } from "../../store/object-store.js";
 import { Undelete, idParam } from "../schemas.js";
-import { empty, notFound, requireBody, responses, sendJson } from "./common.js";
+import { empty, notFound, requireBody, responses, sendJson, sendJsonList } from "./common.js";
 
 type Kind = "recipes" | "images" | "public-keys";
 
@@ -43,8 +43,8 @@ export async function deletedRoutes(app: FastifyInstance): Promise<void> {
     const record = { $ref: SCHEMA[kind] };
     const noun = NOUN[kind];
 
-    app.get(`/deleted/${kind}`, { schema: { summary: `List deleted ${kind}`, tags, response: responses({ 200: { type: "array", items: record } }) } }, async (_req, reply) =>
-      sendJson(reply, 200, await catalog.listJson(kind, true)),
+    app.get(`/deleted/${kind}`, { schema: { summary: `List deleted ${kind}`, tags, response: responses({ 200: { type: "array", items: record } }) } }, async (request, reply) =>
+      sendJsonList(request, reply, catalog, `deleted/${kind}`, await catalog.listJson(kind, true)),
     );
 
     app.delete(`/deleted/${kind}`, { schema: { summary: `Permanently delete every deleted ${noun} and its objects`, tags, response: responses({ 204: empty }) } }, async (_req, reply) => {

@@ -8,7 +8,7 @@ import { purgeImageObjects, softDeleteImageObjects, validateImageManifest } from
 import { imsTime, type Arch, type ArtifactLink, type ImageRecord } from "../../catalog/records.js";
 import { apiError } from "../problem.js";
 import { ImageCreate, ImagePatch, idParam } from "../schemas.js";
-import { cascadeOf, cascadeQuery, empty, notFound, requireBody, responses, sendJson } from "./common.js";
+import { cascadeOf, cascadeQuery, empty, notFound, requireBody, responses, sendJson, sendJsonList } from "./common.js";
 
 interface ImageBody {
   name: string;
@@ -29,7 +29,9 @@ export async function imageRoutes(app: FastifyInstance, opts: { version: 2 | 3 }
   const tags = [`images v${opts.version}`];
   const record = { $ref: "ImageRecord#" };
 
-  app.get("/images", { schema: { summary: "List images", tags, response: responses({ 200: { type: "array", items: record } }) } }, async (_req, reply) => sendJson(reply, 200, await catalog.listJson("images")));
+  app.get("/images", { schema: { summary: "List images", tags, response: responses({ 200: { type: "array", items: record } }) } }, async (request, reply) =>
+    sendJsonList(request, reply, catalog, "images", await catalog.listJson("images")),
+  );
 
   app.post<{ Body: ImageBody }>(
     "/images",

@@ -1,7 +1,7 @@
 /**
  * The IMS API under one prefix (registered at / and at /apis/ims): /version and /healthz, v3 with
- * its deleted/ routes and Kiln's additions, and v2 semantics (hard delete, ?cascade) at both /v2
- * and the unversioned root, as IMS' v2 blueprint does (ims-notes §1.1).
+ * its deleted/ and remote-build-nodes routes and Kiln's additions, and v2 semantics (hard delete,
+ * ?cascade) at both /v2 and the unversioned root, as IMS' v2 blueprint does (ims-notes §1.1).
  */
 import type { FastifyInstance } from "fastify";
 import { KILN_VERSION } from "../../version.js";
@@ -12,6 +12,7 @@ import { jobRoutes } from "./jobs.js";
 import { kilnRoutes } from "./kiln.js";
 import { publicKeyRoutes } from "./public-keys.js";
 import { recipeRoutes } from "./recipes.js";
+import { remoteBuildNodeRoutes } from "./remote-build-nodes.js";
 
 export async function imsRoutes(app: FastifyInstance): Promise<void> {
   const health = { type: "object", additionalProperties: false };
@@ -35,6 +36,7 @@ export async function imsRoutes(app: FastifyInstance): Promise<void> {
       await v3.register(imageRoutes, { version: 3 });
       await v3.register(jobRoutes, { version: 3 });
       await v3.register(deletedRoutes);
+      await v3.register(remoteBuildNodeRoutes);
       await v3.register(kilnRoutes);
     },
     { prefix: "/v3" },

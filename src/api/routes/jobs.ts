@@ -239,6 +239,30 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
     },
   );
 
+  app.post<{ Params: { id: string }; Body: { marker?: "complete" | "failed" } | undefined }>(
+    "/jobs/:id/end-session",
+    {
+      schema: {
+        summary: "End a job's SSH session (Kiln)",
+        description:
+          "The same as the operator touching the marker in the session: `complete` (default) packages a new image (a debug shell continues the build from its failed stage), `failed` ends the job `error` with no image. 409 unless the job is waiting_on_user.",
+        tags: ["kiln"],
+        params: idParam,
+        body: { type: "object", additionalProperties: false, properties: { marker: { type: "string", enum: ["complete", "failed"], default: "complete" } } },
+        response: responses({ 202: record }, [400, 404, 409, 422]),
+      },
+    },
+    async (request, reply) => {
+      const j = await catalog.get("jobs", request.params.id);
+      if (!j) notFound("job", request.params.id);
+      if (j.status !== "waiting_on_user") throw apiError("CONFLICT", `job ${j.id} has no open session: it is ${j.status}, not waiting_on_user`);
+      const marker = request.body?.marker ?? "complete";
+      const updated = await catalog.update("jobs", j.id, (d) => (d.status === "waiting_on_user" ? { ...d, kiln: { ...d.kiln, session_end: marker } } : undefined));
+      if (!updated) throw apiError("CONFLICT", `job ${j.id} left waiting_on_user meanwhile`);
+      return sendJson(reply, 202, updated);
+    },
+  );
+
   app.get<{ Params: { id: string }; Querystring: { follow?: string } }>(
     "/jobs/:id/log",
     {

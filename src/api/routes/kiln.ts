@@ -1,11 +1,44 @@
 /**
  * Kiln's own v3 routes beside IMS': artifact download (what `kiln ims images download` uses, so
- * artifacts are reachable through the API whatever the store is) and the worker registry.
+ * artifacts are reachable through the API whatever the store is), presigned download URLs of an
+ * image's artifacts (fetched with no token, from S3 itself or from this service's /objects/), and
+ * the worker registry.
  */
 import type { FastifyInstance } from "fastify";
-import { BUCKETS, headOrUndefined } from "../../catalog/objects.js";
+import { BUCKETS, headOrUndefined, MAX_MANIFEST_BYTES, parseS3Path, readAll, type ImageManifest } from "../../catalog/objects.js";
+import { ObjectNotFound } from "../../store/object-store.js";
 import { apiError } from "../problem.js";
-import { responses } from "./common.js";
+import { idParam } from "../schemas.js";
+import { notFound, responses, sendJson } from "./common.js";
+
+/** How long presigned URLs may last: S3's SigV4 allows at most 7 days; one rule for every store. */
+export const MAX_URL_SECONDS = 7 * 24 * 3600;
+export const DEFAULT_URL_SECONDS = 3600;
+
+const presignedArtifact = {
+  type: "object",
+  required: ["type", "path", "url"],
+  properties: {
+    type: { type: "string", description: "the manifest's type, e.g. application/vnd.cray.image.rootfs.squashfs" },
+    md5: { type: "string", description: "md5 of the object, from the manifest: check the download against it" },
+    flavor: { type: "string", description: "the kernel flavor (Kiln's manifests; the first flavor's artifacts have IMS' keys)" },
+    path: { type: "string", description: "the artifact's link path, s3://bucket/key" },
+    url: { type: "string", description: "GET (or HEAD, with Range) it with no token until expires_at" },
+  },
+};
+
+const ImageUrls = {
+  type: "object",
+  description: "Presigned download URLs of an image's manifest and artifacts",
+  required: ["image_id", "expires_in", "expires_at", "manifest", "artifacts"],
+  properties: {
+    image_id: { type: "string" },
+    expires_in: { type: "integer", description: "seconds the URLs are valid for" },
+    expires_at: { type: "string", format: "date-time", description: "when they stop working (UTC, ISO 8601)" },
+    manifest: { type: "object", properties: { path: { type: "string" }, url: { type: "string" } } },
+    artifacts: { type: "array", items: presignedArtifact, description: "in the manifest's order" },
+  },
+};
 
 export async function kilnRoutes(app: FastifyInstance): Promise<void> {
   const { store, catalog } = app;
@@ -34,6 +67,64 @@ export async function kilnRoutes(app: FastifyInstance): Promise<void> {
         .header("etag", `"${info.etag}"`);
       if (info.metadata.md5sum) reply.header("x-kiln-md5sum", info.metadata.md5sum);
       return reply.send(await store.get(bucket, key));
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { expires?: string } }>(
+    "/images/:id/urls",
+    {
+      schema: {
+        summary: "Presigned download URLs of an image's artifacts, fetched with no token (Kiln)",
+        description:
+          "Signs a GET of the image's manifest.json and of every artifact it lists. With an S3 store the URLs point at the S3 server (SigV4); with a directory, at this service's /objects/ below --public-url. 409 when the image has no link yet.",
+        tags: ["kiln"],
+        params: idParam,
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          properties: { expires: { type: "string", pattern: "^[0-9]{1,9}$", description: `seconds the URLs stay valid: 1 to ${MAX_URL_SECONDS} (7 days, S3's limit); default ${DEFAULT_URL_SECONDS}` } },
+        },
+        response: responses({ 200: ImageUrls }, [404, 409, 422]),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const seconds = request.query.expires === undefined ? DEFAULT_URL_SECONDS : Number(request.query.expires);
+      if (seconds < 1 || seconds > MAX_URL_SECONDS) {
+        throw apiError("REQUEST_INVALID", `expires=${request.query.expires}: URLs last 1 to ${MAX_URL_SECONDS} seconds (7 days)`, [{ path: "expires", message: `must be 1 to ${MAX_URL_SECONDS}` }]);
+      }
+      const image = await catalog.get("images", id);
+      if (!image) notFound("image", id);
+      const where = image.link ? parseS3Path(image.link.path) : undefined;
+      if (!image.link || !where) throw apiError("CONFLICT", `image ${id} has no link yet: its artifacts are not uploaded (a job links the image when it ends)`);
+      let manifest: ImageManifest;
+      try {
+        manifest = JSON.parse((await readAll(await store.get(where.bucket, where.key), MAX_MANIFEST_BYTES)).toString("utf8")) as ImageManifest;
+      } catch (e) {
+        if (e instanceof ObjectNotFound) throw apiError("CONFLICT", `image ${id} links ${image.link.path}, which is not in the store`);
+        if (e instanceof SyntaxError) throw apiError("CONFLICT", `image ${id} links ${image.link.path}, which is not JSON`);
+        throw e;
+      }
+      const expiresAt = new Date((Math.floor(Date.now() / 1000) + seconds) * 1000);
+      const artifacts = [];
+      for (const a of Array.isArray(manifest.artifacts) ? manifest.artifacts : []) {
+        const at = typeof a.link?.path === "string" ? parseS3Path(a.link.path) : undefined;
+        if (!at) throw apiError("CONFLICT", `image ${id}: the manifest ${image.link.path} has an artifact without an s3:// link`);
+        artifacts.push({
+          type: a.type,
+          ...(typeof a.md5 === "string" ? { md5: a.md5 } : {}),
+          ...(typeof a.flavor === "string" ? { flavor: a.flavor } : {}),
+          path: a.link.path,
+          url: await store.presignGet(at.bucket, at.key, seconds),
+        });
+      }
+      return sendJson(reply, 200, {
+        image_id: id,
+        expires_in: seconds,
+        expires_at: expiresAt.toISOString(),
+        manifest: { path: image.link.path, url: await store.presignGet(where.bucket, where.key, seconds) },
+        artifacts,
+      });
     },
   );
 

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { imsTime, type PublicKeyRecord } from "../../catalog/records.js";
 import { PublicKeyCreate, idParam } from "../schemas.js";
-import { empty, notFound, requireBody, responses, sendJson } from "./common.js";
+import { empty, notFound, requireBody, responses, sendJson, sendJsonList } from "./common.js";
 
 export async function publicKeyRoutes(app: FastifyInstance, opts: { version: 2 | 3 }): Promise<void> {
   const { catalog } = app;
@@ -11,7 +11,9 @@ export async function publicKeyRoutes(app: FastifyInstance, opts: { version: 2 |
   const tags = [`public-keys v${opts.version}`];
   const record = { $ref: "PublicKeyRecord#" };
 
-  app.get("/public-keys", { schema: { summary: "List public keys", tags, response: responses({ 200: { type: "array", items: record } }) } }, async (_req, reply) => sendJson(reply, 200, await catalog.listJson("public-keys")));
+  app.get("/public-keys", { schema: { summary: "List public keys", tags, response: responses({ 200: { type: "array", items: record } }) } }, async (request, reply) =>
+    sendJsonList(request, reply, catalog, "public-keys", await catalog.listJson("public-keys")),
+  );
 
   app.post<{ Body: { name: string; public_key: string } }>(
     "/public-keys",

@@ -2,8 +2,9 @@
  * /recipes. A recipe record links an archive in bucket `ims` (`recipes/<id>/recipe.tar.gz`).
  * IMS' flow is POST the record, upload the archive to S3, PATCH the link; Kiln adds
  * PUT /v3/recipes/{id}/archive, which receives the archive, checks it (safe to unpack; for
- * recipe_type kiln, a valid recipe.yaml) and only then stores it and sets the link, so a store
- * without S3 access for operators (the filesystem default) works the same.
+ * recipe_type kiln, a valid recipe.yaml once rendered with the record's template_dictionary) and
+ * only then stores it and sets the link, so a store without S3 access for operators (the
+ * filesystem default) works the same.
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -16,11 +17,12 @@ import { IMS_BUCKET, purgeRecipeObject, s3Path, softDeleteRecipeObject, validate
 import { imsTime, type ArtifactLink, type RecipeRecord } from "../../catalog/records.js";
 import { distributionMismatch } from "../../jobs/create-job.js";
 import { RECIPE_FILE, unpackRecipeArchive } from "../../jobs/recipe-archive.js";
+import { renderRecipeFile } from "../../jobs/recipe-template.js";
 import { loadRecipe } from "../../recipe/load.js";
 import { KilnError } from "../../errors.js";
 import { apiError } from "../problem.js";
 import { RecipeCreate, RecipePatch, idParam } from "../schemas.js";
-import { cascadeOf, cascadeQuery, empty, notFound, requireBody, responses, sendJson } from "./common.js";
+import { cascadeOf, cascadeQuery, empty, notFound, requireBody, responses, sendJson, sendJsonList } from "./common.js";
 
 type RecipeBody = Omit<RecipeRecord, "id" | "created">;
 type RecipePatchBody = Partial<Pick<RecipeRecord, "arch" | "require_dkms" | "template_dictionary">> & { link?: ArtifactLink };
@@ -33,7 +35,9 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
   const tags = [`recipes v${opts.version}`];
   const record = { $ref: "RecipeRecord#" };
 
-  app.get("/recipes", { schema: { summary: "List recipes", tags, response: responses({ 200: { type: "array", items: record } }) } }, async (_req, reply) => sendJson(reply, 200, await catalog.listJson("recipes")));
+  app.get("/recipes", { schema: { summary: "List recipes", tags, response: responses({ 200: { type: "array", items: record } }) } }, async (request, reply) =>
+    sendJsonList(request, reply, catalog, "recipes", await catalog.listJson("recipes")),
+  );
 
   app.post<{ Body: RecipeBody }>(
     "/recipes",
@@ -138,7 +142,7 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
         schema: {
           summary: "Upload the recipe's archive and set its link (Kiln)",
           description:
-            "Body: the archive (tar.gz or tar) as application/gzip or application/octet-stream. It is checked before it is stored: no absolute paths, no `..`, no links out, no devices, size limits; a kiln recipe needs a valid recipe.yaml at its root. Then it is stored at s3://ims/recipes/<id>/recipe.tar.gz with its md5sum, and the record's link is set. 409 if the recipe already has a link.",
+            "Body: the archive (tar.gz or tar) as application/gzip or application/octet-stream. It is checked before it is stored: no absolute paths, no `..`, no links out, no devices, size limits; a kiln recipe needs a recipe.yaml at its root that is valid once its {{ key }} placeholders are rendered with the record's template_dictionary (the archive is stored as sent). Then it is stored at s3://ims/recipes/<id>/recipe.tar.gz with its md5sum, and the record's link is set. 409 if the recipe already has a link.",
           tags: ["kiln"],
           params: idParam,
           consumes: "application/gzip",
@@ -160,7 +164,10 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
           const unpacked = await unpackRecipeArchive(file, path.join(scratch, "recipe"), path.join(scratch, "check"), { maxUnpacked: app.settings.maxRecipeSize * 4 });
           if (recipe.recipe_type === "kiln") {
             if (!unpacked.hasRecipeFile) throw apiError("REQUEST_INVALID", `recipe archive: no ${RECIPE_FILE} at its root; a kiln recipe archive is its folder packed with tar -czf recipe.tar.gz -C DIR .`, [{ path: "archive", message: `no ${RECIPE_FILE} at the root` }]);
-            const loaded = await loadRecipe(path.join(unpacked.dir, RECIPE_FILE)).catch((e: unknown) => {
+            // Checked as a job will build it: rendered with the record's template_dictionary (in
+            // this scratch copy only; the stored archive keeps its placeholders).
+            const recipeFile = path.join(unpacked.dir, RECIPE_FILE);
+            const loaded = await renderRecipeFile(recipeFile, recipe).then(() => loadRecipe(recipeFile)).catch((e: unknown) => {
               if (e instanceof KilnError) throw new KilnError("REQUEST_INVALID", e.message.split(unpacked.dir + "/").join(""), { problems: e.problems });
               throw e;
             });

@@ -1,7 +1,8 @@
 /**
  * `kiln ims …`: the client side of the IMS API, mirroring `cray ims` (verbs list, describe,
- * create, update, delete, deleteall; the same option names), with `--json` or a table, plus
- * helpers cray lacks: `recipes upload DIR`, `images download ID`, `jobs wait|log|cancel ID`.
+ * create, update, delete, deleteall; the same option names; remote-build-nodes and their status
+ * too), with `--json` or a table, plus helpers cray lacks: `recipes upload DIR`, `images download
+ * ID`, `images urls ID`, `jobs wait|log|cancel|end-session ID`.
  * Server and token come from --url/--token or KILN_URL/KILN_TOKEN.
  */
 import { createHash } from "node:crypto";
@@ -13,6 +14,9 @@ import { pipeline } from "node:stream/promises";
 import { KilnError } from "../../errors.js";
 import { exec } from "../../host/exec.js";
 import { ImsClient } from "../../client/ims-client.js";
+import { renderRecipeTemplate } from "../../jobs/recipe-template.js";
+import type { PackageDiff } from "../../catalog/records.js";
+import { formatPackageDiff } from "../../jobs/package-diff.js";
 import type { CommandIo } from "../io.js";
 
 export interface ClientFlags {
@@ -38,6 +42,8 @@ export const COLUMNS: Record<string, string[]> = {
   "deleted/recipes": ["id", "name", "recipe_type", "link.path", "deleted"],
   "deleted/images": ["id", "name", "arch", "link.path", "deleted"],
   "deleted/public-keys": ["id", "name", "deleted"],
+  "remote-build-nodes": ["xname"],
+  "remote-build-nodes/status": ["xname", "ableToRunJobs", "sshStatus", "nodeArch", "numCurrentJobs"],
 };
 
 function field(r: Row, col: string): string {
@@ -68,8 +74,17 @@ function print(io: CommandIo, f: ClientFlags, value: unknown, kind: string): voi
     io.stdout.write(JSON.stringify(value ?? null, null, 2) + "\n");
     return;
   }
-  if (Array.isArray(value)) io.stdout.write(value.length === 0 ? `no ${kind.replace("deleted/", "deleted ")}\n` : table(value as Row[], COLUMNS[kind] ?? ["id"]));
-  else if (value && typeof value === "object") io.stdout.write(describe(value as Row));
+  if (Array.isArray(value)) io.stdout.write(value.length === 0 ? `no ${kind.replace("deleted/", "deleted ").replace("remote-build-nodes/status", "remote-build-nodes")}\n` : table(value as Row[], COLUMNS[kind] ?? ["id"]));
+  else if (value && typeof value === "object") {
+    const { kiln, ...rest } = value as Row & { kiln?: Row & { package_diff?: PackageDiff | null } };
+    const diff = kind === "images" ? kiln?.package_diff : undefined;
+    const shown = kiln === undefined ? rest : { ...rest, kiln: diff !== undefined ? Object.fromEntries(Object.entries(kiln).filter(([k]) => k !== "package_diff")) : kiln };
+    io.stdout.write(describe(shown));
+    if (diff) {
+      const lines = formatPackageDiff(diff);
+      io.stdout.write(`package changes against ${String(kiln?.source_image_id ?? "the source image")}: ${lines.length === 0 ? "none" : ""}\n${lines.map((l) => `  ${l}\n`).join("")}`);
+    }
+  }
 }
 
 function bool(name: string, v: unknown): boolean | undefined {
@@ -138,6 +153,8 @@ export function bodyFor(resource: string, verb: "create" | "update", o: Row): Ro
         require_dkms: bool("require-dkms", o.requireDkms),
         ssh_containers: o.sshContainersName !== undefined ? [{ name: o.sshContainersName, jail: bool("ssh-containers-jail", o.sshContainersJail) ?? false }] : undefined,
       });
+    case "remote-build-nodes":
+      return compact({ xname: o.xname });
     default:
       return compact({ name: o.name, public_key: o.publicKey });
   }
@@ -190,13 +207,26 @@ export async function imsCommand(resource: string, verb: string, id: string | un
   throw new KilnError("USAGE", `unknown verb ${verb}`);
 }
 
+/**
+ * recipe.yaml as a job will build it, to read name and distribution from; as it is when it does
+ * not render (the service reports why when it checks the upload).
+ */
+function renderedForDetection(text: string, dictionary: Array<{ key: string; value: string }>, label: string): string {
+  try {
+    return renderRecipeTemplate(text, dictionary, label).text;
+  } catch {
+    return text;
+  }
+}
+
 /** `kiln ims recipes upload DIR`: pack the folder, register a kiln recipe, upload its archive. */
 export async function recipesUploadCommand(dir: string, o: Row, io: CommandIo): Promise<number> {
   const c = clientOf(o);
   const recipeFile = path.join(dir, "recipe.yaml");
   const st = await stat(recipeFile).catch(() => undefined);
   if (!st?.isFile()) throw new KilnError("USAGE", `${dir}: no recipe.yaml in it; a kiln recipe folder holds recipe.yaml and the files it references`);
-  const text = await readFile(recipeFile, "utf8");
+  const dictionary = templateDictionary(o) as Array<{ key: string; value: string }> | undefined;
+  const text = renderedForDetection(await readFile(recipeFile, "utf8"), dictionary ?? [], dir);
   const name = (o.name as string | undefined) ?? /^name:\s*["']?([^"'\s#]+)/m.exec(text)?.[1] ?? path.basename(path.resolve(dir));
   const suite = /^\s*debian:\s*["']?([a-z]+)/m.exec(text)?.[1];
   const distro = (o.linuxDistribution as string | undefined) ?? ({ bullseye: "debian11", bookworm: "debian12", trixie: "debian13" } as Record<string, string>)[suite ?? ""] ?? "debian12";
@@ -205,7 +235,7 @@ export async function recipesUploadCommand(dir: string, o: Row, io: CommandIo): 
     // prettier-ignore
     await exec(["tar", "--create", "--gzip", "--owner=0", "--group=0", "--numeric-owner", "--sort=name",
                 "--exclude=./out", "--exclude=./.git", "--file", tmp, "--directory", dir, "."]);
-    const recipe = (await c.json<Row>("POST", "/v3/recipes", compact({ name, recipe_type: "kiln", linux_distribution: distro, arch: o.arch, require_dkms: bool("require-dkms", o.requireDkms) })))!;
+    const recipe = (await c.json<Row>("POST", "/v3/recipes", compact({ name, recipe_type: "kiln", linux_distribution: distro, arch: o.arch, require_dkms: bool("require-dkms", o.requireDkms), template_dictionary: dictionary })))!;
     try {
       const size = (await stat(tmp)).size;
       const res = await c.raw("PUT", `/v3/recipes/${String(recipe.id)}/archive`, { body: await readFile(tmp), headers: { "content-type": "application/gzip", "content-length": String(size) } });
@@ -270,6 +300,29 @@ export async function imagesDownloadCommand(id: string, o: Row, io: CommandIo): 
   return 0;
 }
 
+/** The answer of GET /v3/images/{id}/urls. */
+export interface ImageUrls {
+  image_id: string;
+  expires_in: number;
+  expires_at: string;
+  manifest: { path: string; url: string };
+  artifacts: Array<{ type: string; md5?: string; flavor?: string; path: string; url: string }>;
+}
+
+/** `kiln ims images urls ID [--expires S]`: presigned URLs of the image's artifacts (no token needed to fetch them). */
+export async function imagesUrlsCommand(id: string, o: Row, io: CommandIo): Promise<number> {
+  const c = clientOf(o);
+  const expires = int("expires", o.expires);
+  const urls = (await c.json<ImageUrls>("GET", `/v3/images/${encodeURIComponent(id)}/urls${expires !== undefined ? `?expires=${expires}` : ""}`))!;
+  if (o.json) {
+    io.stdout.write(JSON.stringify(urls, null, 2) + "\n");
+    return 0;
+  }
+  io.stdout.write(`# image ${urls.image_id}: valid until ${urls.expires_at} (${urls.expires_in} s)\n`);
+  io.stdout.write(table([...urls.artifacts, { type: "manifest.json", path: urls.manifest.path, url: urls.manifest.url }], ["type", "flavor", "md5", "url"]));
+  return 0;
+}
+
 async function writeText(file: string, text: string): Promise<void> {
   const { writeFile } = await import("node:fs/promises");
   await writeFile(file, text);
@@ -314,5 +367,12 @@ export async function jobsWaitCommand(id: string, o: Row, io: CommandIo): Promis
 export async function jobsCancelCommand(id: string, o: Row, io: CommandIo): Promise<number> {
   const c = clientOf(o);
   print(io, o, await c.json("POST", `/v3/jobs/${id}/cancel`), "jobs");
+  return 0;
+}
+
+/** `kiln ims jobs end-session ID [--failed]`: what touching complete (or failed) in the session does. */
+export async function jobsEndSessionCommand(id: string, o: Row, io: CommandIo): Promise<number> {
+  const c = clientOf(o);
+  print(io, o, await c.json("POST", `/v3/jobs/${id}/end-session`, { marker: o.failed === true ? "failed" : "complete" }), "jobs");
   return 0;
 }

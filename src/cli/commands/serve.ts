@@ -8,13 +8,15 @@
  * catalog (PostgreSQL) and the store (S3) by URL.
  */
 import { mkdir, readFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { Catalog } from "../../catalog/catalog.js";
 import { BUCKETS } from "../../catalog/objects.js";
 import { redact } from "../../catalog/sql.js";
-import { COMMAND_SETTINGS, resolveSettings, type ServiceSettings } from "../../config/settings.js";
+import { COMMAND_SETTINGS, resolveSettings, type Listen, type ServiceSettings } from "../../config/settings.js";
 import { PgBossQueue } from "../../jobs/queue.js";
 import { Reaper, Worker } from "../../jobs/worker.js";
+import { FsStore } from "../../store/fs-store.js";
 import type { ObjectStore } from "../../store/object-store.js";
 import { openStore } from "../../store/open-store.js";
 import { KILN_VERSION } from "../../version.js";
@@ -54,6 +56,18 @@ async function openBackends(s: Pick<ServiceSettings, "database" | "dataDir" | "s
   }
 }
 
+const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", "::0"]);
+
+/**
+ * The URL the service is reachable at when --public-url does not say: the listen address with the
+ * port it got (--listen …:0 picks one), https with --tls-cert. A wildcard address is no place to
+ * connect to, so it becomes this machine's host name (as --ssh-host defaults to it).
+ */
+export function defaultPublicUrl(listen: Listen, port: number, tls: boolean, hostname = os.hostname()): string {
+  const host = WILDCARD_HOSTS.has(listen.host) ? hostname : listen.host;
+  return `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
 function untilAborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
 }
@@ -69,6 +83,8 @@ function workerOptions(s: ServiceSettings, say: Say) {
     cacheDir: s.cacheDir,
     verify: s.verify,
     maxRecipeSize: s.maxRecipeSize,
+    session: { listen: s.sshListen, host: s.sshHost, clusterHost: s.sshClusterHost, timeoutSeconds: s.sessionTimeout },
+    siteCas: s.siteCa,
     pollSeconds: Math.min(1, s.heartbeat),
     say,
   };
@@ -79,7 +95,9 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
   const say = sayer(io);
   const scheme = s.tlsCert ? "https" : "http";
   const hostForUrl = s.listen.host.includes(":") ? `[${s.listen.host}]` : s.listen.host;
-  const backends = await openBackends(s, say);
+  // A file store's presigned URLs are answered by this service, at <public-url>/objects/ (a
+  // given --public-url wins over KILN_STORE_PUBLIC_URL, which wins over the listen address).
+  const backends = await openBackends(s, say, s.publicUrl ? `${s.publicUrl}/objects` : undefined);
   const { catalog, store, queue } = backends;
   let worker: Worker | undefined;
   let reaper: Reaper | undefined;
@@ -99,6 +117,10 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
     });
     await app.listen({ host: s.listen.host, port: s.listen.port });
     const port = (app.server.address() as { port: number }).port;
+    if (store instanceof FsStore) {
+      const objects = store.setDefaultPublicUrl(`${s.publicUrl ?? defaultPublicUrl(s.listen, port, https !== undefined)}/objects`);
+      say(`presigned download URLs point at ${objects}/${s.publicUrl ? "" : " (--public-url: the address clients reach this service at, if not that)"}`);
+    }
     if (s.worker) {
       worker = new Worker(catalog, store, queue, workerOptions(s, say));
       await worker.start();

@@ -69,7 +69,7 @@ export function registerServiceCommands(program: Command, io: CommandIo, setExit
 function registerImsCommands(program: Command, io: CommandIo, setExit: (code: number) => void): void {
   const ims = program
     .command("ims")
-    .description("Client of the IMS API, like `cray ims` (recipes, images, public-keys, jobs, deleted)")
+    .description("Client of the IMS API, like `cray ims` (recipes, images, public-keys, jobs, deleted, remote-build-nodes)")
     .addHelpText("after", "\nExamples:\n  kiln ims recipes upload ./my-recipe/   # a folder with recipe.yaml\n  kiln ims jobs create --job-type create --artifact-id RID --public-key-id KID --image-root-archive-name web\n  kiln ims jobs wait JID\n  kiln ims images download IID --out ./img");
   const run = (resource: string, verb: string) => async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
@@ -120,7 +120,9 @@ function registerImsCommands(program: Command, io: CommandIo, setExit: (code: nu
       .option("--name <name>", "record name (default: the recipe's name)")
       .option("--linux-distribution <distro>", "default: from base.debian (bookworm → debian12)")
       .option("--arch <arch>")
-      .option("--require-dkms <bool>"),
+      .option("--require-dkms <bool>")
+      .option("--template-dictionary-key <keys>", "comma list: values for recipe.yaml's {{ key }} placeholders")
+      .option("--template-dictionary-value <values>", "comma list"),
   ).action(async (dir: string, _o: Row, cmd: Command) => {
     const { recipesUploadCommand } = await import("./ims.js");
     setExit(await recipesUploadCommand(dir, cmd.opts(), io));
@@ -149,6 +151,17 @@ function registerImsCommands(program: Command, io: CommandIo, setExit: (code: nu
       setExit(await imagesDownloadCommand(id, cmd.opts(), io));
     },
   );
+  clientOptions(
+    images
+      .command("urls")
+      .argument("<id>")
+      .description("Presigned download URLs of an image's artifacts and manifest.json: anyone with one may GET it, with no token, until it expires")
+      .option("--expires <seconds>", "how long the URLs stay valid: 1 to 604800 (7 days)", "3600")
+      .addHelpText("after", "\nExamples:\n  kiln ims images urls IID --expires 600\n  kiln ims images urls IID --json | jq -r '.artifacts[].url'"),
+  ).action(async (id: string, _o: Row, cmd: Command) => {
+    const { imagesUrlsCommand } = await import("./ims.js");
+    setExit(await imagesUrlsCommand(id, cmd.opts(), io));
+  });
 
   const keys = ims.command("public-keys").description("SSH public keys for job shells");
   standard(keys, "public-keys", ["list", "describe", "delete", "deleteall"]);
@@ -203,6 +216,28 @@ function registerImsCommands(program: Command, io: CommandIo, setExit: (code: nu
     const { jobsCancelCommand } = await import("./ims.js");
     setExit(await jobsCancelCommand(id, cmd.opts(), io));
   });
+  clientOptions(
+    jobs
+      .command("end-session")
+      .argument("<id>")
+      .description("End a job's SSH session as the complete marker does (a new image is made), or as failed with --failed")
+      .option("--failed", "end it as failed: no image, the job ends error"),
+  ).action(async (id: string, _o: Row, cmd: Command) => {
+    const { jobsEndSessionCommand } = await import("./ims.js");
+    setExit(await jobsEndSessionCommand(id, cmd.opts(), io));
+  });
+
+  // cray ims remote-build-nodes {list,describe,create,delete,deleteall} and status {list,describe}.
+  // cray's `status describe` takes no xname (a spec bug, ims-notes §1.8); this one does.
+  const nodes = ims.command("remote-build-nodes").description("IMS remote build nodes (records only: Kiln builds on `kiln worker` processes, never on these)");
+  clientOptions(nodes.command("list").description("List remote build nodes")).action(run("remote-build-nodes", "list"));
+  clientOptions(nodes.command("describe").argument("<xname>").description("Show one remote build node")).action(run("remote-build-nodes", "describe"));
+  clientOptions(nodes.command("create").description("Register a remote build node").requiredOption("--xname <xname>", "the node's xname, e.g. x3000c1s10b1n0")).action(run("remote-build-nodes", "create"));
+  clientOptions(nodes.command("delete").argument("<xname>").description("Delete a remote build node (for good)")).action(run("remote-build-nodes", "delete"));
+  clientOptions(nodes.command("deleteall").description("Delete every remote build node")).action(run("remote-build-nodes", "deleteall"));
+  const nodeStatus = nodes.command("status").description("What is known about the nodes: whether an SSH server answers on port 22; never able to run Kiln jobs");
+  clientOptions(nodeStatus.command("list").description("Status of every remote build node")).action(run("remote-build-nodes/status", "list"));
+  clientOptions(nodeStatus.command("describe").argument("<xname>").description("Status of one remote build node")).action(run("remote-build-nodes/status", "describe"));
 
   const deleted = ims.command("deleted").description("Soft-deleted records: list, restore, delete for good");
   for (const kind of ["recipes", "images", "public-keys"]) {

@@ -1,0 +1,210 @@
+/**
+ * The `customize` job (ims-notes §3.2, DESIGN §8): an SSH session into a copy of an image, then a
+ * new image from what the operator left.
+ *
+ *  1. fetching_image: the image's manifest and artifacts are downloaded, each md5-checked;
+ *  2. the root: the squashfs mounted read-only under a writable overlay, so the session starts
+ *     in seconds whatever the image's size and the source stays untouched; the service's site
+ *     CAs are added (stages/site-ca.ts) before the operator logs in, as IMS copies its CA;
+ *  3. waiting_on_user: the session (job-session.ts), jailed or not, until `complete`/`failed`,
+ *     the end-session API call, or the timeout;
+ *  4. packaging_artifacts: the seal stage, a new squashfs and package manifest, the kernel and
+ *     initrd of each flavor (carried over byte for byte, or rebuilt by the kernel stage when the
+ *     session touched what goes into them), boot verification when the service verifies always,
+ *     then a new image record with the package diff. The source record is never changed.
+ *
+ * Everything is mounted under a work dir of the cache (host/workdir.ts), so a worker killed
+ * mid-session leaves nothing the next start's sweep does not find.
+ */
+import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { bootParams, ARTIFACT_KINDS } from "../artifacts/types.js";
+import { imsManifest, type BuildResult, type ResultArtifact } from "../artifacts/result.js";
+import { fileDigests } from "../cache/key.js";
+import { CacheStore } from "../cache/store.js";
+import { MAX_MANIFEST_BYTES, parseS3Path, readAll, ROOTFS_TYPE, type ImageManifest } from "../catalog/objects.js";
+import type { ImageRecord } from "../catalog/records.js";
+import { runArtifactStage, runLayerStage, type StageRunOptions } from "../engine/run-stage.js";
+import { capture } from "../host/exec.js";
+import { mountImageFile, mountOverlay } from "../host/mount.js";
+import { Scope } from "../host/scope.js";
+import { createWorkDir } from "../host/workdir.js";
+import { kernel } from "../stages/kernel.js";
+import { manifest } from "../stages/manifest.js";
+import { seal } from "../stages/seal.js";
+import { siteCa } from "../stages/site-ca.js";
+import { squashfs } from "../stages/squashfs.js";
+import { verifyOut } from "../verify/verify-out.js";
+import { KILN_VERSION } from "../version.js";
+import { downloadObject } from "./download.js";
+import { jobError } from "./job-error.js";
+import { runJobSession } from "./job-session.js";
+import { diffPackages, formatPackageDiff, parsePackageList } from "./package-diff.js";
+import { publishImage } from "./publish.js";
+import type { JobContext } from "./runner.js";
+
+const KERNEL_TYPE = "application/vnd.cray.image.kernel";
+const INITRD_TYPE = "application/vnd.cray.image.initrd";
+const PARAMS_TYPE = "application/vnd.cray.image.parameters.boot";
+
+/**
+ * What goes into a flavor's kernel and initramfs, besides the kernel layer itself: a session that
+ * changed any of these gets its initramfs rebuilt. Paths relative to the root (merged /usr: /lib
+ * is usr/lib, both are listed for roots that are not).
+ */
+export const INITRAMFS_INPUTS = [
+  "boot",
+  "lib/modules",
+  "usr/lib/modules",
+  "lib/firmware",
+  "usr/lib/firmware",
+  "lib/modprobe.d",
+  "usr/lib/modprobe.d",
+  "etc/modprobe.d",
+  "etc/modules",
+  "etc/initramfs-tools",
+  "usr/share/initramfs-tools",
+];
+
+interface SourceFlavor {
+  flavor: string;
+  kernel?: string;
+  initrd?: string;
+  params?: string;
+}
+
+export async function runCustomizeJob(ctx: JobContext): Promise<void> {
+  const { job, catalog, log } = ctx;
+  await ctx.setStatus("fetching_image");
+  const image = await catalog.get("images", job.artifact_id);
+  if (!image) throw jobError(`image ${job.artifact_id} no longer exists (deleted after the job was created)`);
+  if (!image.link) throw jobError(`image ${image.id} has no link: its artifacts were never uploaded, so there is nothing to customize`);
+  const container = job.ssh_containers[0] ?? { name: "customize", jail: false };
+
+  await using scope = new Scope();
+  const work = scope.use(await createWorkDir(ctx.cacheDir, log));
+  const aptArchives = new CacheStore(ctx.cacheDir).aptArchives;
+  const stageOpts = (name: string, outputs: string): StageRunOptions => ({ name, log, signal: ctx.signal, workDir: work.path, outputs, aptArchives });
+  const source = await fetchImage(ctx, image, path.join(work.path, "source"));
+
+  const sourceRoot = scope.use(await mountImageFile(source.rootfs, path.join(work.path, "mnt", "source"), { fstype: "squashfs", log, workDir: work.path }));
+  const upper = path.join(work.path, "upper");
+  const root = scope.use(await mountOverlay(path.join(work.path, "mnt", "root"), { lower: [sourceRoot.path], upper, work: path.join(work.path, "ovl", "root") }, { log, workDir: work.path }));
+  if (ctx.siteCas.length > 0) await runLayerStage(siteCa, { certificates: ctx.siteCas }, root.path, upper, stageOpts("site-ca", path.join(work.path, "scratch")));
+
+  const marker = await runJobSession(ctx, container.jail ? { mode: "jail", root: root.path } : { mode: "plain", image: root.path }, work.path);
+  if (marker === "failed") throw jobError("the session ended with `failed`: no image was made (the source image is unchanged)");
+
+  await ctx.setStatus("packaging_artifacts");
+  await runLayerStage(seal, {}, root.path, upper, stageOpts("seal", path.join(work.path, "scratch")));
+  await root.release(); // the upper dir becomes a read-only layer of the views below
+  const touched = await changedInitramfsInputs(upper);
+  const view = scope.use(await mountOverlay(path.join(work.path, "mnt", "new"), { lower: [upper, sourceRoot.path] }, { log, workDir: work.path }));
+
+  const out = path.join(work.path, "out");
+  await runArtifactStage(squashfs, { compression: "zstd" }, view.path, stageOpts("squashfs", out));
+  await runArtifactStage(manifest, {}, view.path, stageOpts("manifest", out));
+  const artifacts: ResultArtifact[] = [];
+  const add = async (rel: string, kind: (typeof ARTIFACT_KINDS)[keyof typeof ARTIFACT_KINDS], extra: Partial<ResultArtifact> = {}) =>
+    artifacts.push({ name: kind.name, path: rel, type: kind.type, ftype: kind.ftype, ...extra, ...(await fileDigests(path.join(out, rel))) });
+  await add("squashfs", ARTIFACT_KINDS.squashfs);
+  await add("squashfs.manifest", ARTIFACT_KINDS.manifest);
+
+  if (touched.length > 0) log.line(`the session changed what goes into the initramfs (${touched.slice(0, 5).join(", ")}${touched.length > 5 ? ", …" : ""}): rebuilding each flavor's kernel and initrd`);
+  const flavors: Array<{ flavor: string; kpackage: string; kernel_version: string }> = [];
+  for (const f of source.flavors) {
+    if (!f.kernel || !f.initrd) continue;
+    const dir = path.join(out, f.flavor);
+    await mkdir(dir, { recursive: true });
+    const known = image.kiln?.flavors.find((k) => k.flavor === f.flavor);
+    let version = known?.kernel_version ?? "";
+    if (touched.length > 0 && known?.kpackage) {
+      await using kscope = new Scope();
+      const kupper = path.join(work.path, "kernel", f.flavor, "upper");
+      const m = kscope.use(
+        await mountOverlay(path.join(work.path, "mnt", `kernel-${f.flavor}`), { lower: [upper, sourceRoot.path], upper: kupper, work: path.join(work.path, "kernel", f.flavor, "ovl") }, { log, workDir: work.path }),
+      );
+      const facts = await runLayerStage(kernel, { flavor: f.flavor, package: known.kpackage }, m.path, kupper, stageOpts(`kernel:${f.flavor}`, dir));
+      version = String(facts.kernelVersion ?? version);
+    } else {
+      if (touched.length > 0) log.line(`warning: flavor ${f.flavor}: the source image does not say which kernel package it came from; its kernel and initrd are carried over unchanged`);
+      await copyFile(f.kernel, path.join(dir, "boot-kernel"));
+      await copyFile(f.initrd, path.join(dir, "boot-initrd"));
+    }
+    if (f.params) await copyFile(f.params, path.join(dir, "boot-params"));
+    else await writeFile(path.join(dir, "boot-params"), bootParams([]) + "\n");
+    const extra = { flavor: f.flavor, ...(known?.kpackage ? { kpackage: known.kpackage } : {}), ...(version ? { kernelVersion: version } : {}) };
+    await add(`${f.flavor}/boot-kernel`, ARTIFACT_KINDS.kernel, extra);
+    await add(`${f.flavor}/boot-initrd`, ARTIFACT_KINDS.initrd, extra);
+    await add(`${f.flavor}/boot-params`, ARTIFACT_KINDS.bootParams, extra);
+    flavors.push({ flavor: f.flavor, kpackage: known?.kpackage ?? "", kernel_version: version });
+  }
+
+  const before = parsePackageList(await capture(["dpkg-query", `--admindir=${path.join(sourceRoot.path, "var/lib/dpkg")}`, "--show"]).catch(() => ""));
+  const after = parsePackageList(await readFile(path.join(out, "squashfs.manifest"), "utf8"));
+  const diff = diffPackages(before, after);
+  const lines = formatPackageDiff(diff);
+  log.line(`package changes: ${lines.length === 0 ? "none" : `\n  ${lines.join("\n  ")}`}`);
+
+  const created = new Date();
+  await writeFile(path.join(out, "manifest.json"), JSON.stringify(imsManifest(artifacts, created), null, 4) + "\n");
+  const result: BuildResult = {
+    recipe: { name: job.image_root_archive_name, sha256: "" },
+    image: { arch: await capture(["dpkg", `--admindir=${path.join(view.path, "var/lib/dpkg")}`, "--print-architecture"]).catch(() => "") },
+    stages: [],
+    artifacts,
+    verify: [],
+    kiln: { version: KILN_VERSION, created: created.toISOString(), seconds: 0, unchangedImport: false },
+  };
+  await writeFile(path.join(out, "result.json"), JSON.stringify(result, null, 2) + "\n");
+  if (ctx.verify === "always" && flavors.length > 0) {
+    const verified = await verifyOut(out, { signal: ctx.signal, log, workDir: work.path });
+    const failed = verified.filter((v) => !v.ok);
+    if (failed.length > 0) throw jobError(`boot verification of the customized image failed: ${failed.map((v) => `${v.flavor}: ${v.reason ?? "did not reach userspace"}`).join("; ")}`);
+  }
+
+  const kiln = { job_id: job.id, source_image_id: image.id, flavors, package_diff: diff };
+  const made = await publishImage(catalog, ctx.store, { outDir: out, name: job.image_root_archive_name, arch: image.arch, jobId: job.id, kiln }, log);
+  await ctx.setResult(made.id);
+}
+
+/** Downloads the image's manifest and its rootfs, kernels, initrds and boot parameters (md5-checked). */
+async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Promise<{ rootfs: string; flavors: SourceFlavor[] }> {
+  const where = parseS3Path(image.link!.path);
+  if (!where) throw jobError(`image ${image.id}: its link ${image.link!.path} is not an s3://bucket/key path`);
+  let manifest: ImageManifest;
+  try {
+    manifest = JSON.parse((await readAll(await ctx.store.get(where.bucket, where.key), MAX_MANIFEST_BYTES)).toString("utf8")) as ImageManifest;
+  } catch (e) {
+    throw jobError(`image ${image.id}: cannot read its manifest ${image.link!.path}: ${(e as Error).message}`);
+  }
+  await mkdir(dir, { recursive: true });
+  const fetch = async (a: ImageManifest["artifacts"][number], name: string) => {
+    const file = path.join(dir, name);
+    const got = await downloadObject(ctx.store, a.link.path, file, { what: `image ${image.id}: ${a.type}`, signal: ctx.signal, expectMd5: a.md5 });
+    ctx.log.line(`fetched ${a.link.path} (${got.size} bytes, md5 ${got.md5})`);
+    return file;
+  };
+  const rootfs = manifest.artifacts.find((a) => typeof a.type === "string" && a.type.startsWith(ROOTFS_TYPE));
+  if (!rootfs) throw jobError(`image ${image.id}: its manifest lists no rootfs (${ROOTFS_TYPE})`);
+  const flavors = new Map<string, SourceFlavor>();
+  for (const a of manifest.artifacts) {
+    const role = a.type === KERNEL_TYPE ? "kernel" : a.type === INITRD_TYPE ? "initrd" : a.type === PARAMS_TYPE ? "params" : undefined;
+    if (!role) continue;
+    const flavor = typeof a.flavor === "string" && /^[a-z0-9][a-z0-9.-]*$/.test(a.flavor) ? a.flavor : "default";
+    const f = flavors.get(flavor) ?? { flavor };
+    flavors.set(flavor, f);
+    f[role] = await fetch(a, `${flavor}.${role}`);
+  }
+  return { rootfs: await fetch(rootfs, "rootfs.squashfs"), flavors: [...flavors.values()] };
+}
+
+/** Paths under INITRAMFS_INPUTS that the overlay's upper dir holds: what the session added, changed or removed there. */
+export async function changedInitramfsInputs(upper: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const rel of INITRAMFS_INPUTS) {
+    const entries = await readdir(path.join(upper, rel), { recursive: true }).catch((e: NodeJS.ErrnoException) => (e.code === "ENOTDIR" ? [""] : []));
+    for (const e of entries) found.push(e === "" ? rel : `${rel}/${e}`);
+  }
+  return found;
+}
