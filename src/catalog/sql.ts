@@ -15,6 +15,7 @@
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
+import { isProcessAlive } from "../host/process-alive.js";
 
 export interface SqlRunner {
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
@@ -129,7 +130,7 @@ async function lockDataDir(dir: string): Promise<() => Promise<void>> {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw catalogError(dir, e);
       const pid = Number((await readFile(lock, "utf8").catch(() => "")).trim());
-      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+      if (pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
         throw new KilnError("CATALOG_FAILED", `catalog ${dir} is in use by process ${pid}; the embedded catalog serves one process`, {
           hint: "stop that process, or run the service on PostgreSQL (--database postgres://…) to share the catalog between processes and machines",
         });
@@ -138,15 +139,6 @@ async function lockDataDir(dir: string): Promise<() => Promise<void>> {
     }
   }
   throw new KilnError("CATALOG_FAILED", `catalog ${dir}: cannot take ${lock}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

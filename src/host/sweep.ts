@@ -13,6 +13,7 @@ import path from "node:path";
 import { capture, exec, type LogSink } from "./exec.js";
 import { mountTargetsUnder } from "./mountinfo.js";
 import { unmount } from "./mount.js";
+import { isProcessAlive } from "./process-alive.js";
 import { processStartTime, removeTree, type Owner } from "./workdir.js";
 
 export interface SweepReport {
@@ -111,16 +112,7 @@ async function killAndWait(victims: number[]): Promise<void> {
     }
   }
   // Wait for them to die so their mounts are no longer busy.
-  for (let i = 0; i < 50 && victims.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  for (let i = 0; i < 50 && victims.some(isProcessAlive); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
 async function detachLoopsUnder(dir: string, log: LogSink): Promise<number> {

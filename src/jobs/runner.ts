@@ -14,7 +14,19 @@ import { runCreateJob } from "./create-job.js";
 import { runCustomizeJob } from "./customize-job.js";
 import type { JobLog } from "./job-log.js";
 
-export interface JobContext {
+/** What the service configures for every job a worker runs. */
+export interface JobSettings {
+  /** The engine's layer and package cache. */
+  cacheDir: string;
+  verify: "recipe" | "always" | "never";
+  maxRecipeSize: number;
+  /** Where customize and debug sessions listen, how they are advertised, and their timeout. */
+  session: SessionSettings;
+  /** Site CA certificates (PEM files) every produced image trusts. */
+  siteCas: string[];
+}
+
+export interface JobContext extends JobSettings {
   job: JobRecord;
   catalog: Catalog;
   store: ObjectStore;
@@ -23,11 +35,6 @@ export interface JobContext {
   signal: AbortSignal;
   /** This job's own folder (removed when the job ends). */
   workDir: string;
-  cacheDir: string;
-  verify: "recipe" | "always" | "never";
-  maxRecipeSize: number;
-  session: SessionSettings;
-  siteCas: string[];
   setStatus(status: JobStatus): Promise<void>;
   setKiln(patch: Partial<JobKiln>): Promise<void>;
   setResult(imageId: string): Promise<void>;

@@ -27,22 +27,16 @@ import { KILN_VERSION } from "../version.js";
 import { jobError } from "./job-error.js";
 import { JobLog } from "./job-log.js";
 import type { JobQueue, MessageState, QueueMessage } from "./queue.js";
-import { JOB_RUNNERS, type JobContext, type SessionSettings } from "./runner.js";
+import { JOB_RUNNERS, type JobContext, type JobSettings } from "./runner.js";
 
-export interface WorkerOptions {
+export interface WorkerOptions extends JobSettings {
   name: string;
   concurrency: number;
   heartbeatSeconds: number;
   timeoutSeconds: number;
   retries: number;
+  /** Where each job gets its own folder. */
   workDir: string;
-  cacheDir: string;
-  verify: "recipe" | "always" | "never";
-  maxRecipeSize: number;
-  /** Where customize and debug sessions listen, how they are advertised, and their timeout. */
-  session: SessionSettings;
-  /** Site CA certificates (PEM files) every produced image trusts. */
-  siteCas: string[];
   /** How often an idle worker asks the queue for work. */
   pollSeconds?: number;
   /** Service log (stderr); job logs go to the catalog. */

@@ -11,6 +11,7 @@ import { open, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/p
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { buildIndex, dumpJson, productsPath, streamTimestamp, STREAMS_DIR, type IndexFile, type ProductsFile } from "./format.js";
+import { isProcessAlive } from "../host/process-alive.js";
 
 /** What a published version was built from, so `kiln streams sync` can tell whether a new one is due. */
 export interface BuildRecord {
@@ -58,7 +59,7 @@ export class StreamDir {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
         const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
-        if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+        if (pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
           throw new KilnError("INPUT_INVALID", `${this.root}: another kiln (pid ${pid}) is writing this stream; wait for it, or remove ${file} if it is gone`);
         }
         await rm(file, { force: true });
@@ -124,15 +125,6 @@ export class StreamDir {
 
   async writeState(s: StreamState): Promise<void> {
     await this.writeText(".kiln/state.json", JSON.stringify(s, null, 1) + "\n");
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
