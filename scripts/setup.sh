@@ -15,11 +15,16 @@ PACKAGES=(
   openssh-client        # customize sessions are tested with the real ssh, scp and sftp
   grub-pc-bin grub2-common grub-efi-amd64-signed shim-signed  # qcow2 and ISO: GRUB for BIOS, signed shim + GRUB for UEFI
   xorriso mtools dosfstools ovmf  # ISO mastering, FAT ESPs built without mounting, UEFI boot checks
-  ansible               # recipe ansible: playbooks against the image (chroot connection)
-  gnupg dpkg-dev        # streams: signing (gpg, gpgv); tests build a signed apt repository
+  grub-common           # grub-mkimage: the ISO's and the disk's GRUB images
+  ansible ansible-core  # recipe ansible: playbooks against the image (chroot connection); ansible-playbook
+  gnupg gpg gpgv gpgconf dpkg-dev  # streams: signing (gpg, gpgv, gpgconf); tests build a signed apt repository
+  cpio                  # tests list what an initramfs holds
+  python3-minimal       # tests write hostile tar archives with Python's tarfile
   ca-certificates
   openssl procps        # tests make a site CA (openssl) and look for leftover processes (pgrep)
 )
+# test/integration/host-packages.test.ts checks that every host command the code and tests run comes
+# from a package listed here or from Debian's base system (Essential or Priority: required).
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages)" >&2
