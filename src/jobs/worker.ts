@@ -29,6 +29,9 @@ import { JobLog } from "./job-log.js";
 import type { JobQueue, MessageState, QueueMessage } from "./queue.js";
 import { JOB_RUNNERS, type JobContext, type JobSettings } from "./runner.js";
 
+/** How long the end of a job waits for its log lines to reach a catalog that is away. */
+const LOG_SETTLE_MS = 60_000;
+
 export interface WorkerOptions extends JobSettings {
   name: string;
   concurrency: number;
@@ -188,14 +191,14 @@ export class Worker {
       await runner(ctx);
       // The log is whole before the status says the job ended: a log reader stops at that status.
       log.line("status success");
-      await log.flush();
+      await log.settle(LOG_SETTLE_MS);
       await catalog.setJobStatus(job.id, "success");
       this.say(`job ${job.id}: success`);
     } catch (e) {
       const reason = describeFailure(e, signal);
       if (!isKilnError(e) && !signal.aborted) log.line(`stack: ${(e as Error)?.stack ?? String(e)}`);
       log.line(`status error: ${reason}`);
-      await log.flush();
+      await log.settle(LOG_SETTLE_MS);
       await catalog.setJobStatus(job.id, "error", { kiln: { error: reason } }).catch(() => {});
       this.say(`job ${job.id}: error: ${reason}`);
     } finally {

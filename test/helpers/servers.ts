@@ -22,20 +22,27 @@ export interface TestServer {
   /** What the start script printed on stderr, e.g. "s3-server: ready in 6.9 s". */
   startLog: string;
   stop(): Promise<void>;
+  /** Stops the server but keeps its data (a restart or an outage); start() brings it back. */
+  pause(): Promise<void>;
+  start(): Promise<void>;
 }
 
 export function s3Server(): Promise<TestServer> {
   return startOrReuse("s3-server.sh", "kiln-s3-", ["KILN_S3_URL", "KILN_S3_ACCESS_KEY", "KILN_S3_SECRET_KEY"]);
 }
 
-export function postgresServer(): Promise<TestServer> {
-  return startOrReuse("postgres-server.sh", "kiln-pg-", ["KILN_TEST_DATABASE_URL"]);
+/** A PostgreSQL server; `own` starts one of this test's own even when the environment names one (to stop it). */
+export function postgresServer(opts: { own?: boolean } = {}): Promise<TestServer> {
+  return startOrReuse("postgres-server.sh", "kiln-pg-", ["KILN_TEST_DATABASE_URL"], opts.own);
 }
 
-async function startOrReuse(script: string, prefix: string, vars: string[]): Promise<TestServer> {
-  if (process.env[vars[0]!]) {
+async function startOrReuse(script: string, prefix: string, vars: string[], own = false): Promise<TestServer> {
+  if (process.env[vars[0]!] && !own) {
     const env = Object.fromEntries(vars.map((v) => [v, process.env[v] ?? ""]));
-    return { env, started: false, startLog: "reused from the environment", stop: async () => {} };
+    const shared = async () => {
+      throw new Error(`the ${script} server was reused from the environment: start one of the test's own to stop it`);
+    };
+    return { env, started: false, startLog: "reused from the environment", stop: async () => {}, pause: shared, start: shared };
   }
   const file = path.join(REPO, "scripts", script);
   const dir = await mkdtemp(path.join("/var/tmp", prefix));
@@ -55,5 +62,7 @@ async function startOrReuse(script: string, prefix: string, vars: string[]): Pro
   const { stdout } = await run("bash", [file, "env", dir]);
   const env: Record<string, string> = {};
   for (const m of stdout.matchAll(/^export (\w+)='([^']*)'$/gm)) env[m[1]!] = m[2]!;
-  return { env, started: true, startLog: startLog.trim(), stop };
+  const pause = async () => void (await run("bash", [file, "stop", dir], { timeout: 120_000 }));
+  const start = async () => void (await run("bash", [file, "start", dir], { timeout: 120_000 }));
+  return { env, started: true, startLog: startLog.trim(), stop, pause, start };
 }
