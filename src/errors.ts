@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   CANCELLED: { status: 499, exit: 130, summary: "The build was cancelled (Ctrl-C, SIGTERM or API)." },
   STORE_CONFIG: { status: 500, exit: 2, summary: "The object store is misconfigured: its URL, a credential, an option." },
   STORE_FAILED: { status: 502, exit: 1, summary: "The object store refused or failed a request (unreachable, denied, bucket missing)." },
+  STORE_UNAVAILABLE: { status: 503, exit: 1, summary: "The object store stayed unreachable (or answered 5xx) for the whole retry time." },
   SERVICE_CONFIG: { status: 500, exit: 2, summary: "A setting of kiln serve/worker/token is wrong (flag, environment variable)." },
   CATALOG_FAILED: { status: 503, exit: 1, summary: "The catalog database is unreachable, locked by another process, or failed a query." },
   BAD_REQUEST: { status: 400, exit: 2, summary: "The API request is malformed: empty body, bad JSON, a reference to a missing record." },

@@ -169,11 +169,18 @@ export const SETTINGS = {
     description: "a worker silent this long is dead: its jobs end `error` (or are retried, see --job-retries)",
     parse: seconds,
   },
+  storeRetry: {
+    flag: "--store-retry-seconds <seconds>",
+    env: "KILN_STORE_RETRY_SECONDS",
+    default: "60",
+    description: "an S3 request that fails for a reason a later try can cure (connection refused, 5xx) is retried with backoff this long before the job fails (and is queued again while --job-retries allows)",
+    parse: seconds,
+  },
   jobRetries: {
     flag: "--job-retries <n>",
     env: "KILN_JOB_RETRIES",
     default: "0",
-    description: "times a job whose worker died is queued again before it ends `error`",
+    description: "times a job is queued again before it ends `error`: when its worker died, or when the object store stayed unreachable for --store-retry-seconds",
     parse: positiveInt("a number of retries", 0),
   },
   verify: {
@@ -276,8 +283,8 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
-  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
+  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;
 

@@ -196,6 +196,7 @@ export class Worker {
       this.say(`job ${job.id}: success`);
     } catch (e) {
       const reason = describeFailure(e, signal);
+      if (isKilnError(e) && e.code === "STORE_UNAVAILABLE" && !signal.aborted && (await this.requeue(job, reason, log))) return;
       if (!isKilnError(e) && !signal.aborted) log.line(`stack: ${(e as Error)?.stack ?? String(e)}`);
       log.line(`status error: ${reason}`);
       await log.settle(LOG_SETTLE_MS);
@@ -206,6 +207,22 @@ export class Worker {
       this.running.delete(job.id);
       await rm(workDir, { recursive: true, force: true }).catch(() => {});
     }
+  }
+
+  /**
+   * Queues a job again after a failure a later attempt can cure (the object store stayed away for
+   * --store-retry-seconds), while it has --job-retries left. False when it has none, or when the
+   * job ended or moved meanwhile.
+   */
+  private async requeue(job: JobRecord, reason: string, log: JobLog): Promise<boolean> {
+    if (job.kiln.attempt > this.opts.retries) return false;
+    const note = `${reason}; queued again (attempt ${job.kiln.attempt + 1} of ${this.opts.retries + 1})`;
+    log.line(note);
+    await log.settle(LOG_SETTLE_MS);
+    if (!(await this.catalog.releaseJob(job.id, this.opts.name)) || !(await this.catalog.requeueJob(job.id, note))) return false;
+    await this.catalog.setJobQueueId(job.id, await this.queue.enqueue(job.id, job.job_type));
+    this.say(`job ${job.id}: ${note}`);
+    return true;
   }
 
   /** Stops taking jobs, cancels the running ones (they end `error`) and says goodbye to the catalog. */

@@ -26,6 +26,8 @@ export interface StoreSettings {
   /** S3 multipart part size in bytes (≥ 5 MiB) and parts in flight; see S3StoreOptions. */
   partSize?: number;
   queueSize?: number;
+  /** S3: how long a failing request is retried before it fails (seconds); see s3-retry.ts. */
+  retrySeconds?: number;
   /** fs: where the service answers presigned URLs; default env KILN_STORE_PUBLIC_URL. */
   publicUrl?: string;
   /** fs: HMAC key for presigned URLs; default a key kept in the store's root. */
@@ -103,5 +105,6 @@ function s3Options(url: URL, settings: StoreSettings, env: Record<string, string
     secretKey,
     partSize: settings.partSize,
     queueSize: settings.queueSize,
+    retrySeconds: settings.retrySeconds,
   };
 }

@@ -27,7 +27,8 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { isKilnError } from "../errors.js";
 import { ObjectNotFound, type ObjectInfo, type ObjectStore, type ObjectSummary, type PutOptions } from "./object-store.js";
-import { missingBucket, storeBadRequest, storeFailed } from "./store-errors.js";
+import { PatientRetryStrategy } from "./s3-retry.js";
+import { missingBucket, storeBadRequest, storeFailed, storeUnavailable } from "./store-errors.js";
 
 export interface S3StoreOptions {
   /** `http(s)://host:port` of the S3 server. */
@@ -41,6 +42,8 @@ export interface S3StoreOptions {
   partSize?: number;
   /** Parts uploaded at once; default 4. */
   queueSize?: number;
+  /** How long a failing request is retried (connection errors, 5xx) before it fails; default 60. */
+  retrySeconds?: number;
   /** Objects larger than this are copied part by part; CopyObject stops at 5 GiB (S3 and RGW). */
   copyThreshold?: number;
   /** Part size of such copies; default 512 MiB. */
@@ -61,6 +64,7 @@ export class S3Store implements ObjectStore {
   private readonly queueSize: number;
   private readonly copyThreshold: number;
   private readonly copyPartSize: number;
+  private readonly retrySeconds: number;
 
   constructor(private readonly opts: S3StoreOptions) {
     this.url = opts.url;
@@ -68,6 +72,7 @@ export class S3Store implements ObjectStore {
     this.queueSize = opts.queueSize ?? 4;
     this.copyThreshold = opts.copyThreshold ?? 5 * GiB;
     this.copyPartSize = opts.copyPartSize ?? 512 * MiB;
+    this.retrySeconds = opts.retrySeconds ?? 60;
     // The SDK warns on every start under Node 20 that its releases after January 2027 need Node 22;
     // the lock file pins this one, and an operator can do nothing about it ("false" shows it again).
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -81,6 +86,8 @@ export class S3Store implements ObjectStore {
       // refuses (411 MissingContentLength). Content-MD5 and the ETag check integrity instead.
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
+      // Ride out a restart or a network blip instead of failing the job (s3-retry.ts).
+      retryStrategy: new PatientRetryStrategy({ budgetSeconds: this.retrySeconds }),
     });
   }
 
@@ -257,12 +264,17 @@ export class S3Store implements ObjectStore {
     const err = e as Error & { code?: string };
     if (err.name === "NoSuchBucket" && bucket) return missingBucket("s3", what, bucket);
     const status = statusOf(e);
+    const retried = (e as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1;
+    const gaveUp = retried > 1 ? ` after ${retried} attempts in ${this.retrySeconds} s` : "";
+    if (status !== undefined && status >= 500) {
+      return storeUnavailable("s3", what, `${status} ${err.name}${gaveUp}`, e);
+    }
     if (status !== undefined) {
       return storeFailed("s3", what, `${status} ${err.name}${err.message && err.message !== err.name ? `: ${err.message}` : ""}`, e);
     }
     const code = err.code ?? (err.cause as { code?: string } | undefined)?.code;
     if (code && /^(ECONN|ENOTFOUND|EAI_|EHOST|ENETUNREACH|ETIMEDOUT|EPIPE|EPROTO)/.test(code)) {
-      return storeFailed("s3", what, `cannot reach ${this.opts.endpoint} (${code})`, e);
+      return storeUnavailable("s3", what, `cannot reach ${this.opts.endpoint} (${code})${gaveUp}`, e);
     }
     // Not from the server: a failing body stream, a TLS mismatch, a timeout …
     return storeFailed("s3", what, `${err.name}: ${err.message}`, e);

@@ -17,6 +17,11 @@ export function storeFailed(kind: StoreKind, what: string, reason: string, cause
   return new KilnError("STORE_FAILED", `store ${kind}: ${what}: ${reason}`, { cause });
 }
 
+/** The server stayed away (connection errors, 5xx) for the whole retry time: worth a later try. */
+export function storeUnavailable(kind: StoreKind, what: string, reason: string, cause?: unknown): KilnError {
+  return new KilnError("STORE_UNAVAILABLE", `store ${kind}: ${what}: ${reason}`, { cause });
+}
+
 /** A key or range the caller should not have asked for (the API answers 4xx). */
 export function storeBadRequest(kind: StoreKind, what: string, reason: string): KilnError {
   return new KilnError("INPUT_INVALID", `store ${kind}: ${what}: ${reason}`);

@@ -27,8 +27,9 @@ export interface TestServer {
   start(): Promise<void>;
 }
 
-export function s3Server(): Promise<TestServer> {
-  return startOrReuse("s3-server.sh", "kiln-s3-", ["KILN_S3_URL", "KILN_S3_ACCESS_KEY", "KILN_S3_SECRET_KEY"]);
+/** An S3 server (Ceph RGW); `own` starts one of this test's own even when the environment names one (to stop it). */
+export function s3Server(opts: { own?: boolean } = {}): Promise<TestServer> {
+  return startOrReuse("s3-server.sh", "kiln-s3-", ["KILN_S3_URL", "KILN_S3_ACCESS_KEY", "KILN_S3_SECRET_KEY"], opts.own);
 }
 
 /** A PostgreSQL server; `own` starts one of this test's own even when the environment names one (to stop it). */

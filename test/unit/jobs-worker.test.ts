@@ -14,6 +14,7 @@ import { PgBossQueue } from "../../src/jobs/queue.js";
 import { JOB_RUNNERS, type JobRunner } from "../../src/jobs/runner.js";
 import { lostMessageReason, Reaper, Worker } from "../../src/jobs/worker.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
+import { storeUnavailable } from "../../src/store/store-errors.js";
 
 let dir: string;
 let catalog: Catalog;
@@ -299,6 +300,47 @@ test("a job with two messages runs once: the second finds it claimed", async () 
     await until("both messages to be done", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
     assert.equal(ran, 1);
     assert.equal(done.kiln.attempt, 1);
+  } finally {
+    await w.stop();
+  }
+});
+
+test("a job that failed because the object store stayed away is queued again while --job-retries allows", async () => {
+  const attempts: number[] = [];
+  JOB_RUNNERS.create = (async (ctx) => {
+    attempts.push(ctx.job.kiln.attempt);
+    await ctx.setStatus("building_image");
+    if (ctx.job.kiln.attempt === 1) throw storeUnavailable("s3", "put boot-images/x/rootfs", "cannot reach http://127.0.0.1:1 (ECONNREFUSED) after 9 attempts in 60 s");
+  }) satisfies JobRunner;
+  const w = worker("w-store-retry", { retries: 1 });
+  await w.start();
+  try {
+    const job = await newJob();
+    const done = await ended(job.id);
+    assert.equal(done.status, "success");
+    assert.deepEqual(attempts, [1, 2]);
+    const log = (await catalog.readLog(job.id)).map((c) => c.text).join("");
+    assert.match(log, /store s3: put boot-images\/x\/rootfs: cannot reach .*; queued again \(attempt 2 of 2\)/);
+    await until("both messages to complete", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
+  } finally {
+    await w.stop();
+  }
+});
+
+test("with no retries left, a store outage ends the job error with the store's reason", async () => {
+  JOB_RUNNERS.create = (async () => {
+    throw storeUnavailable("s3", "put boot-images/x/rootfs", "503 ServiceUnavailable after 9 attempts in 60 s");
+  }) satisfies JobRunner;
+  const w = worker("w-store-noretry", { retries: 0 });
+  await w.start();
+  try {
+    const job = await newJob();
+    const done = await ended(job.id);
+    assert.equal(done.status, "error");
+    assert.equal(done.kiln.attempt, 1);
+    assert.match(done.kiln.error!, /^store s3: put boot-images\/x\/rootfs: 503 ServiceUnavailable after 9 attempts in 60 s$/);
+    // The queue's message is done too (and nothing of the job is in flight when the test ends).
+    await until("the message to complete", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
   } finally {
     await w.stop();
   }

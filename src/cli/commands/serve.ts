@@ -29,12 +29,12 @@ function sayer(io: CommandIo): Say {
 }
 
 /** Opens catalog, store and queue, closing what was opened if a later one fails. */
-async function openBackends(s: Pick<ServiceSettings, "database" | "dataDir" | "store">, say: Say, publicUrl?: string): Promise<{ catalog: Catalog; store: ObjectStore; queue: PgBossQueue; close(): Promise<void> }> {
+async function openBackends(s: Pick<ServiceSettings, "database" | "dataDir" | "store" | "storeRetry">, say: Say, publicUrl?: string): Promise<{ catalog: Catalog; store: ObjectStore; queue: PgBossQueue; close(): Promise<void> }> {
   await mkdir(s.dataDir, { recursive: true });
   const catalog = await Catalog.open(s.database, s.dataDir);
   let store: ObjectStore | undefined;
   try {
-    store = await openStore(s.store, publicUrl ? { publicUrl } : {});
+    store = await openStore(s.store, { publicUrl, retrySeconds: s.storeRetry });
     for (const b of BUCKETS) await store.ensureBucket(b);
     const queue = await PgBossQueue.start(catalog.sql);
     say(`catalog ${catalog.dialect === "pglite" ? `PGlite in ${catalog.sql.where}` : `PostgreSQL ${catalog.sql.where}`}; store ${store.url}`);
