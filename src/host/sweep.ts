@@ -6,9 +6,10 @@
  *   2. mounts under the dir, deepest first (unmounting frees their auto-clear loop devices);
  *   3. loop devices still backed by files there;
  *   4. the dir itself.
- * Every kiln command that touches the cache runs it first.
+ * Every kiln command that touches the cache runs it first; a worker also sweeps its jobs' folders
+ * (`--work-dir/<job-id>`), and its watchdog (watchdog.ts) runs both sweeps the moment it dies.
  */
-import { readdir, readFile, readlink } from "node:fs/promises";
+import { readdir, readFile, readlink, stat } from "node:fs/promises";
 import path from "node:path";
 import { capture, exec, type LogSink } from "./exec.js";
 import { mountTargetsUnder } from "./mountinfo.js";
@@ -23,31 +24,50 @@ export interface SweepReport {
   loops: number;
 }
 
-export async function sweepDeadBuilds(cacheDir: string, log: LogSink): Promise<SweepReport[]> {
-  const workRoot = path.join(cacheDir, "work");
+/** The build work dirs (`<cache>/work/<id>`) whose owner is gone. */
+export function sweepDeadBuilds(cacheDir: string, log: LogSink): Promise<SweepReport[]> {
+  return sweepDeadWorkDirs(path.join(cacheDir, "work"), log);
+}
+
+/** Sweeps each folder of `root` whose owner.json names a process that is gone (workdir.ts). */
+export async function sweepDeadWorkDirs(root: string, log: LogSink): Promise<SweepReport[]> {
   let ids: string[];
   try {
-    ids = await readdir(workRoot);
+    ids = await readdir(root);
   } catch {
     return [];
   }
   const reports: SweepReport[] = [];
   for (const id of ids) {
-    const dir = path.join(workRoot, id);
-    if (await isOwnerAlive(dir)) continue;
+    const dir = path.join(root, id);
+    if (await isInUse(dir, id)) continue;
     reports.push(await sweepDir(dir, log));
   }
   return reports;
 }
 
-async function isOwnerAlive(dir: string): Promise<boolean> {
+/**
+ * The names Kiln gives the folders it sweeps: a build's `<time>-<pid>-<hex>` (workdir.ts) and a
+ * job's id. Anything else in a root (a --work-dir pointed at a shared folder) is not Kiln's.
+ */
+const KILN_DIR_NAME = /^(\d{8}T\d{6}-\d+(-[0-9a-f]+)?|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+/** How long a folder without owner.json is left alone: its maker may be about to write it. */
+const UNOWNED_GRACE_MS = 60_000;
+
+/** True while the folder's owner lives, and for a folder that is not Kiln's or is being made. */
+async function isInUse(dir: string, name: string): Promise<boolean> {
+  let owner: Owner;
   try {
-    const owner = JSON.parse(await readFile(path.join(dir, "owner.json"), "utf8")) as Owner;
-    const start = await processStartTime(owner.pid);
-    return start !== undefined && start === owner.start;
+    owner = JSON.parse(await readFile(path.join(dir, "owner.json"), "utf8")) as Owner;
   } catch {
-    return false; // no owner file: a build that died while creating its work dir
+    // No owner file: a process that died while creating the dir, or one creating it right now.
+    if (!KILN_DIR_NAME.test(name)) return true;
+    const made = await stat(dir).then((s) => s.mtimeMs, () => 0);
+    return Date.now() - made < UNOWNED_GRACE_MS;
   }
+  const start = await processStartTime(owner.pid);
+  return start !== undefined && start === owner.start;
 }
 
 export async function sweepDir(dir: string, log: LogSink): Promise<SweepReport> {

@@ -34,13 +34,18 @@ export async function createWorkDir(cacheDir: string, log: LogSink): Promise<Wor
   // The random part keeps two builds of one process (a worker running jobs side by side) apart.
   const id = `${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "")}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const dir = path.join(cacheDir, "work", id);
-  await mkdir(dir, { recursive: true });
-  const owner: Owner = { pid: process.pid, start: (await processStartTime(process.pid)) ?? "" };
-  await writeFile(path.join(dir, "owner.json"), JSON.stringify(owner));
+  await createOwnedDir(dir);
   return {
     path: dir,
     release: () => removeTree(dir, log),
   };
+}
+
+/** Makes `dir` with an owner.json naming this process, so the sweep removes it once we are gone. */
+export async function createOwnedDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const owner: Owner = { pid: process.pid, start: (await processStartTime(process.pid)) ?? "" };
+  await writeFile(path.join(dir, "owner.json"), JSON.stringify(owner));
 }
 
 /**

@@ -12,8 +12,9 @@
  * reason. So no job stays `building_image` longer than timeout + one heartbeat after its worker
  * died. The reaper also sends a new queue message for a job left `creating` with none a worker
  * could take (the process that created it died before sending it, or a process that took it died
- * before claiming the job), once it has waited 2 × timeout. Leftovers of a killed worker (mounts, processes, a session's jail) are swept when a worker
- * starts on that machine, and by the engine at every build (host/sweep.ts).
+ * before claiming the job), once it has waited 2 × timeout. Leftovers of a killed worker (its
+ * jobs' processes, mounts, loop devices, folders, a session's jail) are swept by its watchdog the
+ * moment it dies (host/watchdog.ts), and again when a worker starts on that machine (host/sweep.ts).
  */
 import os from "node:os";
 import path from "node:path";
@@ -21,7 +22,9 @@ import { rm } from "node:fs/promises";
 import type { Catalog, WorkerInfo } from "../catalog/catalog.js";
 import { JOB_TYPES, type JobRecord } from "../catalog/records.js";
 import { isKilnError } from "../errors.js";
-import { sweepDeadBuilds } from "../host/sweep.js";
+import { sweepDeadBuilds, sweepDeadWorkDirs } from "../host/sweep.js";
+import { startWatchdog, type Watchdog } from "../host/watchdog.js";
+import { createOwnedDir } from "../host/workdir.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { KILN_VERSION } from "../version.js";
 import { jobError } from "./job-error.js";
@@ -77,6 +80,7 @@ export class Worker {
   private stopTaking?: () => Promise<void>;
   private timer?: NodeJS.Timeout;
   private stopping = false;
+  private watchdog?: Watchdog;
   readonly reaper: Reaper;
   private readonly info: WorkerInfo;
 
@@ -101,9 +105,12 @@ export class Worker {
 
   async start(): Promise<void> {
     // What a killed worker left on this machine (a session's jail, a build's mounts) goes first.
-    for (const r of await sweepDeadBuilds(this.opts.cacheDir, { line: (l) => this.say(l) })) {
+    const sweepLog = { line: (l: string) => this.say(l) };
+    for (const r of [...(await sweepDeadBuilds(this.opts.cacheDir, sweepLog)), ...(await sweepDeadWorkDirs(this.opts.workDir, sweepLog))]) {
       this.say(`worker ${this.opts.name}: cleaned up after a killed job: ${r.processes} processes, ${r.mounts} mounts, ${r.loops} loop devices`);
     }
+    // If this process dies, its jobs' processes, mounts and folders go with it.
+    this.watchdog = startWatchdog([path.join(this.opts.cacheDir, "work"), this.opts.workDir]);
     await this.catalog.heartbeat(this.info, 0);
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatSeconds * 1000);
     this.stopTaking = await this.queue.work(JOB_TYPES, this.opts.concurrency, (m) => this.handle(m), this.opts.pollSeconds);
@@ -184,6 +191,7 @@ export class Worker {
     this.say(`job ${job.id} (${job.job_type}): started on ${this.opts.name}, attempt ${job.kiln.attempt}`);
     log.line(`worker ${this.opts.name} (${os.hostname()}, pid ${process.pid}) took the ${job.job_type} job, attempt ${job.kiln.attempt}`);
     try {
+      await createOwnedDir(workDir); // the sweep removes it if this process dies
       const runner = JOB_RUNNERS[job.job_type];
       if (!runner) {
         throw jobError(`${job.job_type} jobs are not supported by this Kiln`);
@@ -229,6 +237,7 @@ export class Worker {
   async stop(reason = "the worker is stopping"): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    this.watchdog?.stop();
     await this.stopTaking?.();
     for (const r of this.running.values()) r.controller.abort(reason);
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
