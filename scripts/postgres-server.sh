@@ -12,6 +12,10 @@
 #
 # STATE_DIR must be reachable by the postgres user (e.g. under /var/tmp, not /root); the script
 # hands it to that user.
+#
+# Env at create: PG_LISTEN=ADDR listens there instead of 127.0.0.1, and PG_TRUST_NETWORK=CIDR trusts
+# connections from that network too (the fault tests run the server in a network namespace of its
+# own, reached from other namespaces at its own address; never use them on a shared host).
 set -euo pipefail
 
 usage() {
@@ -82,7 +86,7 @@ create() {
     die "initdb failed; see $dir/initdb.log"
   as_pg tee -a "$dir/data/postgresql.conf" >/dev/null <<EOF
 # Written by scripts/postgres-server.sh: a throwaway cluster on loopback.
-listen_addresses = '127.0.0.1'
+listen_addresses = '${PG_LISTEN:-127.0.0.1}'
 port = $port
 unix_socket_directories = '$dir/run'
 fsync = off
@@ -90,6 +94,9 @@ synchronous_commit = off
 full_page_writes = off
 max_connections = 200
 EOF
+  if [ -n "${PG_TRUST_NETWORK:-}" ]; then
+    echo "host all all $PG_TRUST_NETWORK trust" | as_pg tee -a "$dir/data/pg_hba.conf" >/dev/null
+  fi
 }
 
 start_server() {

@@ -11,7 +11,9 @@
 #   scripts/s3-server.sh env    STATE_DIR   export KILN_S3_URL=… KILN_S3_ACCESS_KEY=… KILN_S3_SECRET_KEY=…
 #
 # Env: S3_CEPH_STORE=bluestore (default; a sparse file) or memstore (objects in RAM, 3 s faster to
-# create); S3_CEPH_SIZE_GB=100, the apparent size of the sparse BlueStore file.
+# create); S3_CEPH_SIZE_GB=100, the apparent size of the sparse BlueStore file; S3_RGW_BIND=ADDR
+# (at create) makes radosgw listen there instead of 127.0.0.1 (the fault tests run it in a network
+# namespace of its own, reached at its own address: bind 0.0.0.0 there, never on a shared host).
 # Needs root (apt-get, and the daemons run as the caller). Measured here: create 6–8 s, restart
 # 4–8 s, stop ~1 s; the install on a fresh machine adds ~25–40 s.
 set -euo pipefail
@@ -168,7 +170,7 @@ osd_memory_target = 1073741824
 
 [client.rgw.a]
 # Without tcp_nodelay a small GET takes ~50 ms instead of ~8 ms.
-rgw_frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
+rgw_frontends = beast endpoint=${S3_RGW_BIND:-127.0.0.1}:$rgw_port tcp_nodelay=1
 EOF
 }
 

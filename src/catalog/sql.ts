@@ -147,7 +147,9 @@ async function lockDataDir(dir: string): Promise<() => Promise<void>> {
 async function openPostgres(url: string): Promise<Sql> {
   const pg = (await import("pg")).default;
   const where = redact(url);
-  const pool = new pg.Pool({ connectionString: url, max: 10, application_name: "kiln" });
+  // A server that went away (restart, network cut) fails new connections in 10 s instead of
+  // never; keepalives find dead connections.
+  const pool = new pg.Pool({ connectionString: url, max: 10, application_name: "kiln", connectionTimeoutMillis: 10_000, keepAlive: true });
   pool.on("error", () => {
     // An idle client lost its connection; the next query reconnects or reports.
   });

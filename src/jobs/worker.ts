@@ -81,6 +81,10 @@ export class Worker {
   private timer?: NodeJS.Timeout;
   private stopping = false;
   private watchdog?: Watchdog;
+  private beating = false;
+  private lastBeat = Date.now();
+  /** Jobs this worker stopped because it lost the catalog: it writes no status to them. */
+  private readonly lost = new Set<string>();
   readonly reaper: Reaper;
   private readonly info: WorkerInfo;
 
@@ -112,6 +116,7 @@ export class Worker {
     // If this process dies, its jobs' processes, mounts and folders go with it.
     this.watchdog = startWatchdog([path.join(this.opts.cacheDir, "work"), this.opts.workDir]);
     await this.catalog.heartbeat(this.info, 0);
+    this.lastBeat = Date.now();
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatSeconds * 1000);
     this.stopTaking = await this.queue.work(JOB_TYPES, this.opts.concurrency, (m) => this.handle(m), this.opts.pollSeconds);
     this.say(`worker ${this.opts.name}: taking jobs (${this.opts.concurrency} at a time), heartbeat every ${this.opts.heartbeatSeconds} s`);
@@ -123,14 +128,38 @@ export class Worker {
 
   /** Heartbeat, stop cancelled jobs, reap jobs of dead workers. Errors are reported, never thrown. */
   private async beat(): Promise<void> {
+    this.fenceIfLost();
+    if (this.beating) return; // the last one still waits for the catalog (a network cut hangs it)
+    this.beating = true;
     try {
       await this.catalog.heartbeat(this.info, this.running.size);
+      this.lastBeat = Date.now();
       for (const id of await this.catalog.jobsToStop([...this.running.keys()])) {
         this.running.get(id)?.controller.abort("the job was cancelled or deleted through the API");
       }
       await this.reaper.sweep();
     } catch (e) {
+      this.reaper.noteTrouble();
       this.say(`worker ${this.opts.name}: heartbeat failed: ${(e as Error).message}`);
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  /**
+   * A worker that has not reached the catalog for almost the worker timeout is about to be taken
+   * for dead: the reaper will give its jobs to another worker. It stops them first (two heartbeats
+   * before the timeout), so a job never runs on two workers at once, and writes nothing more to
+   * them: their new attempt owns them now.
+   */
+  private fenceIfLost(): void {
+    const silent = (Date.now() - this.lastBeat) / 1000;
+    if (this.running.size === 0 || silent < this.opts.timeoutSeconds - 2 * this.opts.heartbeatSeconds) return;
+    for (const [id, r] of this.running) {
+      if (this.lost.has(id)) continue;
+      this.lost.add(id);
+      r.controller.abort(`worker ${this.opts.name} could not reach the catalog for ${Math.round(silent)} s (--worker-timeout ${this.opts.timeoutSeconds} s): stopped, the reaper gives the job to another worker`);
+      this.say(`worker ${this.opts.name}: lost the catalog for ${Math.round(silent)} s: stopped job ${id}`);
     }
   }
 
@@ -204,6 +233,11 @@ export class Worker {
       this.say(`job ${job.id}: success`);
     } catch (e) {
       const reason = describeFailure(e, signal);
+      if (this.lost.has(job.id)) {
+        log.line(`stopped: ${reason}`); // written if the catalog comes back; the status is the new attempt's
+        this.say(`job ${job.id}: ${reason}`);
+        return;
+      }
       if (isKilnError(e) && e.code === "STORE_UNAVAILABLE" && !signal.aborted && (await this.requeue(job, reason, log))) return;
       if (!isKilnError(e) && !signal.aborted) log.line(`stack: ${(e as Error)?.stack ?? String(e)}`);
       log.line(`status error: ${reason}`);
@@ -213,6 +247,7 @@ export class Worker {
     } finally {
       await log.flush();
       this.running.delete(job.id);
+      this.lost.delete(job.id);
       await rm(workDir, { recursive: true, force: true }).catch(() => {});
     }
   }
@@ -274,6 +309,8 @@ export function lostMessageReason(messages: MessageState[], liveWorkerStarts: nu
 export class Reaper {
   private timer?: NodeJS.Timeout;
   private sweeping = false;
+  /** When this process last failed to reach the catalog (ms since the epoch; 0: never). */
+  private lastTrouble = 0;
 
   constructor(
     private readonly catalog: Catalog,
@@ -298,10 +335,22 @@ export class Reaper {
     if (this.sweeping) return 0;
     this.sweeping = true;
     try {
-      return (await this.reapOrphans()) + (await this.resendLost());
+      // After an outage of the catalog (a PostgreSQL restart, a network cut) every worker's
+      // last heartbeat looks old, live ones too: reap only once the catalog has been reachable
+      // from here for a whole timeout, which gives every live worker time to report back.
+      const reap = Date.now() - this.lastTrouble >= this.opts.timeoutSeconds * 1000;
+      return (reap ? await this.reapOrphans() : 0) + (await this.resendLost());
+    } catch (e) {
+      this.noteTrouble();
+      throw e;
     } finally {
       this.sweeping = false;
     }
+  }
+
+  /** Tells the reaper this process could not reach the catalog (a failed heartbeat). */
+  noteTrouble(): void {
+    this.lastTrouble = Date.now();
   }
 
   /**

@@ -39,8 +39,10 @@ export interface RunResult {
   stderr: string;
 }
 
-export function startKiln(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<RunResult>; onStdout(fn: (s: string) => void): void } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
+/** Starts `kiln ARGS`; `prefix` runs it through another command first (`ip netns exec NS`). */
+export function startKiln(args: string[], opts: { cwd?: string; env?: Record<string, string>; prefix?: string[] } = {}): { child: ChildProcess; done: Promise<RunResult>; onStdout(fn: (s: string) => void): void } {
+  const argv = [...(opts.prefix ?? []), process.execPath, CLI, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd ?? REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
   let stdout = "";
   let stderr = "";
   const listeners: Array<(s: string) => void> = [];

@@ -11,8 +11,8 @@ export interface ServiceProcess {
 }
 
 /** Starts `kiln serve ARGS` on a free loopback port; resolves once it listens. */
-export async function startServe(args: string[], env: Record<string, string> = {}): Promise<ServiceProcess> {
-  const p = startKiln(["serve", "--listen", "127.0.0.1:0", ...args], { env });
+export async function startServe(args: string[], env: Record<string, string> = {}, prefix?: string[]): Promise<ServiceProcess> {
+  const p = startKiln(["serve", "--listen", "127.0.0.1:0", ...args], { env, prefix });
   let stdout = "";
   let stderr = "";
   p.onStdout((s) => (stdout = s));
@@ -44,8 +44,8 @@ export async function startServe(args: string[], env: Record<string, string> = {
 }
 
 /** Starts `kiln worker ARGS`; resolves once it takes jobs. */
-export async function startWorker(args: string[], env: Record<string, string> = {}): Promise<ServiceProcess> {
-  const p = startKiln(["worker", ...args], { env });
+export async function startWorker(args: string[], env: Record<string, string> = {}, prefix?: string[]): Promise<ServiceProcess> {
+  const p = startKiln(["worker", ...args], { env, prefix });
   let stderr = "";
   p.child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   await new Promise<void>((resolve, reject) => {
