@@ -2,7 +2,7 @@
  * qcow2: a disk that boots on BIOS and UEFI machines (Secure Boot included), made from the sealed
  * root with the first flavor's kernel layer on top (ctx.root is their read-only overlay).
  *
- * Nothing is loop-mounted and no qemu-nbd is used (build-facts §4b, §9):
+ * Nothing is loop-mounted and no qemu-nbd is used (docs/architecture.md#disks-and-isos):
  *  1. a small staging tree (fstab by UUID, grub.cfg, GRUB's i386-pc modules, mount points) goes
  *     over the root as the top layer of a second read-only overlay;
  *  2. a sparse raw file gets the GPT (sfdisk), the root file system built from that overlay at
