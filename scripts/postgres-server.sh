@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL 15 cluster (Debian's postgresql-15) for tests and CI: the catalog's
-# multi-node database (DESIGN §7, §10). It listens on 127.0.0.1 only, trusts every loopback
+# multi-node database (docs/architecture.md#catalog-queue-and-workers). It listens on 127.0.0.1 only, trusts every loopback
 # connection, runs as the postgres user, and keeps everything (data, socket, log) in STATE_DIR.
 # Durability is off (fsync, synchronous_commit): this cluster holds nothing worth a flush.
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The same build as `kiln build examples/server.yaml --no-verify`, as a careful operator would
-# write it by hand with the same tools and the same steps (build-facts §1–§3): mmdebstrap with
+# write it by hand with the same tools and the same steps (docs/architecture.md#the-build-pipeline): mmdebstrap with
 # the shared apt archive cache, packages in a chroot, the motd, the script, the seal, then one
 # overlay per kernel flavor with Kiln's initramfs hook, the initramfs built once, squashfs zstd-3
 # and the package manifest. It is the baseline bench/build/run.sh compares Kiln against.

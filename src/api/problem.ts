@@ -1,5 +1,5 @@
 /**
- * RFC 7807 problem details for every error the API returns, as IMS does (ims-notes §1.1:
+ * RFC 7807 problem details for every error the API returns, as IMS does (docs/architecture.md#ims-behaviour-kiln-follows:
  * `{type: "about:blank", title, status, detail, errors?}`), plus Kiln's `code` (docs/errors.md).
  *
  * - a KilnError becomes its code's status, its message the detail, its problems `errors[]`;

@@ -2,7 +2,7 @@
  * JSON Schemas of the API's bodies: one definition per record, used by Fastify to validate
  * requests (unknown fields rejected, as IMS' marshmallow schemas do with unknown=RAISE) and to
  * describe responses, and collected into /openapi.json. Field rules follow the IMS server
- * (ims-notes §1.3), where it differs from the spec.
+ * (docs/architecture.md#ims-behaviour-kiln-follows), where it differs from the spec.
  */
 import { ARCHES, JOB_STATUSES, JOB_TYPES, LINUX_DISTRIBUTIONS, RECIPE_TYPES } from "../catalog/records.js";
 

@@ -1,7 +1,7 @@
 /**
  * out/result.json and out/manifest.json. result.json is a contract other tools script against:
  * keep field names, extend only. manifest.json is the IMS image manifest (version 1.0, typed
- * artifacts with md5; ims-notes §2.1) with `file` links relative to the out dir; the service
+ * artifacts with md5; docs/architecture.md#artifacts) with `file` links relative to the out dir; the service
  * rewrites them to s3 links when it uploads.
  */
 export interface ResultArtifact {

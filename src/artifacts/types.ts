@@ -1,6 +1,6 @@
 /**
  * Artifact vocabulary, both of them: IMS media types (`type`) and simplestreams/MAAS file types
- * (`ftype`). DESIGN §5. One table, so result.json, manifest.json and streams agree.
+ * (`ftype`), see docs/architecture.md#artifacts. One table, so result.json, manifest.json and streams agree.
  */
 export interface ArtifactKind {
   /** Name in result.json. */

@@ -42,6 +42,7 @@ export function sha256Hex(data: string | Buffer): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
+/** A file's digest in hex, streamed (base images run to gigabytes); every input file is keyed by it. */
 export async function fileDigest(file: string, algo: "sha256" | "md5" = "sha256"): Promise<string> {
   const h = createHash(algo);
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);

@@ -1,5 +1,5 @@
 /**
- * The objects IMS records link to, and what IMS does with them (ims-notes §1.5, §2):
+ * The objects IMS records link to, and what IMS does with them (docs/architecture.md#ims-behaviour-kiln-follows):
  *  - links are `s3://<bucket>/<key>`; recipes live in bucket `ims`, images in `boot-images`;
  *  - an image link points at a manifest.json, which IMS validates before the link is set (§2.3);
  *  - soft delete moves every object to `deleted/<key>` in its bucket (copy, then delete) and, for

@@ -1,5 +1,5 @@
 /**
- * The IMS records as the Cray IMS server stores and returns them (ims-notes §1.3), plus Kiln's
+ * The IMS records as the Cray IMS server stores and returns them (docs/architecture.md#ims-behaviour-kiln-follows), plus Kiln's
  * additions, which live under a `kiln` key of job records so IMS clients can ignore them.
  */
 
@@ -157,7 +157,7 @@ export interface RecordOf {
 
 /**
  * IMS' `created`/`deleted` format: naive ISO-8601 with microseconds and no zone
- * (marshmallow's dump of datetime.now(); ims-notes §1.1). Kiln writes UTC.
+ * (marshmallow's dump of datetime.now(); docs/architecture.md#ims-behaviour-kiln-follows). Kiln writes UTC.
  */
 export function imsTime(d: Date = new Date()): string {
   return d.toISOString().replace("Z", "000");

@@ -9,7 +9,7 @@
  *    timestamps as Date, int8 as string: cast in SQL when a number is wanted);
  *  - exec() runs a script of several statements without parameters (migrations);
  *  - transaction() runs fn on one connection inside BEGIN … COMMIT (ROLLBACK when fn throws);
- *  - executeSql() is the adapter pg-boss takes as its `db` option (DESIGN §7);
+ *  - executeSql() is the adapter pg-boss takes as its `db` option (docs/architecture.md#catalog-queue-and-workers);
  *  - watch() (PostgreSQL) delivers NOTIFY payloads of a channel, and says when it cannot.
  */
 import { mkdir, open, readFile, rm } from "node:fs/promises";

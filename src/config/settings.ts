@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { Option, type Command } from "commander";
 import { KilnError } from "../errors.js";
+import { parseSize } from "../size.js";
 
 export interface Listen {
   host: string;
@@ -54,12 +55,9 @@ function bool(t: string): boolean {
   return fail("use true or false");
 }
 
-/** "10M", "1G", "512K" or a byte count. */
-export function parseSize(t: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(t.trim());
-  if (!m) fail('use a size such as 64M, 1G or 1048576');
-  const mult = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2]!.toUpperCase() as "" | "K" | "M" | "G" | "T"];
-  return Math.floor(Number(m[1]) * mult);
+/** "10M", "1G", "512K" or a byte count (src/size.ts). */
+function size(t: string): number {
+  return parseSize(t) ?? fail("use a size such as 64M, 1G or 1048576");
 }
 
 export function parseListen(t: string): Listen {
@@ -195,7 +193,7 @@ export const SETTINGS = {
     env: "KILN_MAX_RECIPE_SIZE",
     default: "64M",
     description: "largest recipe archive accepted (compressed); unpacked it may be 4× that",
-    parse: parseSize,
+    parse: size,
   },
   tlsCert: {
     flag: "--tls-cert <file>",

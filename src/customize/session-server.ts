@@ -1,5 +1,5 @@
 /**
- * The SSH server of one customize or debug session (DESIGN §8, IMS `ssh_containers`).
+ * The SSH server of one customize or debug session (docs/architecture.md#customize-and-debug-sessions, IMS `ssh_containers`).
  *
  * startSessionServer() prepares the target (a jail in the image root, or the operator's shell
  * with the image at /mnt/image), listens, and returns a SessionServer. Contract:

@@ -50,7 +50,7 @@ export interface BuildOptions {
   siteCas?: readonly string[];
   /**
    * Called when a layer stage fails, with its root still mounted as the stage left it (a debug
-   * shell, DESIGN §8). "retry" runs the stage again on that root as it is now; "fail" fails the
+   * shell, docs/customize.md). "retry" runs the stage again on that root as it is now; "fail" fails the
    * build. A layer that was retried holds hand-made changes: it and everything built on it in
    * this run are dropped from the cache once the build ends.
    */

@@ -1,7 +1,7 @@
 /**
  * A chroot session over a mounted root: the API filesystems a package manager needs, the host's
  * DNS for the duration, no daemons starting, the shared apt archive cache, and on release
- * everything put back exactly as the image had it. (build-facts §3 "What breaks in a chroot".)
+ * everything put back exactly as the image had it. (docs/architecture.md#chroot-steps says why each is needed.)
  *
  * /dev is a fresh tmpfs with the handful of nodes dpkg scripts use and a private devpts instance,
  * not a bind of the host's /dev: nothing in the chroot can reach the host's disks.

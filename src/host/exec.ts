@@ -6,6 +6,7 @@
  *  - has its argv and output written to the stage log, and the last lines kept for the error message.
  */
 import { spawn } from "node:child_process";
+import { StringDecoder } from "node:string_decoder";
 import { KilnError, cancelled } from "../errors.js";
 
 export interface LogSink {
@@ -144,17 +145,24 @@ export async function capture(argv: string[], opts: ExecOptions = {}): Promise<s
   return r.stdout.trim();
 }
 
-function pipeLines(stream: NodeJS.ReadableStream, onLine: (l: string) => void, keep?: Buffer[]): void {
+/**
+ * Calls onLine for each line of a child's output. A pipe cuts output anywhere, also inside a
+ * multi-byte UTF-8 character: the decoder holds such a partial character until its other bytes
+ * arrive, where decoding each chunk alone would turn both halves into U+FFFD.
+ */
+export function pipeLines(stream: NodeJS.ReadableStream, onLine: (l: string) => void, keep?: Buffer[]): void {
+  const decoder = new StringDecoder("utf8");
   let pending = "";
   stream.on("data", (chunk: Buffer) => {
     keep?.push(chunk);
-    pending += chunk.toString("utf8");
+    pending += decoder.write(chunk);
     // apt and mksquashfs draw progress with \r: treat it as a line end so logs stay readable.
     const parts = pending.split(/\r?\n|\r/);
     pending = parts.pop() ?? "";
     for (const p of parts) onLine(p);
   });
   stream.on("end", () => {
+    pending += decoder.end();
     if (pending) onLine(pending);
   });
 }

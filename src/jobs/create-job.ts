@@ -1,6 +1,6 @@
 /**
  * The `create` job: recipe → build → upload → manifest.json → image record, moving through IMS'
- * statuses (ims-notes §1.4): fetching_recipe, waiting_for_repos, building_image,
+ * statuses (docs/architecture.md#ims-behaviour-kiln-follows): fetching_recipe, waiting_for_repos, building_image,
  * packaging_artifacts, then success (set by the worker) or error.
  *
  * Kiln recipes build with the engine. kiwi-ng and packer recipes are valid records, but Kiln has

@@ -1,5 +1,5 @@
 /**
- * The `customize` job (ims-notes §3.2, DESIGN §8): an SSH session into a copy of an image, then a
+ * The `customize` job (docs/architecture.md#customize-and-debug-sessions): an SSH session into a copy of an image, then a
  * new image from what the operator left.
  *
  *  1. fetching_image: the image's manifest and artifacts are downloaded, each md5-checked;

@@ -1,5 +1,5 @@
 /**
- * A job's SSH session (DESIGN §8, ims-notes §3.2/§3.5): the customize shell, or the debug shell
+ * A job's SSH session (docs/architecture.md#customize-and-debug-sessions): the customize shell, or the debug shell
  * of a failed create. It starts the session server on the job's registered public key, advertises
  * it in `ssh_containers[0]` (connection_info with `customer_access` and `cluster.local`, status
  * pending → established → complete), moves the job to `waiting_on_user`, and resolves with the

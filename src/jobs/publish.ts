@@ -1,5 +1,6 @@
 /**
- * Publishing a build's out dir as an IMS image, atomically (DESIGN §7, ims-notes §3.2 step 4.3.6):
+ * Publishing a build's out dir as an IMS image, atomically (ims-python-helper's upload_artifacts;
+ * docs/architecture.md#ims-behaviour-kiln-follows):
  *  1. POST-equivalent: an image record with no link (IMS' upload_artifacts does the same);
  *  2. every artifact of out/manifest.json is uploaded to `boot-images/<image_id>/…` with the
  *     `md5sum` and `x-shasta-ims-*` metadata, then checked: size and md5 as the store reports them;

@@ -1,6 +1,6 @@
 /**
  * The job queue: pg-boss on the catalog's own database (PGlite or PostgreSQL, through the SQL
- * layer's executeSql adapter; DESIGN §7). One pg-boss queue per IMS job type (`kiln.create`,
+ * layer's executeSql adapter; docs/architecture.md#catalog-queue-and-workers). One pg-boss queue per IMS job type (`kiln.create`,
  * `kiln.customize`), so a worker can serve only the types it can run.
  *
  * The catalog's job record, not the queue message, is the truth about a job: a message only says

@@ -4,7 +4,7 @@
  * A runner moves its job through statuses with setStatus (which refuses once the job was
  * cancelled), records Kiln's additions with setKiln, and returns normally for `success` or
  * throws for `error`: the worker writes the final status, with the thrown message as the reason.
- * The customize job (SSH shells, DESIGN §8) is one more runner: its `waiting_on_user` status and
+ * The customize job (SSH shells, docs/customize.md) is one more runner: its `waiting_on_user` status and
  * its session (job-session.ts) live inside it; the worker needs no change.
  */
 import type { Catalog } from "../catalog/catalog.js";

@@ -21,7 +21,7 @@ import path from "node:path";
 import { rm } from "node:fs/promises";
 import type { Catalog, WorkerInfo } from "../catalog/catalog.js";
 import { JOB_TYPES, type JobRecord } from "../catalog/records.js";
-import { isKilnError } from "../errors.js";
+import { cancelled, isKilnError } from "../errors.js";
 import { sweepDeadBuilds, sweepDeadWorkDirs } from "../host/sweep.js";
 import { startWatchdog, type Watchdog } from "../host/watchdog.js";
 import { createOwnedDir } from "../host/workdir.js";
@@ -201,11 +201,11 @@ export class Worker {
       session: this.opts.session,
       siteCas: this.opts.siteCas,
       setStatus: async (status) => {
-        if (signal.aborted) throw new Error("cancelled");
+        if (signal.aborted) throw cancelled(signal.reason);
         const next = await catalog.setJobStatus(job.id, status);
         if (!next) {
           controller.abort("the job was ended or deleted elsewhere");
-          throw new Error("cancelled");
+          throw cancelled(signal.reason);
         }
         log.line(`status ${status}`);
       },

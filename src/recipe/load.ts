@@ -8,12 +8,11 @@
  * which issues to show, splits unknown keys, and adds what only the file can tell (YAML syntax,
  * referenced files).
  */
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { isMap, LineCounter, parseDocument, type Document, type YAMLError } from "yaml";
 import { z } from "zod";
+import { fileDigest, sha256Hex } from "../cache/key.js";
 import { KilnError, type Problem } from "../errors.js";
 import { API_VERSION, kindOf, RecipeSchema, show, speakPlainly, type Recipe } from "./schema.js";
 
@@ -43,7 +42,7 @@ export async function loadRecipe(file: string): Promise<LoadedRecipe> {
   const dir = path.dirname(abs);
   const recipe = parseRecipe(bytes.toString("utf8"), file, dir);
   const inputs = await checkReferencedFiles(recipe, file, dir);
-  return { recipe, file: abs, dir, sha256: createHash("sha256").update(bytes).digest("hex"), inputs };
+  return { recipe, file: abs, dir, sha256: sha256Hex(bytes), inputs };
 }
 
 /**
@@ -103,7 +102,7 @@ export async function checkReferencedFiles(r: Recipe, fileLabel: string, dir: st
         problems.push({ path: ref.path, message: `${asWritten(ref.file, dir)} is not a regular file${lookedIn(ref.file, dir)}; give the path of a file` });
         continue;
       }
-      inputs[ref.file] = `sha256:${await sha256File(ref.file)}`;
+      inputs[ref.file] = `sha256:${await fileDigest(ref.file)}`;
     } catch (e) {
       const missing = ["ENOENT", "ENOTDIR"].includes(errorCode(e));
       problems.push({
@@ -290,13 +289,6 @@ function asWritten(file: string, dir: string): string {
 
 function lookedIn(file: string, dir: string): string {
   return asWritten(file, dir) === file ? "" : ` (looked in ${file})`;
-}
-
-async function sha256File(file: string): Promise<string> {
-  // Streamed: base images run to gigabytes.
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
 
 function errorCode(e: unknown): string {

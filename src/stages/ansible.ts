@@ -8,8 +8,8 @@
  * of the layer: the remote tmp is the session's /tmp (a tmpfs) and the controller's home is the
  * build's work dir. The playbook's output goes to the stage log.
  */
-import { createHash } from "node:crypto";
-import { lstat, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { lstat, mkdir, writeFile } from "node:fs/promises";
+import { treeDigest } from "../cache/tree-digest.js";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../host/root-path.js";
@@ -68,23 +68,9 @@ export const ansible = defineLayerStage<AnsibleOptions>({
 
 /**
  * "sha256:…" over what Ansible may read beside a playbook (roles/, templates/ …; see
- * PLAYBOOK_FOLDERS): names, modes and contents, so editing a role rebuilds the layer.
+ * PLAYBOOK_FOLDERS): names, modes and contents (src/cache/tree-digest.ts), so editing a role
+ * rebuilds the layer.
  */
 export async function playbookFolderDigest(playbook: string): Promise<string> {
-  const dir = path.dirname(playbook);
-  const h = createHash("sha256");
-  const walk = async (rel: string, depth: number): Promise<void> => {
-    const abs = path.join(dir, rel);
-    // Symlinks are followed (a role linked in from elsewhere counts); the depth bound stops loops.
-    const st = await stat(abs).catch(() => undefined);
-    if (!st || depth > 16) return;
-    if (st.isDirectory()) {
-      h.update(`d ${rel}\n`);
-      for (const name of (await readdir(abs)).sort()) await walk(path.join(rel, name), depth + 1);
-    } else if (st.isFile()) {
-      h.update(`f ${rel} ${(st.mode & 0o777).toString(8)} ${createHash("sha256").update(await readFile(abs)).digest("hex")}\n`);
-    }
-  };
-  for (const name of PLAYBOOK_FOLDERS) await walk(name, 0);
-  return `sha256:${h.digest("hex")}`;
+  return treeDigest(path.dirname(playbook), PLAYBOOK_FOLDERS);
 }

@@ -1,5 +1,5 @@
 /**
- * bootstrap: a Debian root from the archive with mmdebstrap (build-facts §1). The apt archive
+ * bootstrap: a Debian root from the archive with mmdebstrap (docs/architecture.md#bootstrap). The apt archive
  * cache is synced in and out with mmdebstrap's own special hooks, so each .deb downloads once
  * across builds. mmdebstrap copies the host's hostname and resolv.conf into the root; they are
  * reset here so no host detail is baked into an image.

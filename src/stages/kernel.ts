@@ -1,8 +1,8 @@
 /**
  * kernel: one flavor, in its own layer over the sealed root (maas-images' kpack-from-image,
- * maas-streams §4.3). It installs initramfs-tools and busybox, then Kiln's diskless-root hook
+ * docs/architecture.md#kernels-and-the-initramfs). It installs initramfs-tools and busybox, then Kiln's diskless-root hook
  * (assets/initramfs → /etc/initramfs-tools), then the kernel package with INITRD=No, and builds
- * the initramfs exactly once with update-initramfs (build-facts §3: installing initramfs-tools
+ * the initramfs exactly once with update-initramfs (installing initramfs-tools
  * and the kernel in one transaction builds it twice). vmlinuz and the initrd are exported as
  * the flavor's boot-kernel and boot-initrd.
  *

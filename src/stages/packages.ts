@@ -1,6 +1,6 @@
 /**
  * packages: install the recipe's packages, then upgrade the `upgrade` list from the extra
- * repositories. The upgrade is the -proposed/PPA case of maas-images (maas-streams §4.2): the
+ * repositories. The upgrade is the -proposed/PPA case of maas-images' bin/maas-cloudimg2ephemeral: the
  * named packages, and only those, come from the extra suites; a temporary pin at 990 does that
  * without changing how the image resolves anything else later.
  */

@@ -2,7 +2,7 @@
  * qcow2: a disk that boots on BIOS and UEFI machines (Secure Boot included), made from the sealed
  * root with the first flavor's kernel layer on top (ctx.root is their read-only overlay).
  *
- * Nothing is loop-mounted and no qemu-nbd is used (build-facts §4b, §9):
+ * Nothing is loop-mounted and no qemu-nbd is used (docs/architecture.md#disks-and-isos):
  *  1. a small staging tree (fstab by UUID, grub.cfg, GRUB's i386-pc modules, mount points) goes
  *     over the root as the top layer of a second read-only overlay;
  *  2. a sparse raw file gets the GPT (sfdisk), the root file system built from that overlay at
@@ -20,9 +20,10 @@ import { mountOverlay } from "../host/mount.js";
 import { resolveInRoot } from "../host/root-path.js";
 import { Scope } from "../host/scope.js";
 import { removeTree } from "../host/workdir.js";
+import { parseSize } from "../size.js";
 import { efiBootFiles, EFI_FILES, fatUuid, writeFatImage } from "./boot/efi.js";
 import { biosBootSectors, diskGrubCfg, espStubCfg, GRUB_I386_PC, makeBiosCore } from "./boot/grub.js";
-import { ESP_SIZE, MIB, parseSize, planDiskLayout, rootSizeFor, sfdiskScript, type DiskLayout } from "./disk/layout.js";
+import { ESP_SIZE, MIB, planDiskLayout, rootSizeFor, sfdiskScript, type DiskLayout } from "./disk/layout.js";
 import { defineArtifactStage, type ArtifactContext } from "./stage.js";
 
 export interface Qcow2Options {
@@ -55,11 +56,18 @@ export const qcow2 = defineArtifactStage<Qcow2Options>({
   },
 });
 
+/** A recipe's disk or partition size; the recipe schema has checked its form, so a miss is a bug. */
+function recipeSize(text: string): number {
+  const bytes = parseSize(text);
+  if (bytes === undefined) throw new Error(`qcow2: not a size: ${text}`);
+  return bytes;
+}
+
 async function makeDisk(ctx: ArtifactContext, o: Qcow2Options, work: string): Promise<void> {
   const version = await kernelVersionIn(ctx.root, o.flavor);
   const rootUuid = randomUUID();
   const espId = randomBytes(4).toString("hex").toUpperCase();
-  const extras = o.partitions.map((p) => ({ ...p, bytes: parseSize(p.size), uuid: randomUUID() }));
+  const extras = o.partitions.map((p) => ({ ...p, bytes: recipeSize(p.size), uuid: randomUUID() }));
   for (const e of extras) await checkMountpoint(ctx.root, e.mountpoint, e.name);
 
   // 1. The staging tree: what the disk needs that the root does not have.
@@ -89,7 +97,7 @@ async function makeDisk(ctx: ArtifactContext, o: Qcow2Options, work: string): Pr
   const files = Number((await ctx.exec(["du", "-s", "--inodes", tree.path], { captureStdout: true, quietStdout: true })).stdout.split(/\s/)[0]);
   const layout = planDiskLayout({
     rootNeeds: rootSizeFor(used),
-    diskSize: o.size === undefined ? undefined : parseSize(o.size),
+    diskSize: o.size === undefined ? undefined : recipeSize(o.size),
     extras: extras.map((e) => ({ name: e.name, size: e.bytes, mountpoint: e.mountpoint })),
   });
   ctx.log.line(`disk: ${Math.round(layout.size / MIB)} MiB; root ${Math.round(part(layout, "root").size / MIB)} MiB for ${Math.round(used / MIB)} MiB in ${files} files`);

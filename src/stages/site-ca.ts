@@ -8,6 +8,7 @@
  */
 import { access, copyFile, readFile } from "node:fs/promises";
 import path from "node:path";
+import { KilnError } from "../errors.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
 import { defineLayerStage } from "./stage.js";
 
@@ -22,7 +23,12 @@ export const siteCa = defineLayerStage<{ certificates: string[] }>({
     const dir = await mkdirInRoot(ctx.root, SITE_CA_DIR);
     for (const cert of o.certificates) {
       if (!/-----BEGIN CERTIFICATE-----/.test(await readFile(cert, "utf8"))) {
-        throw new Error(`site CA ${cert} is not a PEM certificate (no BEGIN CERTIFICATE line); fix --site-ca`);
+        // The operator's file, not Kiln, is at fault: a coded error names it (a plain Error reads as a bug).
+        const message = `site CA ${cert} is not a PEM certificate (no BEGIN CERTIFICATE line)`;
+        throw new KilnError("INPUT_INVALID", message, {
+          problems: [{ path: "--site-ca", message }],
+          hint: "give --site-ca (KILN_SITE_CA) PEM certificate files",
+        });
       }
       // update-ca-certificates only picks up files ending in .crt.
       const name = path.basename(cert).replace(/\.(pem|crt|cer)$/i, "") + ".crt";

@@ -1,6 +1,6 @@
 /**
  * squashfs: pack the sealed root. zstd level 3 packs a server root in ~2 s where mksquashfs'
- * default zstd level 15 or xz take 45–240 s (build-facts §2): fast by default, xz or a higher
+ * default zstd level 15 or xz take 45–240 s (docs/architecture.md#compression): fast by default, xz or a higher
  * level for release channels. All cores.
  */
 import os from "node:os";

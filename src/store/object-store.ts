@@ -1,5 +1,5 @@
 /**
- * Object storage for recipes and image artifacts (DESIGN §7). Two implementations: a directory
+ * Object storage for recipes and image artifacts (docs/architecture.md#object-store). Two implementations: a directory
  * on local disk (the default, `file:///var/lib/kiln/objects`) and S3 (`s3://…`, any S3 server:
  * Ceph RGW in tests and in the systems Kiln replaces). Keys and buckets follow IMS: bucket `ims`
  * holds `recipes/<id>/recipe.tar.gz`, bucket `boot-images` holds `<image_id>/rootfs`, `/kernel`,

@@ -1,6 +1,6 @@
 /**
  * The S3 object store (@aws-sdk/client-s3 v3), tested against Ceph RGW 16, the server of the
- * systems Kiln replaces (shared/reference/s3.md). Every SDK type stays inside this file.
+ * systems Kiln replaces (docs/architecture.md#object-store: its quirks). Every SDK type stays inside this file.
  *
  * Streams go up through lib-storage's Upload: at most `queueSize` parts of `partSize` bytes are
  * buffered, so a multi-GB rootfs passes in ~partSize × (queueSize + 1) of memory. Buffers and

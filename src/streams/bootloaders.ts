@@ -1,5 +1,5 @@
 /**
- * The bootloader products MAAS needs to PXE/UEFI boot anything (maas-streams §1.4), made the way
+ * The bootloader products MAAS needs to PXE/UEFI boot anything (docs/streams.md#bootloaders), made the way
  * maas-images' `meph2-import conf/bootloaders.yaml` makes them, from Debian's packages instead of
  * Ubuntu's: one `.tar.xz` per source package with the loader files at its top, named for MAAS
  * (it takes only the triples and item names below):
@@ -51,7 +51,7 @@ export const LOADERS: Loader[] = [
     ],
   },
   {
-    // MAAS takes pxelinux only as i386 (maas-streams §1.4); the files are the same on amd64.
+    // MAAS takes pxelinux only as i386 (MAAS' SUPPORTED_BOOTLOADERS); the files are the same on amd64.
     os: "pxelinux",
     platform: "pxe",
     arch: "i386",

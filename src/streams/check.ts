@@ -1,6 +1,6 @@
 /**
- * `kiln streams check DIR|URL`: validates a stream against every rule of maas-streams.md §5 and §7
- * that a client enforces: what the simplestreams client skips, what MAAS master's models reject
+ * `kiln streams check DIR|URL`: validates a stream against every rule a client enforces
+ * (listed in docs/streams.md#checking-a-stream): what the simplestreams client skips, what MAAS master's models reject
  * (a products file is rejected whole for one bad product), what every downloader checks (sha256
  * and size of each file), and signatures with a given keyring (gpgv, as MAAS does). It reports
  * every violation, not the first.

@@ -1,5 +1,5 @@
 /**
- * The simplestreams v3 documents as maas-images writes them (maas-streams §1): `index:1.0` and
+ * The simplestreams v3 documents as maas-images writes them (docs/streams.md#the-tree): `index:1.0` and
  * `products:1.0` JSON, dumped with indent 1, sorted keys and a trailing newline, timestamps in
  * RFC 2822 form (`Thu, 24 Jul 2025 08:01:49 +0000`, simplestreams `util.timestamp()`).
  */

@@ -1,7 +1,7 @@
 /**
  * Names in a Kiln stream. maas-images uses `com.ubuntu.maas:<label>:v3:download` as content id and
- * `com.ubuntu.maas.<label>:v3:boot:<version>:<arch>:<psubarch>` as product names (maas-streams
- * §1.3); Kiln keeps the shape with its own prefix, and the release codename where maas-images puts
+ * `com.ubuntu.maas.<label>:v3:boot:<version>:<arch>:<psubarch>` as product names (meph2/stream.py;
+ * docs/streams.md#names); Kiln keeps the shape with its own prefix, and the release codename where maas-images puts
  * the version number (MAAS reads neither from the name: it only matches `:v3:`).
  */
 import { KilnError } from "../errors.js";

@@ -1,6 +1,6 @@
 /**
  * `kiln streams promote --from candidate --to stable`: copies products from one label to another
- * in the same stream, as maas-images' `promote`/`patch` flow does (maas-streams §3.2): the
+ * in the same stream, as maas-images' `promote`/`patch` flow does (meph2-util; docs/streams.md#retention-and-promotion): the
  * content id and product names get the new label, `label` is rewritten, and the items keep their
  * paths, so no file is copied. By default the newest version of each product is promoted.
  */

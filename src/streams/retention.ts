@@ -1,5 +1,5 @@
 /**
- * Retention, as maas-images' `clean-md` + `find-orphans` + `reap-orphans` (maas-streams §3.2):
+ * Retention, as maas-images' `clean-md` + `find-orphans` + `reap-orphans` (meph2-util; docs/streams.md#retention-and-promotion):
  * metadata keeps the newest N versions of each product at once; the files nobody references any
  * more are deleted only once they have been unreferenced for a grace period (default 3 days), so a
  * client that read the old products file a moment ago still finds every file it was promised.

@@ -1,7 +1,7 @@
 /**
  * `kiln streams sync CONFIG`: keeps a stream current. For each image the config lists, Kiln
  * decides whether a new version is due, builds only those, publishes them, applies retention and
- * says what it did; when nothing is due it changes nothing (maas-streams §3.1 is the model:
+ * says what it did; when nothing is due it changes nothing (maas-images' meph2-cloudimg-sync is the model:
  * meph2-cloudimg-sync builds what the target lacks).
  *
  * A new version is due when

@@ -4,7 +4,7 @@
  * KVM only when /dev/kvm opens read-write AND /proc/cpuinfo shows vmx (Intel) or svm (AMD).
  * The device alone proves nothing: on Kiln's build VMs /dev/kvm exists and qemu accepts
  * `-accel kvm`, SeaBIOS even runs, but without nested virtualization (no vmx in cpuinfo) the
- * Linux guest hangs right after "Probing EDD" (build-facts §0, §4). A hang costs the whole boot
+ * Linux guest hangs right after "Probing EDD" (docs/architecture.md#host-facts-the-pipeline-is-built-around). A hang costs the whole boot
  * timeout, so without both signs we use TCG, which is slower (30-150 s per boot) but always
  * works. KILN_ACCEL=tcg|kvm overrides the probe either way.
  */

@@ -25,7 +25,7 @@ export interface BootOptions {
   cmdline: string;
   /** Where the guest's serial console is written (replaced if it exists). */
   serialLog: string;
-  /** Default 300: TCG boots take 30-150 s on a 2-core host (build-facts §4). */
+  /** Default 300: TCG boots take 30-150 s on a 2-core host (docs/architecture.md#boot-verification). */
   timeoutSeconds?: number;
   signal?: AbortSignal;
   log?: LogSink;

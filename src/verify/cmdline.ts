@@ -3,7 +3,7 @@
  *
  * The marker travels on the command line, so nothing test-only stays in the image:
  * `systemd.run=` runs one command once systemd is up, `systemd.run_success_action=poweroff`
- * ends the boot (both in bookworm's systemd, build-facts §8). The kernel echoes its whole
+ * ends the boot (both in bookworm's systemd, docs/architecture.md#boot-verification). The kernel echoes its whole
  * command line to the console, so a literal marker would be "found" even when the guest never
  * got past the kernel: the guest computes the marker with shell arithmetic from two random
  * numbers, and only the computed text counts.
@@ -48,7 +48,7 @@ export function verifyCmdline(bootParams: string, squashfsUrl: string): string {
  *  - `panic=-1`: with qemu's -no-reboot, a kernel panic and an initramfs panic (initramfs-tools
  *    reboots at once when panic= is negative) end qemu at once, so a broken image fails in
  *    seconds with its panic message in the log, not in an (initramfs) shell at the timeout;
- *  - `cloud-init=disabled`: qemu offers no datasource to search for (build-facts §4); the test
+ *  - `cloud-init=disabled`: qemu offers no datasource to search for; the test
  *    proves the image reaches userspace, not that a datasource answers.
  */
 export function withMarker(cmdline: string, marker: BootMarker): string {

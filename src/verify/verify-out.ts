@@ -1,5 +1,5 @@
 /**
- * Boot-verifies a build's out dir (DESIGN §6). Targets, per flavor:
+ * Boot-verifies a build's out dir (docs/architecture.md#boot-verification). Targets, per flavor:
  *  - pxe: the kernel + initrd boot diskless, the squashfs fetched over HTTP from this host, the
  *    way a PXE-booted machine would;
  *  - qcow2-bios, qcow2-uefi: the disk through SeaBIOS, and OVMF (Secure Boot on when available);

@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { Catalog } from "../../src/catalog/catalog.js";
 import { imsTime, type JobRecord } from "../../src/catalog/records.js";
+import { KilnError } from "../../src/errors.js";
 import { PgBossQueue } from "../../src/jobs/queue.js";
 import { JOB_RUNNERS, type JobRunner } from "../../src/jobs/runner.js";
 import { lostMessageReason, Reaper, Worker } from "../../src/jobs/worker.js";
@@ -341,6 +342,34 @@ test("with no retries left, a store outage ends the job error with the store's r
     assert.match(done.kiln.error!, /^store s3: put boot-images\/x\/rootfs: 503 ServiceUnavailable after 9 attempts in 60 s$/);
     // The queue's message is done too (and nothing of the job is in flight when the test ends).
     await until("the message to complete", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
+  } finally {
+    await w.stop();
+  }
+});
+
+test("a cancelled job's runner gets the coded CANCELLED error from setStatus, not a plain Error", async () => {
+  let thrown: unknown;
+  JOB_RUNNERS.create = (async (ctx) => {
+    await ctx.setStatus("building_image");
+    await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
+    try {
+      await ctx.setStatus("packaging_artifacts");
+    } catch (e) {
+      thrown = e;
+      throw e;
+    }
+  }) satisfies JobRunner;
+  const w = worker("w-cancel-coded");
+  await w.start();
+  try {
+    const job = await newJob();
+    await until("building", async () => (await catalog.get("jobs", job.id))?.status === "building_image");
+    await catalog.update("jobs", job.id, (d) => ({ ...d, kiln: { ...d.kiln, cancel_requested: true } }));
+    const done = await ended(job.id);
+    assert.equal(done.status, "error");
+    assert.ok(thrown instanceof KilnError, `not a coded error: ${String(thrown)}`);
+    assert.equal(thrown.code, "CANCELLED");
+    assert.match(thrown.message, /cancelled or deleted through the API/);
   } finally {
     await w.stop();
   }

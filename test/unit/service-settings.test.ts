@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { Command } from "commander";
-import { addSettingOptions, COMMAND_SETTINGS, parseListen, parseSize, resolveSettings, settingsTable } from "../../src/config/settings.js";
+import { addSettingOptions, COMMAND_SETTINGS, parseListen, resolveSettings, SETTINGS, settingsTable } from "../../src/config/settings.js";
 import { KilnError } from "../../src/errors.js";
 
 test("flag beats environment beats default; defaults under --data-dir follow it", () => {
@@ -38,10 +38,8 @@ test("listen addresses and sizes", () => {
   assert.deepEqual(parseListen("localhost:0"), { host: "localhost", port: 0 });
   assert.throws(() => parseListen("8080"));
   assert.throws(() => parseListen("h:70000"));
-  assert.equal(parseSize("64M"), 64 * 2 ** 20);
-  assert.equal(parseSize("1GiB"), 2 ** 30);
-  assert.equal(parseSize("512"), 512);
-  assert.throws(() => parseSize("lots"));
+  assert.equal(SETTINGS.maxRecipeSize.parse("64M"), 64 * 2 ** 20);
+  assert.throws(() => SETTINGS.maxRecipeSize.parse("lots"), { message: "use a size such as 64M, 1G or 1048576" });
 });
 
 test("the settings table builds the commands' options and --help", () => {

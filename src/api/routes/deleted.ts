@@ -1,5 +1,5 @@
 /**
- * /v3/deleted/{recipes,images,public-keys}: soft-deleted records (ims-notes §1.5). GET lists or
+ * /v3/deleted/{recipes,images,public-keys}: soft-deleted records (docs/architecture.md#ims-behaviour-kiln-follows). GET lists or
  * describes them, PATCH {"operation": "undelete"} restores them (objects move back from
  * `deleted/`), DELETE removes them for good with every object their link or deleted manifest
  * lists. Collection-wide PATCH and DELETE act on every deleted record of the kind.

@@ -1,6 +1,6 @@
 /**
  * /images. An image record links a manifest.json in bucket `boot-images`; the link is validated
- * as IMS does (ims-notes §2.3) when it is set, by POST or by PATCH, and is set once (409 after).
+ * as IMS does (docs/architecture.md#ims-behaviour-kiln-follows) when it is set, by POST or by PATCH, and is set once (409 after).
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance } from "fastify";

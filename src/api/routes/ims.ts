@@ -1,7 +1,7 @@
 /**
  * The IMS API under one prefix (registered at / and at /apis/ims): /version and /healthz, v3 with
  * its deleted/ and remote-build-nodes routes and Kiln's additions, and v2 semantics (hard delete,
- * ?cascade) at both /v2 and the unversioned root, as IMS' v2 blueprint does (ims-notes §1.1).
+ * ?cascade) at both /v2 and the unversioned root, as IMS' v2 blueprint does (docs/architecture.md#ims-behaviour-kiln-follows).
  */
 import type { FastifyInstance } from "fastify";
 import { KILN_VERSION } from "../../version.js";

@@ -1,5 +1,5 @@
 /**
- * /jobs. POST applies IMS' rules (ims-notes §1.3 "POST rules") and hands the job to the queue;
+ * /jobs. POST applies IMS' rules (docs/architecture.md#ims-behaviour-kiln-follows) and hands the job to the queue;
  * workers do the rest. Kiln adds, under v3: GET /jobs/{id}/log (streamed while the job runs) and
  * POST /jobs/{id}/cancel. Stage timings and cache hits are in the record's `kiln` field.
  */

@@ -2,6 +2,7 @@
 import { CacheStore } from "../../cache/store.js";
 import { KilnError } from "../../errors.js";
 import { sweepDeadBuilds } from "../../host/sweep.js";
+import { parseSize } from "../../size.js";
 import type { CommandIo } from "../io.js";
 
 export async function cacheLsCommand(f: { cacheDir: string; json: boolean }, io: CommandIo): Promise<number> {
@@ -22,6 +23,7 @@ export async function cacheLsCommand(f: { cacheDir: string; json: boolean }, io:
 
 export async function cachePruneCommand(f: { cacheDir: string; maxSize: string; json: boolean }, io: CommandIo): Promise<number> {
   const max = parseSize(f.maxSize);
+  if (max === undefined) throw new KilnError("USAGE", `--max-size ${f.maxSize}: not a size; use e.g. 500M, 20G or 0`);
   const log = { line: () => {} };
   await sweepDeadBuilds(f.cacheDir, log);
   const removed = await new CacheStore(f.cacheDir).prune(max, log);
@@ -29,13 +31,6 @@ export async function cachePruneCommand(f: { cacheDir: string; maxSize: string; 
   if (f.json) io.stdout.write(JSON.stringify({ removed: removed.map((e) => e.key), freed }) + "\n");
   else io.stdout.write(`removed ${removed.length} entries, freed ${formatSize(freed)}\n`);
   return 0;
-}
-
-export function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(s.trim());
-  if (!m) throw new KilnError("USAGE", `--max-size ${s}: not a size; use e.g. 500M, 20G or 0`);
-  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"];
-  return Math.floor(Number(m[1]) * mult);
 }
 
 export function formatSize(n: number): string {

@@ -228,7 +228,7 @@ function registerImsCommands(program: Command, io: CommandIo, setExit: (code: nu
   });
 
   // cray ims remote-build-nodes {list,describe,create,delete,deleteall} and status {list,describe}.
-  // cray's `status describe` takes no xname (a spec bug, ims-notes §1.8); this one does.
+  // cray's `status describe` takes no xname (a spec bug, docs/architecture.md#ims-behaviour-kiln-follows); this one does.
   const nodes = ims.command("remote-build-nodes").description("IMS remote build nodes (records only: Kiln builds on `kiln worker` processes, never on these)");
   clientOptions(nodes.command("list").description("List remote build nodes")).action(run("remote-build-nodes", "list"));
   clientOptions(nodes.command("describe").argument("<xname>").description("Show one remote build node")).action(run("remote-build-nodes", "describe"));

@@ -6,7 +6,7 @@
  * entries and reboot).
  *
  * FAT images are made with mkfs.vfat and filled with mtools: this machine's kernel has no vfat
- * (build-facts §9), and nothing needs mounting anyway.
+ * (docs/architecture.md#host-facts-the-pipeline-is-built-around), and nothing needs mounting anyway.
  */
 import type { ExecResult } from "../../host/exec.js";
 

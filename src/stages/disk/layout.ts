@@ -39,13 +39,6 @@ export interface DiskLayout {
   partitions: Partition[];
 }
 
-/** "8G" → bytes (M, G, T are MiB, GiB, TiB). */
-export function parseSize(text: string): number {
-  const m = /^([1-9][0-9]*)([MGT])$/.exec(text);
-  if (!m) throw new Error(`parseSize: ${text}`);
-  return Number(m[1]) * MIB * { M: 1, G: 1024, T: 1024 * 1024 }[m[2] as "M" | "G" | "T"];
-}
-
 /** How much root partition a tree needs: its blocks plus 25 % and 256 MiB, in whole MiB. */
 export function rootSizeFor(usedBytes: number): number {
   return Math.ceil((usedBytes * 1.25 + 256 * MIB) / MIB) * MIB;

@@ -1,7 +1,7 @@
 /**
  * Which kind of image a base image file is, from its magic bytes (never from its name: cloud
  * images come as `.img` whether they are qcow2, raw or squashfs). maas-images asks `file(1)` and
- * falls back on names (reference/maas-streams.md §4.1); Kiln reads the same signatures itself, so
+ * falls back on names (its bin/maas-cloudimg2eph2); Kiln reads the same signatures itself, so
  * the answer does not depend on the host's libmagic, and says what it saw when it cannot tell.
  *
  * Every problem with the file itself (missing, a directory, empty, unknown) is INPUT_INVALID:
