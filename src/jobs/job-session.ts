@@ -32,6 +32,7 @@ export async function runJobSession(ctx: JobContext, target: SessionTarget, work
     log,
     workDir,
     signal: ctx.signal,
+    unauthenticated: { graceMs: ctx.session.loginGraceSeconds * 1000 },
     onEvent: (e) => {
       if (e.type === "auth-ok") void setContainer({ status: "established" }).catch(() => {});
     },

@@ -6,9 +6,10 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile, access } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import path from "node:path";
 import ssh2 from "ssh2";
-import { startSessionServer, type SessionServer, type SessionServerOptions } from "../../src/customize/session-server.js";
+import { MAX_REFUSALS, startSessionServer, type SessionServer, type SessionServerOptions } from "../../src/customize/session-server.js";
 import { KEEP_CAPABILITIES } from "../../src/host/jail.js";
 import { loopsUnder, mountsUnder, processesUnder } from "../helpers/host.js";
 
@@ -415,5 +416,116 @@ test("an abort closes the session and every process and mount with it", { skip: 
   await assert.rejects(waiting, (e: Error & { code?: string }) => e.code === "CANCELLED");
   await s.close(); // the close the abort started
   assert.equal((await shell).code, 255);
+  await assertReleased(work, [root]);
+});
+
+/** A raw TCP connection to the session that sends nothing: when it closes, and what the server sent before. */
+function idleConnection(s: SessionServer, localAddress = "127.0.0.1"): { closed: Promise<number>; received: () => string; ident: Promise<void>; socket: Socket } {
+  const t0 = performance.now();
+  const socket = connect({ host: "127.0.0.1", port: s.port, localAddress });
+  let text = "";
+  let gotIdent!: () => void;
+  const ident = new Promise<void>((r) => (gotIdent = r));
+  socket.on("data", (d: Buffer) => {
+    text += d.toString("latin1");
+    if (text.startsWith("SSH-2.0-")) gotIdent();
+  });
+  socket.on("error", () => {});
+  const closed = new Promise<number>((r) => socket.on("close", () => r(performance.now() - t0)));
+  return { closed, received: () => text, ident, socket };
+}
+
+const within = <T>(p: Promise<T>, ms: number): Promise<T | "timeout"> => Promise.race([p, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), ms))]);
+
+test("a connection that never logs in is closed after the login grace time", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "grace"));
+  const work = path.join(dir, "work-grace");
+  const s = await startSessionServer({ ...options({ mode: "jail", root }, work, []), unauthenticated: { graceMs: 1500 } });
+  try {
+    const idle = idleConnection(s);
+    await idle.ident; // accepted: the server spoke first
+    const ms = await within(idle.closed, 10_000);
+    assert.notEqual(ms, "timeout", "the idle connection is still open after 10 s");
+    assert.ok((ms as number) >= 1400 && (ms as number) < 5000, `closed after ${String(ms)} ms`);
+    assert.ok(s.events.some((e) => e.type === "dropped" && /login grace time/.test(e.reason)), JSON.stringify(s.events));
+    // Logged in, a connection outlives the grace time.
+    const r = await ssh(s, "sleep 3; echo still-here");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "still-here\n");
+  } finally {
+    await s.close();
+  }
+  await assertReleased(work, [root]);
+});
+
+test("unauthenticated connections are capped per source address and per session", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "caps"));
+  const work = path.join(dir, "work-caps");
+  const s = await startSessionServer({ ...options({ mode: "jail", root }, work, []), unauthenticated: { perAddress: 3, perSession: 5 } });
+  const open: Array<ReturnType<typeof idleConnection>> = [];
+  try {
+    // N from one address are held open; the N+1st is closed at once, before the server says a word.
+    for (let i = 0; i < 3; i++) {
+      const c = idleConnection(s);
+      open.push(c);
+      await c.ident;
+    }
+    const extra = idleConnection(s);
+    assert.notEqual(await within(extra.closed, 3000), "timeout", "the extra connection from the same address was accepted");
+    assert.equal(extra.received(), "", "the refused connection got no SSH greeting");
+    assert.ok(s.events.some((e) => e.type === "dropped" && /3 connections from 127\.0\.0\.1 are not logged in/.test(e.reason)), JSON.stringify(s.events));
+    for (const c of open) assert.equal(await within(c.closed, 200), "timeout", "a connection within the cap was closed");
+    // The session's cap: two more from other addresses fill it, a third is refused.
+    for (const from of ["127.0.0.2", "127.0.0.3"]) {
+      const c = idleConnection(s, from);
+      open.push(c);
+      await c.ident;
+    }
+    const sixth = idleConnection(s, "127.0.0.4");
+    assert.notEqual(await within(sixth.closed, 3000), "timeout", "a sixth unauthenticated connection was accepted");
+    assert.ok(s.events.some((e) => e.type === "dropped" && /5 connections of this session are not logged in/.test(e.reason)));
+    // Once they are gone, the operator gets in.
+    for (const c of open) c.socket.destroy();
+    await Promise.all(open.map((c) => c.closed));
+    const r = await ssh(s, "echo in");
+    assert.equal(r.stdout, "in\n", r.stderr);
+  } finally {
+    for (const c of open) c.socket.destroy();
+    await s.close();
+  }
+  await assertReleased(work, [root]);
+});
+
+test("`none` authentication attempts count toward the refusal limit", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "none"));
+  const work = path.join(dir, "work-none");
+  const s = await startSessionServer(options({ mode: "jail", root }, work, []));
+  try {
+    let attempts = 0;
+    const t0 = performance.now();
+    const ended = await new Promise<string>((resolve) => {
+      const c = new ssh2.Client();
+      c.on("ready", () => resolve("logged in"));
+      c.on("error", (e) => resolve(e.message));
+      c.on("close", () => resolve("closed"));
+      c.connect({
+        host: "127.0.0.1",
+        port: s.port,
+        username: "root",
+        hostVerifier: () => true,
+        authHandler: (_left, _partial, next) => {
+          attempts++;
+          if (attempts > 100) return next(false as unknown as ssh2.AuthenticationType); // gave up: the server never stopped it
+          return next({ type: "none", username: "root" });
+        },
+      });
+    });
+    assert.notEqual(ended, "logged in");
+    assert.ok(attempts <= MAX_REFUSALS + 1, `${attempts} none attempts before the server closed the connection`);
+    assert.ok(performance.now() - t0 < 10_000);
+    assert.ok(s.events.some((e) => e.type === "dropped" && new RegExp(`${MAX_REFUSALS} refused authentication attempts`).test(e.reason)), JSON.stringify(s.events));
+  } finally {
+    await s.close();
+  }
   await assertReleased(work, [root]);
 });
