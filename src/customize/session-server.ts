@@ -1,8 +1,8 @@
 /**
  * The SSH server of one customize or debug session (DESIGN §8, IMS `ssh_containers`).
  *
- * startSessionServer() prepares the target (a jail in the image root, or the operator's shell
- * with the image at /mnt/image), listens, and returns a SessionServer. Contract:
+ * startSessionServer() prepares the target (a jail in the image root, or a jail in a build
+ * environment with the image at /mnt/image), listens, and returns a SessionServer. Contract:
  *  - only `root` logging in with one of `authorizedKeys` gets in, and only after its signature
  *    verifies; password, keyboard-interactive, host-based and other keys are refused and each
  *    refusal is an `auth-refused` event with the offered key's fingerprint;
@@ -36,7 +36,8 @@ const CLOSE_GRACE_MS = 2000;
 
 export type SessionTarget =
   | { mode: "jail"; root: string; env?: Record<string, string> }
-  | { mode: "plain"; image: string; env?: Record<string, string> };
+  /** `environment`: the build environment's layer trees, top first (jobs/build-env.ts). */
+  | { mode: "plain"; image: string; environment: readonly string[]; env?: Record<string, string> };
 
 export interface SessionServerOptions {
   /** Address to listen on; port 0 or absent picks a free one. */
@@ -45,7 +46,7 @@ export interface SessionServerOptions {
   hostKey?: string | Buffer;
   /** OpenSSH public key lines; the only keys accepted. */
   authorizedKeys: readonly string[];
-  /** jail: a root shell inside the image root; plain: the build host's root shell, image at /mnt/image. */
+  /** jail: a root shell inside the image root; plain: a root shell in a build environment of its own, image at /mnt/image. */
   target: SessionTarget;
   log: LogSink;
   workDir: string;
@@ -134,8 +135,8 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
     const jail = await openJail(opts.target.root, { log, workDir: opts.workDir });
     [target, markerDir, jailExited] = [jail, `${jail.view}/tmp`, jail.exited];
   } else {
-    const plain = await openPlainShell(opts.target.image);
-    [target, markerDir] = [plain, plain.image];
+    const plain = await openPlainShell(opts.target.image, { environment: opts.target.environment, log, workDir: opts.workDir });
+    [target, markerDir, jailExited] = [plain, plain.image, plain.exited];
     await removeMarkers(target.files, log, "stale");
   }
   const isJail = opts.target.mode === "jail";
