@@ -5,7 +5,7 @@
  * SFTP reaches its files from the host through /proc/<init>/root (RootFs, confined to the jail's
  * own mounts):
  *
- *   unshare --mount --pid --ipc --uts --fork       new mount and PID namespaces, and IPC and UTS
+ *   unshare --mount --pid --ipc --uts [--net] --fork   new mount and PID namespaces, and IPC and UTS
  *                                                  ones (the host's SysV shared memory and message
  *                                                  queues belong to uid 0 too)
  *     sh JAIL_SETUP (host tools, still on the host's /)
@@ -21,6 +21,7 @@
  *                           /dev/shm tmpfs. Never the host's /dev: no disk is reachable
  *         /tmp, /run        tmpfs: what the session leaves there (the markers among it) never
  *                           lands in the image
+ *         /mnt/image        with `image`: a bind (not recursive) of that host directory
  *       exec perl JAIL_INIT (from memory from now on)
  *         pivot_root(".", ".") then umount2(".", MNT_DETACH): the image becomes / of the
  *         namespace and the host's root is detached from it, not merely hidden as by chroot (a
@@ -33,7 +34,8 @@
  *     setns() into the init's namespaces (the mount one last: root and cwd become the jail's /),
  *     fork (a new PID namespace applies to children),
  *     drop every capability not in KEEP_CAPABILITIES from the bounding set and clear the
- *     inheritable and ambient sets, then exec the command from the image. Root's exec gives it
+ *     inheritable and ambient sets, install the seccomp filter that forbids new user namespaces
+ *     (userNamespaceFilter), then exec the command from the image. Root's exec gives it
  *     exactly the bounding set: enough for apt and dpkg, not enough to mount, mknod, load modules,
  *     ptrace, open files by handle or change the host's network.
  *
@@ -49,7 +51,9 @@
  * (no daemon starts on the build host's network from a postinst) are lent for the session and
  * restored at release, unless the user changed them: a user's edit is kept.
  *
- * The jail shares the host's network namespace (apt needs the network): see docs/customize.md.
+ * A customize jail shares the host's network namespace (apt needs the network); with
+ * `network: "loopback"` (plain sessions, plain-shell.ts) unshare adds --net and the init brings the
+ * new namespace's lo up before pivot_root: see docs/customize.md.
  */
 import { mkdir, readFile, realpath } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
@@ -145,7 +149,7 @@ interface Syscalls {
 }
 
 /** System call numbers: x86-64 from asm/unistd_64.h, arm64 from asm-generic/unistd.h. */
-const SYSCALLS: Partial<Record<string, Syscalls>> = {
+export const SYSCALLS: Partial<Record<string, Syscalls>> = {
   // i386 from asm/unistd_32.h, arm from arch/arm/tools/syscall.tbl; AUDIT_ARCH_* from linux/audit.h.
   x64: {
     audit: 0xc000003e, compat: { audit: 0x40000003, unshare: 310, clone: 120, clone3: 435 },
@@ -175,7 +179,9 @@ const SYSCALLS: Partial<Record<string, Syscalls>> = {
  * Joining an existing user namespace (setns) needs an open namespace file of one, and the jail
  * sees none: its /proc shows only its own processes.
  */
-export function userNamespaceFilter(sys: Syscalls): Buffer {
+export function userNamespaceFilter(arch: string): Buffer {
+  const sys = SYSCALLS[arch];
+  if (!sys) throw new KilnError("TOOL_MISSING", `customize jails are not supported on ${arch} (no system call table)`);
   const LD_ABS = 0x20, JEQ = 0x15, JGE = 0x35, JSET = 0x45, RET = 0x06; // BPF_LD|BPF_W|BPF_ABS, BPF_JMP|…|BPF_K, BPF_RET|BPF_K
   const ALLOW = 0x7fff0000, ERRNO = 0x00050000, EPERM = 1, ENOSYS = 38, CLONE_NEWUSER = 0x10000000, X32 = 0x40000000;
   // seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low 32 bits: the kernels here are little-endian)
@@ -184,7 +190,7 @@ export function userNamespaceFilter(sys: Syscalls): Buffer {
     [LD_ABS, 0, 0, 4],
     [JEQ, 0, "compat", sys.audit],
     [LD_ABS, 0, 0, 0],
-    ...(process.arch === "x64" ? [[JGE, "deny", 0, X32] as [number, Jump, Jump, number]] : []),
+    ...(arch === "x64" ? [[JGE, "deny", 0, X32] as [number, Jump, Jump, number]] : []),
     [JEQ, "flags", 0, sys.unshare],
     [JEQ, "flags", 0, sys.clone],
     [JEQ, "enosys", 0, sys.clone3],
@@ -435,7 +441,7 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
     const view = `/proc/${pid}/root`;
     const files = new RootFs(view, { kind: "mounts", ids: await fileMounts(pid) });
     const keep = Object.values({ ...KEEP_CAPABILITIES, ...opts.extraCapabilities }).join(",");
-    const filter = userNamespaceFilter(sys).toString("hex");
+    const filter = userNamespaceFilter(process.arch).toString("hex");
     log.line(`jail: ready, init pid ${pid}, root ${real}`);
     void init.exited.then((code) => {
       if (!released) log.line(`jail: init exited unexpectedly with code ${code}`);

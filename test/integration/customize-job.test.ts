@@ -175,6 +175,10 @@ test("not jailed: the image at /mnt/image; ended through the API; a new image wi
 
   const r = await ssh(open, "test -f /mnt/image/etc/os-release && echo not-jailed > /mnt/image/etc/kiln-plain && hostname");
   assert.equal(r.code, 0, r.stderr);
+  // The shell is in the build environment, not on the worker: the service's tokens are not there.
+  const host = await ssh(open, `cat ${path.join(dataDir, "tokens.json")}; ls /proc | grep -cx '[0-9]*'; command -v mount less`);
+  assert.match(host.stderr, /tokens\.json: No such file or directory/);
+  assert.ok(Number(host.stdout.split("\n")[0]) < 10, `the session sees ${host.stdout.split("\n")[0]} processes`);
   const during = await ims<Job>(["jobs", "describe", job.id]);
   assert.equal(during.ssh_containers[0]!.status, "established");
 
