@@ -387,6 +387,10 @@ test("plain: a build environment of its own; no host file, process or loopback s
       assert.notEqual(r.code, 0);
       assert.ok(!r.stdout.includes(secret.content), "the host file was read");
       assert.match(r.stderr, new RegExp(`${secret.file}: No such file or directory`));
+      // /etc/hostname is the build environment's own.
+      const hn = await ssh(s, "cat /etc/hostname");
+      assert.equal(hn.code, 0, hn.stderr);
+      assert.notEqual(hn.stdout, await readFile("/etc/hostname", "utf8"));
     });
     await t.test("the host's processes are not there", async () => {
       assert.ok(await exists(`/proc/${process.pid}`));
