@@ -247,6 +247,13 @@ export const SETTINGS = {
     description: 'host name other services of the site reach sessions by: connection_info["cluster.local"].host',
     parse: (t: string) => (t === "" || /^[A-Za-z0-9.:-]+$/.test(t) ? optionalText(t) : fail("use a host name or IP address")),
   },
+  sshLoginGrace: {
+    flag: "--ssh-login-grace <seconds>",
+    env: "KILN_SSH_LOGIN_GRACE",
+    default: "30",
+    description: "a connection to a session that has not logged in after this long is closed (as sshd's LoginGraceTime)",
+    parse: seconds,
+  },
   sessionTimeout: {
     flag: "--session-timeout <seconds>",
     env: "KILN_SESSION_TIMEOUT",
@@ -281,8 +288,8 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
-  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sessionTimeout", "siteCa"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;
 

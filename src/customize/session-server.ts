@@ -1,8 +1,8 @@
 /**
  * The SSH server of one customize or debug session (docs/architecture.md#customize-and-debug-sessions, IMS `ssh_containers`).
  *
- * startSessionServer() prepares the target (a jail in the image root, or the operator's shell
- * with the image at /mnt/image), listens, and returns a SessionServer. Contract:
+ * startSessionServer() prepares the target (a jail in the image root, or a jail in a build
+ * environment with the image at /mnt/image), listens, and returns a SessionServer. Contract:
  *  - only `root` logging in with one of `authorizedKeys` gets in, and only after its signature
  *    verifies; password, keyboard-interactive, host-based and other keys are refused and each
  *    refusal is an `auth-refused` event with the offered key's fingerprint;
@@ -16,7 +16,7 @@
  * The job runner: start, publish host/port, await waitForMarker(), close(), then package.
  */
 import { randomBytes } from "node:crypto";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo, type Socket } from "node:net";
 import ssh2 from "ssh2";
 import type { AuthContext, ClientInfo, Connection, ServerChannel, Session } from "ssh2";
 import { cancelled, KilnError } from "../errors.js";
@@ -36,7 +36,8 @@ const CLOSE_GRACE_MS = 2000;
 
 export type SessionTarget =
   | { mode: "jail"; root: string; env?: Record<string, string> }
-  | { mode: "plain"; image: string; env?: Record<string, string> };
+  /** `environment`: the build environment's layer trees, top first (jobs/build-env.ts). */
+  | { mode: "plain"; image: string; environment: readonly string[]; env?: Record<string, string> };
 
 export interface SessionServerOptions {
   /** Address to listen on; port 0 or absent picks a free one. */
@@ -45,7 +46,7 @@ export interface SessionServerOptions {
   hostKey?: string | Buffer;
   /** OpenSSH public key lines; the only keys accepted. */
   authorizedKeys: readonly string[];
-  /** jail: a root shell inside the image root; plain: the build host's root shell, image at /mnt/image. */
+  /** jail: a root shell inside the image root; plain: a root shell in a build environment of its own, image at /mnt/image. */
   target: SessionTarget;
   log: LogSink;
   workDir: string;
@@ -54,7 +55,25 @@ export interface SessionServerOptions {
   onEvent?: (event: SessionEvent) => void;
   /** How often the markers are polled (default 250 ms). */
   markerIntervalMs?: number;
+  /** Limits on connections that have not logged in yet (defaults: UNAUTHENTICATED). */
+  unauthenticated?: Partial<UnauthenticatedLimits>;
 }
+
+/**
+ * What a connection that has not logged in may hold (sshd's LoginGraceTime and MaxStartups /
+ * PerSourceMaxStartups). Counted from the TCP accept, before a byte of SSH: a client that never
+ * sends its version line is a connection like any other.
+ */
+export interface UnauthenticatedLimits {
+  /** A connection not logged in after this long is closed (the service's --ssh-login-grace). */
+  graceMs: number;
+  /** Connections of the session not logged in yet; one more is closed at once. */
+  perSession: number;
+  /** The same, per source address. */
+  perAddress: number;
+}
+
+export const UNAUTHENTICATED: UnauthenticatedLimits = { graceMs: 30_000, perSession: 10, perAddress: 3 };
 
 export type SessionStatus = "pending" | "established" | "complete";
 
@@ -63,6 +82,8 @@ export type SessionEvent =
   | { type: "auth-ok"; at: string; remote: string; user: string; fingerprint: string; comment: string }
   | { type: "auth-refused"; at: string; remote: string; user: string; method: string; fingerprint?: string; reason: string }
   | { type: "disconnect"; at: string; remote: string }
+  /** A connection closed by a limit before it logged in (grace time, caps, too many refusals). */
+  | { type: "dropped"; at: string; remote: string; reason: string }
   | { type: "marker"; at: string; marker: Marker };
 
 export interface SessionServer extends Releasable, AsyncDisposable {
@@ -88,7 +109,8 @@ interface Target extends Releasable {
 }
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const MAX_REFUSALS = 10; // per connection; then it is dropped
+/** Refused authentication attempts per connection, `none` included; then it is dropped. */
+export const MAX_REFUSALS = 10;
 /** Client environment requests that are honoured (as Debian's sshd AcceptEnv). */
 const ACCEPT_ENV = /^(LANG|LC_[A-Z]+)$/;
 
@@ -113,8 +135,8 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
     const jail = await openJail(opts.target.root, { log, workDir: opts.workDir });
     [target, markerDir, jailExited] = [jail, `${jail.view}/tmp`, jail.exited];
   } else {
-    const plain = await openPlainShell(opts.target.image);
-    [target, markerDir] = [plain, plain.image];
+    const plain = await openPlainShell(opts.target.image, { environment: opts.target.environment, log, workDir: opts.workDir });
+    [target, markerDir, jailExited] = [plain, plain.image, plain.exited];
     await removeMarkers(target.files, log, "stale");
   }
   const isJail = opts.target.mode === "jail";
@@ -168,7 +190,12 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
       ctx.reject(["publickey"]);
       refused();
     };
-    if (ctx.method === "none") return ctx.reject(["publickey"]); // every client asks this first
+    if (ctx.method === "none") {
+      // Every client asks this first; it is not logged, but it counts: a client repeating it
+      // would otherwise hold the connection without ever being refused.
+      ctx.reject(["publickey"]);
+      return refused();
+    }
     if (ctx.method !== "publickey") return refuse("only public keys are accepted");
     const fp = fingerprint(ctx.key.data);
     if (ctx.username !== "root") return refuse("only root may log in", fp);
@@ -254,7 +281,23 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
     session.on("x11", (_accept, reject) => reject?.());
   };
 
-  const server = new ssh2.Server({ hostKeys: [hostKey], ident: "Kiln" }, (client: Connection, info: ClientInfo) => {
+  const limits: UnauthenticatedLimits = { ...UNAUTHENTICATED, ...opts.unauthenticated };
+  /** TCP connections by "ip:port", from accept to close; `pending` until the login succeeds. */
+  const sockets = new Map<string, { socket: Socket; pending: boolean; timer: NodeJS.Timeout }>();
+  const pendingFrom = (ip: string) => [...sockets.values()].filter((c) => c.pending && c.socket.remoteAddress === ip).length;
+  const pendingAll = () => [...sockets.values()].filter((c) => c.pending).length;
+  const drop = (remote: string, socket: Socket, reason: string) => {
+    emit({ type: "dropped", remote, reason });
+    socket.destroy();
+  };
+  const loggedIn = (remote: string) => {
+    const c = sockets.get(remote);
+    if (!c) return;
+    c.pending = false;
+    clearTimeout(c.timer);
+  };
+
+  const ssh = new ssh2.Server({ hostKeys: [hostKey], ident: "Kiln" }, (client: Connection, info: ClientInfo) => {
     const remote = `${info.ip}:${info.port}`;
     if (closing) return void client.end();
     clients.add(client);
@@ -262,15 +305,41 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
     let refusals = 0;
     client.on("authentication", (ctx) =>
       authenticate(ctx, remote, () => {
-        if (++refusals >= MAX_REFUSALS) client.end();
+        if (++refusals < MAX_REFUSALS) return;
+        const c = sockets.get(remote);
+        if (c) drop(remote, c.socket, `${MAX_REFUSALS} refused authentication attempts`);
+        else client.end();
       }),
     );
-    client.on("ready", () => client.on("session", (accept) => openSession(accept(), remote)));
+    client.on("ready", () => {
+      loggedIn(remote);
+      client.on("session", (accept) => openSession(accept(), remote));
+    });
     client.on("error", (e: Error) => log.line(`session: ${remote}: ${e.message}`));
     client.on("close", () => {
       clients.delete(client);
       emit({ type: "disconnect", remote });
     });
+  });
+  // Kiln accepts the TCP connections itself and hands them to ssh2 (injectSocket): ssh2 only
+  // reports a connection once the client has sent its version line, so a client that sends
+  // nothing would escape both the grace time and the caps.
+  const server = net.createServer((socket) => {
+    const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`;
+    socket.on("error", () => {}); // a reset connection; ssh2 reports its own errors
+    if (closing) return void socket.destroy();
+    if (pendingAll() >= limits.perSession) return drop(remote, socket, `${limits.perSession} connections of this session are not logged in yet`);
+    if (pendingFrom(socket.remoteAddress ?? "") >= limits.perAddress) return drop(remote, socket, `${limits.perAddress} connections from ${socket.remoteAddress} are not logged in yet`);
+    const timer = setTimeout(() => {
+      if (sockets.get(remote)?.pending) drop(remote, socket, `not logged in within ${limits.graceMs / 1000} s (login grace time)`);
+    }, limits.graceMs);
+    timer.unref();
+    sockets.set(remote, { socket, pending: true, timer });
+    socket.once("close", () => {
+      clearTimeout(timer);
+      sockets.delete(remote);
+    });
+    ssh.injectSocket(socket);
   });
 
   /** Waits until every command's channel is closed by both sides (the client has its exit status), or `ms`. */
@@ -290,6 +359,7 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
       // the client's close makes its ssh exit 255), briefly.
       if (!opts.signal?.aborted) await drain(CLOSE_GRACE_MS);
       for (const c of clients) c.end();
+      for (const c of sockets.values()) if (c.pending) c.socket.destroy(); // not even an SSH client yet
       await Promise.all([...processes].map((p) => p.stop()));
       // Whatever left its process group meanwhile (setsid, nohup) still carries the session's tag.
       try {
@@ -366,6 +436,8 @@ function describe(e: SessionEvent): string {
       return `${e.remote} logged in as ${e.user} with ${e.fingerprint}${e.comment ? ` (${e.comment})` : ""}`;
     case "auth-refused":
       return `${e.remote} refused: ${e.user} by ${e.method}${e.fingerprint ? ` ${e.fingerprint}` : ""}: ${e.reason}`;
+    case "dropped":
+      return `${e.remote} dropped before logging in: ${e.reason}`;
     case "marker":
       return `marker ${e.marker}`;
   }

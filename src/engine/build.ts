@@ -54,6 +54,11 @@ export interface BuildOptions {
    * build. A layer that was retried holds hand-made changes: it and everything built on it in
    * this run are dropped from the cache once the build ends.
    */
+  /**
+   * Build only the root's layer stages: no kernels, artifacts, out/ files or boot. The result's
+   * `stages` are the root's layers, bottom first (the build environment of plain sessions).
+   */
+  rootOnly?: boolean;
   onStageFailure?: (failure: { stage: string; root: string; workDir: string; error: unknown }) => Promise<"retry" | "fail">;
   signal: AbortSignal;
   emit: EventSink;
@@ -217,6 +222,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const s of plan.root) {
     await runStage(s, [...chain]);
     chain.unshift(store.tree(s.key));
+  }
+  if (opts.rootOnly) {
+    const result: BuildResult = {
+      recipe: { name: plan.recipe.name, sha256: plan.recipe.sha256 },
+      image: { arch: await capture(["dpkg", "--print-architecture"]) },
+      stages,
+      artifacts: [],
+      verify: [],
+      kiln: { version: KILN_VERSION, created: new Date().toISOString(), seconds: round1((Date.now() - started) / 1000), unchangedImport: false },
+    };
+    await scope.release();
+    emit({ type: "done", result, out });
+    return result;
   }
   for (const k of plan.kernels) await runStage(k, [...chain]);
   // qcow2 reads the first flavor's kernel layer over the sealed root.

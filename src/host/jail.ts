@@ -5,7 +5,7 @@
  * SFTP reaches its files from the host through /proc/<init>/root (RootFs, confined to the jail's
  * own mounts):
  *
- *   unshare --mount --pid --ipc --uts --fork       new mount and PID namespaces, and IPC and UTS
+ *   unshare --mount --pid --ipc --uts [--net] --fork   new mount and PID namespaces, and IPC and UTS
  *                                                  ones (the host's SysV shared memory and message
  *                                                  queues belong to uid 0 too)
  *     sh JAIL_SETUP (host tools, still on the host's /)
@@ -21,6 +21,7 @@
  *                           /dev/shm tmpfs. Never the host's /dev: no disk is reachable
  *         /tmp, /run        tmpfs: what the session leaves there (the markers among it) never
  *                           lands in the image
+ *         /mnt/image        with `image`: a bind (not recursive) of that host directory
  *       exec perl JAIL_INIT (from memory from now on)
  *         pivot_root(".", ".") then umount2(".", MNT_DETACH): the image becomes / of the
  *         namespace and the host's root is detached from it, not merely hidden as by chroot (a
@@ -33,7 +34,8 @@
  *     setns() into the init's namespaces (the mount one last: root and cwd become the jail's /),
  *     fork (a new PID namespace applies to children),
  *     drop every capability not in KEEP_CAPABILITIES from the bounding set and clear the
- *     inheritable and ambient sets, then exec the command from the image. Root's exec gives it
+ *     inheritable and ambient sets, install the seccomp filter that forbids new user namespaces
+ *     (userNamespaceFilter), then exec the command from the image. Root's exec gives it
  *     exactly the bounding set: enough for apt and dpkg, not enough to mount, mknod, load modules,
  *     ptrace, open files by handle or change the host's network.
  *
@@ -49,7 +51,9 @@
  * (no daemon starts on the build host's network from a postinst) are lent for the session and
  * restored at release, unless the user changed them: a user's edit is kept.
  *
- * The jail shares the host's network namespace (apt needs the network): see docs/customize.md.
+ * A customize jail shares the host's network namespace (apt needs the network); with
+ * `network: "loopback"` (plain sessions, plain-shell.ts) unshare adds --net and the init brings the
+ * new namespace's lo up before pivot_root: see docs/customize.md.
  */
 import { mkdir, readFile, realpath } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
@@ -68,6 +72,19 @@ export interface JailOptions {
   workDir: string;
   /** How long the init may take to report ready. */
   startTimeoutMs?: number;
+  /**
+   * A host directory bound at /mnt/image inside the jail (a plain session's image; the jail's
+   * root is then its build environment). Not recursive: mounts below it stay outside.
+   */
+  image?: string;
+  /**
+   * "host": the build host's network namespace (a customize jail: apt needs the network).
+   * "loopback": a network namespace of its own whose only interface is its own lo, up; nothing
+   * of the host's network, loopback services included, is reachable.
+   */
+  network?: "host" | "loopback";
+  /** Capabilities kept on top of KEEP_CAPABILITIES. */
+  extraCapabilities?: Record<string, number>;
 }
 
 export interface Account {
@@ -117,6 +134,12 @@ export const KEEP_CAPABILITIES: Record<string, number> = {
 };
 
 interface Syscalls {
+  /** AUDIT_ARCH_* of the native ABI, and of the compat ABI the kernel also runs (32-bit programs). */
+  audit: number;
+  compat: { audit: number; unshare: number; clone: number; clone3: number };
+  unshare: number;
+  clone: number;
+  clone3: number;
   setns: number;
   prctl: number;
   capget: number;
@@ -126,22 +149,104 @@ interface Syscalls {
 }
 
 /** System call numbers: x86-64 from asm/unistd_64.h, arm64 from asm-generic/unistd.h. */
-const SYSCALLS: Partial<Record<string, Syscalls>> = {
-  x64: { setns: 308, prctl: 157, capget: 125, capset: 126, pivot_root: 155, umount2: 166 },
-  arm64: { setns: 268, prctl: 167, capget: 90, capset: 91, pivot_root: 41, umount2: 39 },
+export const SYSCALLS: Partial<Record<string, Syscalls>> = {
+  // i386 from asm/unistd_32.h, arm from arch/arm/tools/syscall.tbl; AUDIT_ARCH_* from linux/audit.h.
+  x64: {
+    audit: 0xc000003e, compat: { audit: 0x40000003, unshare: 310, clone: 120, clone3: 435 },
+    unshare: 272, clone: 56, clone3: 435, setns: 308, prctl: 157, capget: 125, capset: 126, pivot_root: 155, umount2: 166,
+  },
+  arm64: {
+    audit: 0xc00000b7, compat: { audit: 0x40000028, unshare: 337, clone: 120, clone3: 435 },
+    unshare: 97, clone: 220, clone3: 435, setns: 268, prctl: 167, capget: 90, capset: 91, pivot_root: 41, umount2: 39,
+  },
 };
+
+/**
+ * The seccomp filter every command of the jail runs under: no new user namespace.
+ *
+ * Why: creating a user namespace needs no capability, and inside one the jailed user holds every
+ * capability again (over the namespaces it then creates: new mounts, network stacks, the kernel
+ * code behind them). Capabilities cannot forbid it, and the host-wide switch
+ * (user.max_user_namespaces) would forbid it to every program on the build host. A filter applies
+ * to the jail alone, is inherited by every process in it and cannot be removed.
+ *
+ *  - unshare() and clone() with CLONE_NEWUSER in their flags fail with EPERM;
+ *  - clone3() fails with ENOSYS: its flags are in memory the filter cannot read, and on ENOSYS
+ *    glibc (pthread_create, posix_spawn) falls back to clone(), which the filter can check. This
+ *    is what Docker's default profile does;
+ *  - the same for the compat ABI (32-bit programs); x32 system calls and unknown ABIs fail with
+ *    EPERM, every one of them.
+ * Joining an existing user namespace (setns) needs an open namespace file of one, and the jail
+ * sees none: its /proc shows only its own processes.
+ */
+export function userNamespaceFilter(arch: string): Buffer {
+  const sys = SYSCALLS[arch];
+  if (!sys) throw new KilnError("TOOL_MISSING", `customize jails are not supported on ${arch} (no system call table)`);
+  const LD_ABS = 0x20, JEQ = 0x15, JGE = 0x35, JSET = 0x45, RET = 0x06; // BPF_LD|BPF_W|BPF_ABS, BPF_JMP|…|BPF_K, BPF_RET|BPF_K
+  const ALLOW = 0x7fff0000, ERRNO = 0x00050000, EPERM = 1, ENOSYS = 38, CLONE_NEWUSER = 0x10000000, X32 = 0x40000000;
+  // seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low 32 bits: the kernels here are little-endian)
+  type Jump = string | 0;
+  const prog: Array<[number, Jump, Jump, number] | string> = [
+    [LD_ABS, 0, 0, 4],
+    [JEQ, 0, "compat", sys.audit],
+    [LD_ABS, 0, 0, 0],
+    ...(arch === "x64" ? [[JGE, "deny", 0, X32] as [number, Jump, Jump, number]] : []),
+    [JEQ, "flags", 0, sys.unshare],
+    [JEQ, "flags", 0, sys.clone],
+    [JEQ, "enosys", 0, sys.clone3],
+    [RET, 0, 0, ALLOW],
+    "compat",
+    [JEQ, 0, "deny", sys.compat.audit],
+    [LD_ABS, 0, 0, 0],
+    [JEQ, "flags", 0, sys.compat.unshare],
+    [JEQ, "flags", 0, sys.compat.clone],
+    [JEQ, "enosys", 0, sys.compat.clone3],
+    [RET, 0, 0, ALLOW],
+    "flags",
+    [LD_ABS, 0, 0, 16],
+    [JSET, "deny", 0, CLONE_NEWUSER],
+    [RET, 0, 0, ALLOW],
+    "deny",
+    [RET, 0, 0, ERRNO | EPERM],
+    "enosys",
+    [RET, 0, 0, ERRNO | ENOSYS],
+  ];
+  const labels = new Map<string, number>();
+  let n = 0;
+  for (const i of prog) {
+    if (typeof i === "string") labels.set(i, n);
+    else n++;
+  }
+  const out = Buffer.alloc(n * 8);
+  let pc = 0;
+  const rel = (j: Jump) => (j === 0 ? 0 : labels.get(j)! - pc - 1);
+  for (const i of prog) {
+    if (typeof i === "string") continue;
+    const [code, jt, jf, k] = i;
+    out.writeUInt16LE(code, pc * 8);
+    out.writeUInt8(rel(jt), pc * 8 + 2);
+    out.writeUInt8(rel(jf), pc * 8 + 3);
+    out.writeUInt32LE(k >>> 0, pc * 8 + 4);
+    pc++;
+  }
+  return out;
+}
 
 /** Mount points the jail needs in the image, with the mode of a directory Kiln creates. */
 const MOUNT_POINTS: Array<[string, number]> = [["/proc", 0o555], ["/sys", 0o555], ["/dev", 0o755], ["/tmp", 0o1777], ["/run", 0o755]];
+const IMAGE_MOUNT_POINTS: Array<[string, number]> = [["/mnt", 0o755], ["/mnt/image", 0o755]];
 
 const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const POLICY_RC_D = "#!/bin/sh\n# Kiln customize session: no daemon starts during the session (removed afterwards)\nexit 101\n";
 
-/** Runs as PID 1 of the new namespaces, on the host's files. $1 root, $2 devpts, $3 init program. */
+/**
+ * Runs as PID 1 of the new namespaces, on the host's files. $1 root, $2 devpts, $3 init program,
+ * $4 a host directory to bind at /mnt/image or "".
+ */
 const JAIL_SETUP = String.raw`
-root=$1 pts=$2 init=$3
-shift 3
+root=$1 pts=$2 init=$3 image=$4
+shift 4
 mount --rbind "$root" "$root"
 mount -t proc -o nosuid,nodev,noexec kiln-proc "$root/proc"
 for p in sys sysrq-trigger irq bus fs; do
@@ -172,6 +277,7 @@ for p in kcore keys timer_list; do
 done
 mount -t tmpfs -o mode=1777,nosuid,nodev kiln-tmp "$root/tmp"
 mount -t tmpfs -o mode=0755,nosuid,nodev kiln-run "$root/run"
+if [ -n "$image" ]; then mount --bind "$image" "$root/mnt/image"; fi
 cd "$root"
 exec perl -e "$init" -- "$@"
 `;
@@ -182,7 +288,15 @@ exec perl -e "$init" -- "$@"
  */
 const JAIL_INIT = String.raw`
 use strict;
-my ($SYS_pivot_root, $SYS_umount2) = @ARGV;
+my ($SYS_pivot_root, $SYS_umount2, $lo) = @ARGV;
+if ($lo) {
+  socket(my $s, 2, 2, 0) or die "kiln-jail: socket: $!
+";
+  my $ifr = pack("a16 s x22", "lo", 0x41);
+  ioctl($s, 0x8914, $ifr) or die "kiln-jail: bringing up lo: $!
+";
+  close($s);
+}
 my $pid = readlink("/proc/self");
 open(my $st, "<", "/proc/self/stat") or die "kiln-jail: /proc/self/stat: $!\n";
 my $stat = <$st>;
@@ -207,11 +321,12 @@ exit 0;
 /** Enters the jail of init <pid> (checked by its start time), drops capabilities, execs. */
 const JAIL_ENTER = String.raw`
 use strict;
-my ($SYS_setns, $SYS_prctl, $SYS_capget, $SYS_capset, $init, $start, $keep, $cwd, $prog, @args) = @ARGV;
+my ($SYS_setns, $SYS_prctl, $SYS_capget, $SYS_capset, $init, $start, $keep, $filter, $cwd, $prog, @args) = @ARGV;
 open(my $pidns, "<", "/proc/$init/ns/pid") or die "kiln: the jail is gone\n";
 open(my $mntns, "<", "/proc/$init/ns/mnt") or die "kiln: the jail is gone\n";
 open(my $ipcns, "<", "/proc/$init/ns/ipc") or die "kiln: the jail is gone\n";
 open(my $utsns, "<", "/proc/$init/ns/uts") or die "kiln: the jail is gone\n";
+open(my $netns, "<", "/proc/$init/ns/net") or die "kiln: the jail is gone\n";
 open(my $st, "<", "/proc/$init/stat") or die "kiln: the jail is gone\n";
 my $stat = <$st>;
 close($st);
@@ -223,9 +338,10 @@ close($lc);
 chomp($last);
 syscall($SYS_setns, fileno($ipcns), 0x08000000) == 0 or die "kiln: setns(ipc): $!\n";
 syscall($SYS_setns, fileno($utsns), 0x04000000) == 0 or die "kiln: setns(uts): $!\n";
+syscall($SYS_setns, fileno($netns), 0x40000000) == 0 or die "kiln: setns(net): $!\n";
 syscall($SYS_setns, fileno($pidns), 0x20000000) == 0 or die "kiln: setns(pid): $!\n";
 syscall($SYS_setns, fileno($mntns), 0x00020000) == 0 or die "kiln: setns(mnt): $!\n";
-close($_) for ($ipcns, $utsns, $pidns, $mntns);
+close($_) for ($ipcns, $utsns, $netns, $pidns, $mntns);
 my %keep = map { $_ => 1 } split(/,/, $keep);
 my $child = fork();
 defined($child) or die "kiln: fork: $!\n";
@@ -242,6 +358,9 @@ if ($child == 0) {
   @caps[2, 5] = (0, 0);
   $data = pack("L6", @caps);
   syscall($SYS_capset, $hdr, $data) == 0 or die "kiln: capset: $!\n";
+  my $bpf = pack("H*", $filter);
+  my $fprog = pack("S x6 P", length($bpf) / 8, $bpf);
+  syscall($SYS_prctl, 22, 2, $fprog, 0, 0) == 0 or die "kiln: seccomp: $!\n";
   chdir($cwd) or chdir("/");
   exec { $prog } $prog, @args;
   die "kiln: cannot run $prog in the image: $!\n";
@@ -252,11 +371,17 @@ $SIG{TERM} = $SIG{HUP} = sub { kill($_[0], $child) };
 while (waitpid($child, 0) == -1) { last unless $! == 4 }
 exit(($? & 127) ? 128 + ($? & 127) : $? >> 8);
 `;
-// In JAIL_ENTER: setns flags 0x08000000 CLONE_NEWIPC, 0x04000000 CLONE_NEWUTS, 0x20000000
-// CLONE_NEWPID (applies to children: hence the fork), 0x00020000 CLONE_NEWNS; prctl 24 PR_CAPBSET_DROP, 47/4 PR_CAP_AMBIENT_CLEAR_ALL; capset version 3 with
-// the inheritable set cleared, because root's exec adds the inheritable set back on top of the
-// bounding set. The parent stays outside the jail's PID namespace, relays the exit status and
-// ignores ^C (meant for the shell). In JAIL_INIT: umount2 flag 2 MNT_DETACH, waitpid flag 1 WNOHANG.
+// In JAIL_ENTER: setns flags 0x08000000 CLONE_NEWIPC, 0x04000000 CLONE_NEWUTS, 0x40000000
+// CLONE_NEWNET (the host's own namespace when the jail shares it), 0x20000000 CLONE_NEWPID
+// (applies to children: hence the fork), 0x00020000 CLONE_NEWNS; prctl 24 PR_CAPBSET_DROP, 47/4
+// PR_CAP_AMBIENT_CLEAR_ALL; capset version 3 with the inheritable set cleared, because root's exec
+// adds the inheritable set back on top of the bounding set; prctl 22/2 PR_SET_SECCOMP
+// SECCOMP_MODE_FILTER with a struct sock_fprog (length, 6 bytes padding, pointer: 64-bit only),
+// allowed without no_new_privs because CAP_SYS_ADMIN is still effective here (no_new_privs would
+// break su and setuid programs in the image). The parent stays outside the jail's PID namespace,
+// relays the exit status and ignores ^C (meant for the shell). In JAIL_INIT: umount2 flag 2
+// MNT_DETACH, waitpid flag 1 WNOHANG; ioctl 0x8914 SIOCSIFFLAGS with a struct ifreq (name, flags
+// IFF_UP|IFF_RUNNING, padded to 40 bytes).
 
 export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
   if (process.getuid?.() !== 0) throw new KilnError("NOT_ROOT", "a customize jail needs root (namespaces, mounts)");
@@ -277,7 +402,7 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
   const image = new RootFs(real, { kind: "path", dir: real });
   const scope = new Scope();
   try {
-    for (const [dir, mode] of MOUNT_POINTS) {
+    for (const [dir, mode] of [...MOUNT_POINTS, ...(opts.image ? IMAGE_MOUNT_POINTS : [])]) {
       if (await ensureDirectory(image, dir, mode)) {
         log.line(`jail: created mount point ${dir} (removed afterwards)`);
         scope.defer(() => image.rmdir(dir).catch((e: Error) => log.line(`jail: keeping ${dir}: ${e.message}`)));
@@ -294,11 +419,15 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
       await mountFs("devpts", "kiln-devpts", path.join(own, "pts"), ["newinstance", "ptmxmode=0666", "mode=0620"], { log, workDir: opts.workDir }),
     );
 
+    const bound = opts.image ? await realpath(opts.image) : "";
+    const ownNet = opts.network === "loopback";
+    const namespaces = ["--mount", "--pid", "--ipc", "--uts", ...(ownNet ? ["--net"] : [])];
     // prettier-ignore
     const init = spawnSessionProcess(
-      ["unshare", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--propagation", "private", "--",
-       "/bin/sh", "-euc", JAIL_SETUP, "kiln-jail", real, pts.path, JAIL_INIT, String(sys.pivot_root), String(sys.umount2)],
-      { env: { PATH: HOST_PATH, LC_ALL: "C" }, workDir: opts.workDir, log, logAs: `unshare --mount --pid --ipc --uts --fork … (the jail's init, root ${real})` },
+      ["unshare", ...namespaces, "--fork", "--kill-child", "--propagation", "private", "--",
+       "/bin/sh", "-euc", JAIL_SETUP, "kiln-jail", real, pts.path, JAIL_INIT, bound,
+       String(sys.pivot_root), String(sys.umount2), ownNet ? "1" : ""],
+      { env: { PATH: HOST_PATH, LC_ALL: "C" }, workDir: opts.workDir, log, logAs: `unshare ${namespaces.join(" ")} --fork … (the jail's init, root ${real}${bound ? `, ${bound} at /mnt/image` : ""})` },
     );
     let released = false;
     scope.defer(async () => {
@@ -311,7 +440,8 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
     const { pid, start } = await waitReady(init, opts.startTimeoutMs ?? 30_000, log);
     const view = `/proc/${pid}/root`;
     const files = new RootFs(view, { kind: "mounts", ids: await fileMounts(pid) });
-    const keep = Object.values(KEEP_CAPABILITIES).join(",");
+    const keep = Object.values({ ...KEEP_CAPABILITIES, ...opts.extraCapabilities }).join(",");
+    const filter = userNamespaceFilter(process.arch).toString("hex");
     log.line(`jail: ready, init pid ${pid}, root ${real}`);
     void init.exited.then((code) => {
       if (!released) log.line(`jail: init exited unexpectedly with code ${code}`);
@@ -327,7 +457,7 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
       // prettier-ignore
       command: (command, cwd = account.home) =>
         ["perl", "-e", JAIL_ENTER, "--", String(sys.setns), String(sys.prctl), String(sys.capget), String(sys.capset),
-         String(pid), start, keep, cwd, ...command],
+         String(pid), start, keep, filter, cwd, ...command],
       release: () => scope.release(),
     };
   } catch (e) {

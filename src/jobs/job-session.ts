@@ -8,16 +8,25 @@
  * happens, the server and everything the session started are gone when this returns.
  */
 import os from "node:os";
+import path from "node:path";
 import type { SshContainer } from "../catalog/records.js";
 import { startSessionServer, type SessionTarget } from "../customize/session-server.js";
 import type { Marker } from "../customize/markers.js";
+import { buildEnvironment } from "../engine/build-env.js";
 import { jobError } from "./job-error.js";
 import type { JobContext } from "./runner.js";
 
 const API_POLL_MS = 1000;
 
-export async function runJobSession(ctx: JobContext, target: SessionTarget, workDir: string): Promise<Marker> {
+/** jail: the image root itself; plain: the image, shown at /mnt/image in the build environment. */
+export type JobSessionTarget = { mode: "jail"; root: string } | { mode: "plain"; image: string };
+
+export async function runJobSession(ctx: JobContext, jobTarget: JobSessionTarget, workDir: string): Promise<Marker> {
   const { job, catalog, log } = ctx;
+  const target: SessionTarget =
+    jobTarget.mode === "jail"
+      ? jobTarget
+      : { ...jobTarget, environment: await buildEnvironment({ cacheDir: ctx.cacheDir, outDir: path.join(workDir, "build-env"), signal: ctx.signal, emit: (e) => log.event(e) }) };
   const key = await catalog.get("public-keys", job.public_key_id);
   if (!key) throw jobError(`public key ${job.public_key_id} no longer exists (deleted after the job was created); nobody could log in`);
   const container = job.ssh_containers[0] ?? { name: target.mode === "jail" ? "customize" : "debug", jail: target.mode === "jail", status: "pending", connection_info: {} };
@@ -32,6 +41,7 @@ export async function runJobSession(ctx: JobContext, target: SessionTarget, work
     log,
     workDir,
     signal: ctx.signal,
+    unauthenticated: { graceMs: ctx.session.loginGraceSeconds * 1000 },
     onEvent: (e) => {
       if (e.type === "auth-ok") void setContainer({ status: "established" }).catch(() => {});
     },

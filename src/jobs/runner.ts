@@ -47,6 +47,8 @@ export interface SessionSettings {
   host: string;
   /** connection_info["cluster.local"].host; undefined: the worker's first non-loopback IPv4. */
   clusterHost: string | undefined;
+  /** A connection not logged in after this long is closed. */
+  loginGraceSeconds: number;
   timeoutSeconds: number;
 }
 

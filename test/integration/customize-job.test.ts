@@ -175,6 +175,10 @@ test("not jailed: the image at /mnt/image; ended through the API; a new image wi
 
   const r = await ssh(open, "test -f /mnt/image/etc/os-release && echo not-jailed > /mnt/image/etc/kiln-plain && hostname");
   assert.equal(r.code, 0, r.stderr);
+  // The shell is in the build environment, not on the worker: the service's tokens are not there.
+  const host = await ssh(open, `cat ${path.join(dataDir, "tokens.json")}; ls /proc | grep -cx '[0-9]*'; command -v mount less`);
+  assert.match(host.stderr, /tokens\.json: No such file or directory/);
+  assert.ok(Number(host.stdout.split("\n")[0]) < 10, `the session sees ${host.stdout.split("\n")[0]} processes`);
   const during = await ims<Job>(["jobs", "describe", job.id]);
   assert.equal(during.ssh_containers[0]!.status, "established");
 
@@ -266,26 +270,28 @@ test("jailed: apt and scp in the jail, touch /tmp/complete → a new image with 
   await assertSourceUnchanged();
 });
 
-test("kill -9 during a session: after a restart the job ends error and nothing of the session is left", async () => {
-  await restart("--verify", "never", "--session-timeout", "20");
-  const job = await customize("doomed", true);
-  const open = await waitForSession(job.id);
-  const r = await ssh(open, "sleep 600 </dev/null >/dev/null 2>&1 & echo started");
-  assert.equal(r.code, 0, r.stderr);
-  serve.child.kill("SIGKILL");
-  await new Promise((res) => serve.child.once("close", res));
-  serve = await startServe(serveArgs("--verify", "never", "--session-timeout", "20"));
-  env.KILN_URL = serve.url;
-  const failed = await waitFor("the orphaned job to end", async () => {
-    const j = await ims<Job>(["jobs", "describe", job.id]);
-    return j.status === "error" ? j : undefined;
-  }, 60);
-  assert.match(failed.kiln.error!, /stopped sending heartbeats .* while the job was waiting_on_user/);
-  const work = path.join(cache, "work");
-  assert.deepEqual(await mountsUnder(work), [], "the session's mounts are gone");
-  assert.deepEqual(processesUnder(work), [], "the session's processes are gone");
-  assert.equal(spawnSync("pgrep", ["-fx", "sleep 600"]).status, 1, "the operator's background job is gone");
-});
+for (const jail of [true, false]) {
+  test(`kill -9 during a ${jail ? "jailed" : "not-jailed"} session: after a restart the job ends error and nothing of the session is left`, async () => {
+    await restart("--verify", "never", "--session-timeout", "20");
+    const job = await customize("doomed", jail);
+    const open = await waitForSession(job.id);
+    const r = await ssh(open, "sleep 600 </dev/null >/dev/null 2>&1 & echo started");
+    assert.equal(r.code, 0, r.stderr);
+    serve.child.kill("SIGKILL");
+    await new Promise((res) => serve.child.once("close", res));
+    serve = await startServe(serveArgs("--verify", "never", "--session-timeout", "20"));
+    env.KILN_URL = serve.url;
+    const failed = await waitFor("the orphaned job to end", async () => {
+      const j = await ims<Job>(["jobs", "describe", job.id]);
+      return j.status === "error" ? j : undefined;
+    }, 60);
+    assert.match(failed.kiln.error!, /stopped sending heartbeats .* while the job was waiting_on_user/);
+    const work = path.join(cache, "work");
+    assert.deepEqual(await mountsUnder(work), [], "the session's mounts are gone");
+    assert.deepEqual(processesUnder(work), [], "the session's processes are gone");
+    assert.equal(spawnSync("pgrep", ["-fx", "sleep 600"]).status, 1, "the operator's background job is gone");
+  });
+}
 
 test("a session nobody ends times out: error, no image", async () => {
   const job = await customize("forgotten", false);

@@ -1,16 +1,21 @@
 // Runs for real as root: customize sessions driven with the real OpenSSH client (ssh, scp, sftp).
-// One Debian minbase root (mmdebstrap, once; apt archives shared through KILN_TEST_APT_CACHE) for
-// the jail, small busybox roots for the rest.
+// One Debian minbase root with util-linux's mount (mmdebstrap, once; apt archives shared through
+// KILN_TEST_APT_CACHE) for the jail, the build environment of plain sessions built by the engine
+// (its layers shared with the other test files of the run through KILN_TEST_SHARED_CACHE), small
+// busybox roots for the rest.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile, access } from "node:fs/promises";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import path from "node:path";
 import ssh2 from "ssh2";
-import { startSessionServer, type SessionServer, type SessionServerOptions } from "../../src/customize/session-server.js";
+import { MAX_REFUSALS, startSessionServer, type SessionServer, type SessionServerOptions } from "../../src/customize/session-server.js";
+import { buildEnvironment } from "../../src/engine/build-env.js";
 import { KEEP_CAPABILITIES } from "../../src/host/jail.js";
 import { loopsUnder, mountsUnder, processesUnder } from "../helpers/host.js";
+import { scratch } from "../helpers/kiln.js";
 
 const SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"];
 
@@ -19,6 +24,8 @@ let key: string; // the authorized private key
 let wrongKey: string;
 let secret: { file: string; content: string }; // a host-only file outside every root
 let deb: string; // the Debian root
+let environment: string[]; // the build environment's layers, top first
+let envScratch: string;
 const IMAGE_RESOLV = "# the image's own resolv.conf\n";
 let jail: SessionServer;
 let jailWork: string;
@@ -112,7 +119,8 @@ before(async () => {
   const t0 = Date.now();
   // prettier-ignore
   execFileSync("mmdebstrap", [
-    "--mode=root", "--variant=minbase", "--quiet", "--skip=essential/unlink",
+    // mount: the escape tests must meet the missing capability, not a missing program
+    "--mode=root", "--variant=minbase", "--quiet", "--skip=essential/unlink", "--include=mount",
     "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
     `--setup-hook=sync-in ${apt} /var/cache/apt/archives/`,
     `--customize-hook=sync-out /var/cache/apt/archives ${apt}`,
@@ -121,6 +129,12 @@ before(async () => {
   await rm(path.join(deb, "etc/resolv.conf"), { force: true });
   await writeFile(path.join(deb, "etc/resolv.conf"), IMAGE_RESOLV);
   process.stderr.write(`# mmdebstrap minbase: ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+
+  const t1 = Date.now();
+  const sc = await scratch("kiln-build-env-", { sharedLayers: true });
+  envScratch = sc.dir;
+  environment = await buildEnvironment({ cacheDir: sc.cache, outDir: sc.out("out"), signal: new AbortController().signal, emit: () => {} });
+  process.stderr.write(`# build environment: ${((Date.now() - t1) / 1000).toFixed(1)} s, ${environment.length} layers\n`);
 });
 
 after(async () => {
@@ -128,6 +142,7 @@ after(async () => {
   await jail?.close();
   for (const m of await mountsUnder(dir)) execFileSync("umount", ["-l", m]);
   await rm(dir, { recursive: true, force: true });
+  if (envScratch) await rm(envScratch, { recursive: true, force: true });
 });
 
 test("jail: the shell runs commands as root inside the image", { skip: !isRoot && "needs root" }, async (t) => {
@@ -271,27 +286,41 @@ test("wrong key, password, keyboard-interactive and other users are refused and 
   assert.ok(jail.events.some((e) => e.type === "auth-refused" && e.user === "admin" && /only root/.test(e.reason)));
 });
 
+/**
+ * Ways out of a jail, each with the denial it must meet: the program exists in the image (checked
+ * first), so a "not found" can never pass for the kernel's refusal.
+ */
+const escapeAttempts = (s: string): Array<[string, string, RegExp]> => [
+  ["read a host file through ..", `cat /../../../../..${s}`, /No such file or directory/],
+  ["read it through /proc/1/root (the jail's init)", `cat /proc/1/root${s}`, /Permission denied/],
+  ["read it through a symlink to /.. made in the jail", `ln -s /.. /tmp/up && cat /tmp/up${s} /tmp/up/../..${s}`, /No such file or directory/],
+  ["read it through a relative symlink climbing out", `ln -s ../../../../../../.. /root/up && cat /root/up${s}`, /No such file or directory/],
+  ["mount a file system", "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t", /permission denied/i],
+  ["bind-mount", "mount --bind / /mnt", /permission denied/i],
+  ["create a block device for the host's disk", "mknod /tmp/disk b 254 0 && head -c 512 /tmp/disk | od | head -2", /Operation not permitted/],
+  ["create /dev/mem", "mknod /tmp/mem c 1 1", /Operation not permitted/],
+  ["enter the init's namespaces", `nsenter -t 1 -m -p cat ${s}`, /Permission denied/],
+  ["write a kernel sysctl (core_pattern runs host programs)", "echo '|/bin/true' > /proc/sys/kernel/core_pattern", /Read-only file system/],
+  ["create a user namespace (unshare)", "unshare -U -r true", /unshare failed: Operation not permitted/],
+  ["create a user namespace (clone with CLONE_NEWUSER)", `perl -e '$r = syscall(${process.arch === "arm64" ? 220 : 56}, 0x10000011, 0, 0, 0, 0); exit 0 if $r == 0; die "clone: $!\\n" if $r < 0; waitpid($r, 0); print "made a user namespace\\n"'`, /clone: Operation not permitted/],
+];
+const ESCAPE_TOOLS = "cat ln mount mknod nsenter unshare perl";
+
 test("escape attempts from the jail fail", { skip: !isRoot && "needs root" }, async (t) => {
   const s = secret.file;
+  const tools = await ssh(jail, `command -v ${ESCAPE_TOOLS} chroot`);
+  assert.equal(tools.code, 0, `a tool is missing from the image: ${tools.stdout}`);
   // prettier-ignore
-  const attempts: Array<[string, string]> = [
-    ["read a host file through ..", `cat /../../../../..${s}`],
-    ["read it through /proc/1/root (the jail's init)", `cat /proc/1/root${s}`],
-    ["read it through a symlink to /.. made in the jail", `ln -s /.. /tmp/up && cat /tmp/up${s} /tmp/up/../..${s}`],
-    ["read it through a relative symlink climbing out", `ln -s ../../../../../../.. /root/up && cat /root/up${s}`],
-    ["mount a file system", "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t"],
-    ["bind-mount", "mount --bind / /mnt"],
-    ["create a block device for the host's disk", "mknod /tmp/disk b 254 0 && head -c 512 /tmp/disk | od | head -2"],
-    ["create /dev/mem", "mknod /tmp/mem c 1 1"],
-    ["chroot out", "mkdir -p /tmp/c && chroot /tmp/c /bin/true"],
-    ["enter the init's namespaces", `nsenter -t 1 -m -p cat ${s}`],
-    ["write a kernel sysctl (core_pattern runs host programs)", "echo '|/bin/true' > /proc/sys/kernel/core_pattern"],
+  const attempts: Array<[string, string, RegExp]> = [
+    ...escapeAttempts(s),
+    ["chroot out", "mkdir -p /tmp/c && chroot /tmp/c /bin/true", /Operation not permitted/],
   ];
-  for (const [what, cmd] of attempts) {
+  for (const [what, cmd, reason] of attempts) {
     await t.test(what, async () => {
       const r = await ssh(jail, cmd);
       t.diagnostic(`${what}: ${r.stderr.trim().split("\n")[0]}`);
       assert.notEqual(r.code, 0, `${cmd} succeeded: ${r.stdout}`);
+      assert.match(r.stderr, reason, `${cmd} failed for another reason`);
       assert.ok(!r.stdout.includes(secret.content) && !r.stderr.includes(secret.content), `${cmd} read the host file`);
     });
   }
@@ -324,6 +353,105 @@ test("escape attempts from the jail fail", { skip: !isRoot && "needs root" }, as
     assert.equal(await exists(`${s}.planted`), false);
     assert.ok(!r.stdout.includes(secret.content));
   });
+});
+
+test("plain: a build environment of its own; no host file, process or loopback service; the image at /mnt/image", { skip: !isRoot && "needs root" }, async (t) => {
+  const image = await busyboxRoot(path.join(dir, "plain-env"));
+  const work = path.join(dir, "work-plain-env");
+  const log: string[] = [];
+  // A service on the host's loopback, as the Kiln API or a database would be.
+  let reached = 0;
+  const service = createServer((c) => {
+    reached++;
+    c.end("host service\n");
+  });
+  await new Promise<void>((r) => service.listen(0, "127.0.0.1", r));
+  const port = (service.address() as AddressInfo).port;
+  const s = await startSessionServer(options({ mode: "plain", image, environment }, work, log));
+  try {
+    // The usual tools, from the build environment, and the image at /mnt/image.
+    const tools = await ssh(s, "for p in bash mount ps less vi nano apt-get dpkg chroot; do command -v $p >/dev/null || echo missing $p; done; cat /mnt/image/etc/os-release; . /etc/os-release; echo env=$ID; pwd");
+    assert.equal(tools.code, 0, tools.stderr + log.join("\n"));
+    assert.doesNotMatch(tools.stdout, /missing/);
+    assert.match(tools.stdout, /^ID=busybox$/m);
+    assert.match(tools.stdout, /^env=debian$/m);
+    assert.match(tools.stdout, /^\/mnt\/image$/m);
+    // Writes under /mnt/image reach the image; `chroot /mnt/image` works, as in IMS.
+    const w = await ssh(s, "echo from-plain > /mnt/image/root/w.txt && chroot /mnt/image /bin/cat /etc/os-release");
+    assert.equal(w.code, 0, w.stderr);
+    assert.match(w.stdout, /ID=busybox/);
+    assert.equal(await readFile(path.join(image, "root/w.txt"), "utf8"), "from-plain\n");
+
+    await t.test("the host's files are not there", async () => {
+      const r = await ssh(s, `cat ${secret.file}; cat /proc/1/root${secret.file}; ls ${dir}`);
+      assert.notEqual(r.code, 0);
+      assert.ok(!r.stdout.includes(secret.content), "the host file was read");
+      assert.match(r.stderr, new RegExp(`${secret.file}: No such file or directory`));
+      // /etc/hostname is the build environment's own.
+      const hn = await ssh(s, "cat /etc/hostname");
+      assert.equal(hn.code, 0, hn.stderr);
+      assert.notEqual(hn.stdout, await readFile("/etc/hostname", "utf8"));
+    });
+    await t.test("the host's processes are not there", async () => {
+      assert.ok(await exists(`/proc/${process.pid}`));
+      const r = await ssh(s, `test -e /proc/${process.pid} && echo visible; ps -e -o pid=,comm=`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /visible/);
+      assert.match(r.stdout, /^\s*1 kiln-jail-init$/m);
+      assert.doesNotMatch(r.stdout, /\bnode\b|sshd|systemd/);
+    });
+    await t.test("the host's loopback services are not reachable; lo is the only interface", async () => {
+      // The check works: from the jail, which shares the host's network, the service answers.
+      const control = await ssh(jail, `exec 3<>/dev/tcp/127.0.0.1/${port} && cat <&3`);
+      assert.equal(control.stdout, "host service\n", control.stderr);
+      const before = reached;
+      const r = await ssh(s, `exec 3<>/dev/tcp/127.0.0.1/${port} && cat <&3`);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /Connection refused/);
+      assert.equal(reached, before, "the host's service got a connection");
+      const ifs = await ssh(s, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate 2>/dev/null; grep -c . /proc/net/route");
+      assert.equal(ifs.stdout.split("\n")[0], "lo");
+      assert.equal(ifs.stdout.split("\n")[1], "unknown"); // lo is up (loopback reports "unknown")
+      assert.match(ifs.stdout, /^1$/m, "no route: only the header of /proc/net/route");
+    });
+    await t.test("escapes fail as in the jail", async () => {
+      for (const [what, cmd, reason] of escapeAttempts(secret.file)) {
+        const r = await ssh(s, cmd);
+        assert.notEqual(r.code, 0, `${what}: ${cmd} succeeded: ${r.stdout}`);
+        assert.match(r.stderr, reason, `${what}: failed for another reason`);
+        assert.ok(!r.stdout.includes(secret.content), `${what}: read the host file`);
+      }
+    });
+    // Nothing the shell changes outside /mnt/image survives the session, nor reaches the cache.
+    await ssh(s, "echo scribble > /etc/scribbled");
+  } finally {
+    await s.close();
+    service.close();
+  }
+  await assertReleased(work, [image]);
+  for (const layer of environment) assert.equal(await exists(path.join(layer, "etc/scribbled")), false);
+});
+
+test("user namespaces: the host allows them, neither session does", { skip: !isRoot && "needs root" }, async () => {
+  // Without this the denial below would prove nothing.
+  execFileSync("unshare", ["-U", "-r", "true"]);
+  const image = await busyboxRoot(path.join(dir, "userns"));
+  const work = path.join(dir, "work-userns");
+  const s = await startSessionServer(options({ mode: "plain", image, environment }, work, []));
+  try {
+    for (const [mode, server] of [["jailed", jail], ["plain", s]] as const) {
+      const r = await ssh(server, "unshare -U -r true");
+      assert.notEqual(r.code, 0, `${mode}: unshare -U -r succeeded`);
+      assert.match(r.stderr, /unshare failed: Operation not permitted/, `${mode}: ${r.stderr}`);
+      // Threads still start: glibc's clone3 gets ENOSYS and falls back to clone().
+      const threads = await ssh(server, "seq 1 200000 | sort -n --parallel=4 -S 1M | tail -1; grep ^Seccomp: /proc/self/status");
+      assert.equal(threads.code, 0, threads.stderr);
+      assert.match(threads.stdout, /^200000\nSeccomp:\s+2\n$/, `${mode}: ${threads.stdout}`);
+    }
+  } finally {
+    await s.close();
+  }
+  await assertReleased(work, [image]);
 });
 
 test("jail: touch /tmp/complete resolves the session; the marker never reaches the image", { skip: !isRoot && "needs root" }, async () => {
@@ -372,7 +500,7 @@ test("plain: the image at /mnt/image, its marker, and SFTP confined to the image
   // A given host key (here one made by ssh-keygen), checked strictly by the client.
   const hostKey = path.join(dir, "host_ed25519");
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]);
-  const s = await startSessionServer({ ...options({ mode: "plain", image }, work, log), hostKey: await readFile(hostKey) });
+  const s = await startSessionServer({ ...options({ mode: "plain", image, environment }, work, log), hostKey: await readFile(hostKey) });
   try {
     assert.equal(s.hostKeyFingerprint, execFileSync("ssh-keygen", ["-lf", `${hostKey}.pub`], { encoding: "utf8" }).split(" ")[1]);
     const knownHosts = path.join(dir, "known_hosts");
@@ -415,5 +543,116 @@ test("an abort closes the session and every process and mount with it", { skip: 
   await assert.rejects(waiting, (e: Error & { code?: string }) => e.code === "CANCELLED");
   await s.close(); // the close the abort started
   assert.equal((await shell).code, 255);
+  await assertReleased(work, [root]);
+});
+
+/** A raw TCP connection to the session that sends nothing: when it closes, and what the server sent before. */
+function idleConnection(s: SessionServer, localAddress = "127.0.0.1"): { closed: Promise<number>; received: () => string; ident: Promise<void>; socket: Socket } {
+  const t0 = performance.now();
+  const socket = connect({ host: "127.0.0.1", port: s.port, localAddress });
+  let text = "";
+  let gotIdent!: () => void;
+  const ident = new Promise<void>((r) => (gotIdent = r));
+  socket.on("data", (d: Buffer) => {
+    text += d.toString("latin1");
+    if (text.startsWith("SSH-2.0-")) gotIdent();
+  });
+  socket.on("error", () => {});
+  const closed = new Promise<number>((r) => socket.on("close", () => r(performance.now() - t0)));
+  return { closed, received: () => text, ident, socket };
+}
+
+const within = <T>(p: Promise<T>, ms: number): Promise<T | "timeout"> => Promise.race([p, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), ms))]);
+
+test("a connection that never logs in is closed after the login grace time", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "grace"));
+  const work = path.join(dir, "work-grace");
+  const s = await startSessionServer({ ...options({ mode: "jail", root }, work, []), unauthenticated: { graceMs: 1500 } });
+  try {
+    const idle = idleConnection(s);
+    await idle.ident; // accepted: the server spoke first
+    const ms = await within(idle.closed, 10_000);
+    assert.notEqual(ms, "timeout", "the idle connection is still open after 10 s");
+    assert.ok((ms as number) >= 1400 && (ms as number) < 5000, `closed after ${String(ms)} ms`);
+    assert.ok(s.events.some((e) => e.type === "dropped" && /login grace time/.test(e.reason)), JSON.stringify(s.events));
+    // Logged in, a connection outlives the grace time.
+    const r = await ssh(s, "sleep 3; echo still-here");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "still-here\n");
+  } finally {
+    await s.close();
+  }
+  await assertReleased(work, [root]);
+});
+
+test("unauthenticated connections are capped per source address and per session", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "caps"));
+  const work = path.join(dir, "work-caps");
+  const s = await startSessionServer({ ...options({ mode: "jail", root }, work, []), unauthenticated: { perAddress: 3, perSession: 5 } });
+  const open: Array<ReturnType<typeof idleConnection>> = [];
+  try {
+    // N from one address are held open; the N+1st is closed at once, before the server says a word.
+    for (let i = 0; i < 3; i++) {
+      const c = idleConnection(s);
+      open.push(c);
+      await c.ident;
+    }
+    const extra = idleConnection(s);
+    assert.notEqual(await within(extra.closed, 3000), "timeout", "the extra connection from the same address was accepted");
+    assert.equal(extra.received(), "", "the refused connection got no SSH greeting");
+    assert.ok(s.events.some((e) => e.type === "dropped" && /3 connections from 127\.0\.0\.1 are not logged in/.test(e.reason)), JSON.stringify(s.events));
+    for (const c of open) assert.equal(await within(c.closed, 200), "timeout", "a connection within the cap was closed");
+    // The session's cap: two more from other addresses fill it, a third is refused.
+    for (const from of ["127.0.0.2", "127.0.0.3"]) {
+      const c = idleConnection(s, from);
+      open.push(c);
+      await c.ident;
+    }
+    const sixth = idleConnection(s, "127.0.0.4");
+    assert.notEqual(await within(sixth.closed, 3000), "timeout", "a sixth unauthenticated connection was accepted");
+    assert.ok(s.events.some((e) => e.type === "dropped" && /5 connections of this session are not logged in/.test(e.reason)));
+    // Once they are gone, the operator gets in.
+    for (const c of open) c.socket.destroy();
+    await Promise.all(open.map((c) => c.closed));
+    const r = await ssh(s, "echo in");
+    assert.equal(r.stdout, "in\n", r.stderr);
+  } finally {
+    for (const c of open) c.socket.destroy();
+    await s.close();
+  }
+  await assertReleased(work, [root]);
+});
+
+test("`none` authentication attempts count toward the refusal limit", { skip: !isRoot && "needs root" }, async () => {
+  const root = await busyboxRoot(path.join(dir, "none"));
+  const work = path.join(dir, "work-none");
+  const s = await startSessionServer(options({ mode: "jail", root }, work, []));
+  try {
+    let attempts = 0;
+    const t0 = performance.now();
+    const ended = await new Promise<string>((resolve) => {
+      const c = new ssh2.Client();
+      c.on("ready", () => resolve("logged in"));
+      c.on("error", (e) => resolve(e.message));
+      c.on("close", () => resolve("closed"));
+      c.connect({
+        host: "127.0.0.1",
+        port: s.port,
+        username: "root",
+        hostVerifier: () => true,
+        authHandler: (_left, _partial, next) => {
+          attempts++;
+          if (attempts > 100) return next(false as unknown as ssh2.AuthenticationType); // gave up: the server never stopped it
+          return next({ type: "none", username: "root" });
+        },
+      });
+    });
+    assert.notEqual(ended, "logged in");
+    assert.ok(attempts <= MAX_REFUSALS + 1, `${attempts} none attempts before the server closed the connection`);
+    assert.ok(performance.now() - t0 < 10_000);
+    assert.ok(s.events.some((e) => e.type === "dropped" && new RegExp(`${MAX_REFUSALS} refused authentication attempts`).test(e.reason)), JSON.stringify(s.events));
+  } finally {
+    await s.close();
+  }
   await assertReleased(work, [root]);
 });

@@ -79,7 +79,7 @@ function worker(name: string, extra: Partial<ConstructorParameters<typeof Worker
     cacheDir: path.join(dir, "cache"),
     verify: "never",
     maxRecipeSize: 1 << 20,
-    session: { listen: "127.0.0.1", host: "localhost", clusterHost: undefined, timeoutSeconds: 60 },
+    session: { listen: "127.0.0.1", host: "localhost", clusterHost: undefined, loginGraceSeconds: 30, timeoutSeconds: 60 },
     siteCas: [],
     pollSeconds: 0.5,
     ...extra,

@@ -25,6 +25,7 @@ test("s3:// URLs: endpoint, TLS, region, credentials from env or settings", () =
     secretKey: "SK",
     partSize: undefined,
     queueSize: undefined,
+    retrySeconds: undefined,
   });
   const remote = resolveStore("s3://rgw.example.net?region=site-a", { env: { ...KEYS, KILN_S3_REGION: "ignored" } });
   assert.equal(remote.kind === "s3" && remote.options.endpoint, "https://rgw.example.net");

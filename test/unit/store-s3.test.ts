@@ -13,18 +13,18 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-function storeAt(port: number): S3Store {
-  return new S3Store({ endpoint: `http://127.0.0.1:${port}`, url: `s3://127.0.0.1:${port}?tls=false`, region: "us-east-1", accessKey: "AK", secretKey: "SK" });
+function storeAt(port: number, retrySeconds?: number): S3Store {
+  return new S3Store({ endpoint: `http://127.0.0.1:${port}`, url: `s3://127.0.0.1:${port}?tls=false`, region: "us-east-1", accessKey: "AK", secretKey: "SK", retrySeconds });
 }
 
-test("an unreachable server is a STORE_FAILED error that names the operation and the endpoint", async () => {
+test("an unreachable server, after the retry time, is a STORE_UNAVAILABLE error that names the operation, the endpoint and the attempts", async () => {
   const port = await closedPort();
-  const store = storeAt(port);
+  const store = storeAt(port, 1);
   try {
     for (const op of [() => store.put("boot-images", "img/rootfs", "x"), () => store.head("boot-images", "img/rootfs"), () => store.list("boot-images")]) {
       await assert.rejects(op(), (e) => {
-        assert.ok(isKilnError(e) && e.code === "STORE_FAILED", String(e));
-        assert.match(e.message, new RegExp(`^store s3: (put|head|list) boot-images/(img/rootfs)?: cannot reach http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\)$`));
+        assert.ok(isKilnError(e) && e.code === "STORE_UNAVAILABLE", String(e));
+        assert.match(e.message, new RegExp(`^store s3: (put|head|list) boot-images/(img/rootfs)?: cannot reach http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\) after \\d+ attempts in 1 s$`));
         return true;
       });
     }

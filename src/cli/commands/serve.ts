@@ -83,7 +83,7 @@ function workerOptions(s: ServiceSettings, say: Say) {
     cacheDir: s.cacheDir,
     verify: s.verify,
     maxRecipeSize: s.maxRecipeSize,
-    session: { listen: s.sshListen, host: s.sshHost, clusterHost: s.sshClusterHost, timeoutSeconds: s.sessionTimeout },
+    session: { listen: s.sshListen, host: s.sshHost, clusterHost: s.sshClusterHost, loginGraceSeconds: s.sshLoginGrace, timeoutSeconds: s.sessionTimeout },
     siteCas: s.siteCa,
     pollSeconds: Math.min(1, s.heartbeat),
     say,
