@@ -39,6 +39,11 @@ function apiError(code: ErrorCode, message: string, problems?: Problem[]): KilnE
   return new KilnError(code, message, problems ? { problems } : {});
 }
 
+/** Where PUT /v3/recipes/{id}/archive stores an upload: a key of its own, so concurrent uploads never share one. */
+export function recipeArchiveKey(recipeId: string, uploadId: string): string {
+  return `recipes/${recipeId}/${uploadId}/recipe.tar.gz`;
+}
+
 export function s3Path(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;
 }

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import { BOOT_IMAGES_BUCKET, IMS_BUCKET } from "../../src/catalog/objects.js";
+import { BOOT_IMAGES_BUCKET, IMS_BUCKET, parseS3Path } from "../../src/catalog/objects.js";
 import { ObjectNotFound, type ObjectStore } from "../../src/store/object-store.js";
 import { writeTar } from "./tar-writer.js";
 
@@ -300,7 +300,8 @@ export function defineRecordSuite(target: () => ApiTarget): void {
 
     const ok = await upload([{ key: "name", value: "lab-web" }, { key: "suite", value: "bookworm" }, motd]);
     assert.equal(ok.r.statusCode, 200, ok.r.body);
-    const stored = Buffer.concat(await (await s.store.get(IMS_BUCKET, `recipes/${ok.id}/recipe.tar.gz`)).toArray());
+    const okKey = parseS3Path(json<{ link: { path: string } }>(ok.r).link.path)!.key;
+    const stored = Buffer.concat(await (await s.store.get(IMS_BUCKET, okKey)).toArray());
     assert.ok(stored.equals(archive), "the archive is stored as sent, placeholders and all");
 
     // The rendered value is what the check sees: bullseye contradicts linux_distribution debian12.

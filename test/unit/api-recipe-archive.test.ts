@@ -10,7 +10,7 @@ import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { startTestService, type TestService } from "../helpers/service.js";
 import { writeTar, type TarEntry } from "../helpers/tar-writer.js";
-import { IMS_BUCKET } from "../../src/catalog/objects.js";
+import { IMS_BUCKET, parseS3Path } from "../../src/catalog/objects.js";
 
 let s: TestService;
 before(async () => {
@@ -38,15 +38,16 @@ const good: TarEntry[] = [
   { name: "./link-to-motd", type: "symlink", target: "motd" },
 ];
 
-test("a recipe folder's archive is checked, stored at recipes/<id>/recipe.tar.gz with its md5sum, and linked", async () => {
+test("a recipe folder's archive is checked, stored at recipes/<id>/<upload id>/recipe.tar.gz with its md5sum, and linked", async () => {
   const id = await newRecipe();
   const body = gzipSync(writeTar(good));
   const r = await upload(id, body);
   assert.equal(r.statusCode, 200, r.body);
   const rec = JSON.parse(r.body) as { link: { path: string; etag: string; type: string } };
-  assert.equal(rec.link.path, `s3://ims/recipes/${id}/recipe.tar.gz`);
+  assert.match(rec.link.path, new RegExp(`^s3://ims/recipes/${id}/[0-9a-f-]{36}/recipe\\.tar\\.gz$`));
   assert.equal(rec.link.type, "s3");
-  const info = await s.store.head(IMS_BUCKET, `recipes/${id}/recipe.tar.gz`);
+  const info = await s.store.head(IMS_BUCKET, parseS3Path(rec.link.path)!.key);
+  assert.equal(rec.link.etag, info.etag, "the record carries the stored object's etag");
   assert.equal(info.metadata.md5sum, createHash("md5").update(body).digest("hex"));
   assert.equal(info.size, body.length);
   assert.equal((await upload(id, body)).statusCode, 409, "recipes do not change");
@@ -132,4 +133,22 @@ test("recipes naming host files are refused by the upload check, at the field, w
   assert.equal(r.statusCode, 422, r.body);
   assert.deepEqual((JSON.parse(r.body) as { errors: unknown[] }).errors, [{ path: "archive", message: 'symlink "up" -> "d/d/d/../.." resolves outside the root' }]);
   assert.deepEqual(await s.store.list(IMS_BUCKET, `recipes/${id}/`), []);
+});
+
+test("8 concurrent uploads of different archives: one 200, seven 409, and the stored archive is the 200's (5 trials)", async () => {
+  for (let trial = 0; trial < 5; trial++) {
+    const id = await newRecipe();
+    const bodies = Array.from({ length: 8 }, (_, i) => gzipSync(writeTar([...good.slice(0, 2), { name: "./motd", type: "file", content: `upload ${i} of trial ${trial}\n` }])));
+    const answers = await Promise.all(bodies.map((b) => upload(id, b)));
+    const codes = answers.map((r) => r.statusCode).sort();
+    assert.deepEqual(codes, [200, 409, 409, 409, 409, 409, 409, 409], `trial ${trial}: ${answers.map((r) => r.body).join("\n")}`);
+    const winner = answers.findIndex((r) => r.statusCode === 200);
+    const link = (JSON.parse(answers[winner]!.body) as { link: { path: string; etag: string } }).link;
+    assert.deepEqual((JSON.parse((await s.call("GET", `/v3/recipes/${id}`)).body) as { link: unknown }).link, link, "the record links what the 200 said");
+    const where = parseS3Path(link.path)!;
+    const stored = Buffer.concat(await (await s.store.get(where.bucket, where.key)).toArray());
+    assert.ok(stored.equals(bodies[winner]!), `trial ${trial}: the stored archive is the 200's (upload ${winner})`);
+    assert.equal((await s.store.head(where.bucket, where.key)).etag, link.etag);
+    assert.deepEqual((await s.store.list(IMS_BUCKET, `recipes/${id}/`)).map((o) => o.key), [where.key], "the refused uploads left nothing behind");
+  }
 });
