@@ -275,6 +275,42 @@ export function defineRecordSuite(target: () => ApiTarget): void {
     assert.equal(await exists(BOOT_IMAGES_BUCKET, `deleted/${img.id}/manifest.json`), false);
   });
 
+  test("a recipe links only objects under its own prefix in bucket ims: cascade delete cannot reach an image's rootfs", async () => {
+    const img = json<{ id: string }>(await s.call("POST", "/v3/images", { name: "victim" }));
+    const manifest = await putImageObjects(img.id);
+    assert.equal((await s.call("PATCH", `/v3/images/${img.id}`, { link: { path: manifest, type: "s3" } })).statusCode, 200);
+    const rootfs = `s3://${BOOT_IMAGES_BUCKET}/${img.id}/rootfs`;
+    const other = json<{ id: string }>(await s.call("POST", "/v3/recipes", { name: "other", recipe_type: "kiwi-ng", linux_distribution: "sles15" }));
+    await s.store.put(IMS_BUCKET, `recipes/${other.id}/recipe.tar.gz`, "theirs");
+    const refused = (r: ApiResponse, what: string) => {
+      assert.equal(r.statusCode, 422, `${what}: ${r.body}`);
+      const p = json<{ errors: Array<{ path: string; message: string }> }>(r);
+      assert.equal(p.errors[0]?.path, "link.path", what);
+      assert.match(p.errors[0]!.message, /^must name an object under s3:\/\/ims\/recipes\/[0-9a-f-]{36}\/$/, what);
+    };
+    // The attack: link a recipe to the image's rootfs, then delete it with cascade (v2).
+    refused(await s.call("POST", "/v2/recipes", { name: "evil", recipe_type: "kiwi-ng", linux_distribution: "sles15", link: { path: rootfs, type: "s3" } }), "POST to a rootfs");
+    const evil = json<{ id: string }>(await s.call("POST", "/v2/recipes", { name: "evil", recipe_type: "kiwi-ng", linux_distribution: "sles15" }));
+    for (const path of [rootfs, `s3://ims/recipes/${other.id}/recipe.tar.gz`, `s3://ims/recipes/${evil.id}/../${other.id}/recipe.tar.gz`, `s3://ims/deleted/recipes/${other.id}/recipe.tar.gz`, `s3://ims/recipes/${evil.id}`]) {
+      refused(await s.call("PATCH", `/v2/recipes/${evil.id}`, { link: { path, type: "s3" } }), `PATCH to ${path}`);
+    }
+    assert.equal((await s.call("DELETE", `/v2/recipes/${evil.id}`)).statusCode, 204, "cascade is v2's default");
+    assert.equal(await exists(BOOT_IMAGES_BUCKET, `${img.id}/rootfs`), true, "the image's rootfs survives");
+    assert.equal(await exists(IMS_BUCKET, `recipes/${other.id}/recipe.tar.gz`), true, "the other recipe's archive survives");
+    // Its own prefix is fine; a recipe created with a link (upload first, IMS-style) takes the id the prefix names.
+    const own = json<{ id: string }>(await s.call("POST", "/v3/recipes", { name: "own", recipe_type: "kiwi-ng", linux_distribution: "sles15" }));
+    await s.store.put(IMS_BUCKET, `recipes/${own.id}/recipe.tar.gz`, "mine");
+    assert.equal((await s.call("PATCH", `/v3/recipes/${own.id}`, { link: { path: `s3://ims/recipes/${own.id}/recipe.tar.gz`, type: "s3" } })).statusCode, 200);
+    const fresh = "3f0c8a52-6f4e-4d0b-9a51-2f7d1c9e8b40";
+    await s.store.put(IMS_BUCKET, `recipes/${fresh}/recipe.tar.gz`, "uploaded first");
+    const created = await s.call("POST", "/v3/recipes", { name: "first", recipe_type: "kiwi-ng", linux_distribution: "sles15", link: { path: `s3://ims/recipes/${fresh}/recipe.tar.gz`, type: "s3" } });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.equal(json<{ id: string }>(created).id, fresh);
+    refused(await s.call("POST", "/v3/recipes", { name: "again", recipe_type: "kiwi-ng", linux_distribution: "sles15", link: { path: `s3://ims/recipes/${own.id}/recipe.tar.gz`, type: "s3" } }), "POST into an existing recipe's prefix");
+    for (const id of [own.id, fresh, other.id]) await s.call("DELETE", `/v2/recipes/${id}`);
+    await s.call("DELETE", `/v2/images/${img.id}`);
+  });
+
   test("v2 and unversioned routes hard-delete, with cascade deciding about objects", async () => {
     for (const prefix of ["/v2", "", "/apis/ims/v2", "/apis/ims"]) {
       const img = json<{ id: string }>(await s.call("POST", `${prefix}/images`, { name: `v2${prefix}` }));

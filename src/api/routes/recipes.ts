@@ -13,7 +13,7 @@ import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FastifyInstance } from "fastify";
-import { IMS_BUCKET, purgeRecipeObject, recipeArchiveKey, s3Path, softDeleteRecipeObject, validateRecipeLink } from "../../catalog/objects.js";
+import { IMS_BUCKET, purgeRecipeObject, recipeArchiveKey, recipeIdOfLink, s3Path, softDeleteRecipeObject, validateRecipeLink } from "../../catalog/objects.js";
 import { imsTime, type ArtifactLink, type RecipeRecord } from "../../catalog/records.js";
 import { distributionMismatch } from "../../jobs/create-job.js";
 import { RECIPE_FILE, unpackRecipeArchive } from "../../jobs/recipe-archive.js";
@@ -45,9 +45,14 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
     async (request, reply) => {
       const b = request.body;
       const link = b.link ? { ...b.link, etag: b.link.etag ?? "" } : null;
-      if (link) await validateRecipeLink(store, await catalog.idsWithLink("recipes", link.path), link);
+      // A link's object must be under the recipe's own prefix (validateRecipeLink); a recipe
+      // created with one (IMS clients may upload first) takes the id that prefix names, unless a
+      // recipe, live or deleted, already has it.
+      const named = link ? recipeIdOfLink(link.path) : undefined;
+      const id = named && !(await catalog.get("recipes", named)) && !(await catalog.get("recipes", named, true)) ? named : randomUUID();
+      if (link) await validateRecipeLink(store, await catalog.idsWithLink("recipes", link.path), link, id);
       const doc: RecipeRecord = {
-        id: randomUUID(),
+        id,
         created: imsTime(),
         name: b.name,
         recipe_type: b.recipe_type,
@@ -86,7 +91,7 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
       if (b.link) {
         const current = await catalog.get("recipes", id);
         if (current?.link && current.link.path !== b.link.path) throw conflict("recipe", id, current.link, b.link);
-        if (!current?.link) await validateRecipeLink(store, (await catalog.idsWithLink("recipes", b.link.path)).filter((x) => x !== id), b.link);
+        if (!current?.link) await validateRecipeLink(store, (await catalog.idsWithLink("recipes", b.link.path)).filter((x) => x !== id), b.link, id);
       }
       const updated = await catalog.update("recipes", id, (doc) => {
         const next = { ...doc };
