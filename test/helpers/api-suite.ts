@@ -105,7 +105,12 @@ export function defineRecordSuite(target: () => ApiTarget): void {
     }
   }
 
-  test("version and health answer without a token", async () => {
+  test("version, health and the OpenAPI document answer without a token; data does not", async () => {
+    const doc = await s.call("GET", "/openapi.json", undefined, null);
+    assert.equal(doc.statusCode, 200, doc.body);
+    assert.equal(json<{ openapi: string }>(doc).openapi, "3.0.3");
+    assert.equal((await s.call("GET", "/v3/recipes", undefined, null)).statusCode, 401, "records still need a token");
+    assert.equal((await s.call("POST", "/openapi.json", {}, null)).statusCode, 401, "only the GET is open");
     for (const url of ["/version", "/apis/ims/version"]) {
       const r = await s.call("GET", url, undefined, null);
       assert.equal(r.statusCode, 200);
