@@ -1,5 +1,6 @@
 /**
- * Bearer-token auth. Every route but /version, /healthz/* and the routes that authorise requests
+ * Bearer-token auth. Every route but /version, /healthz/*, /openapi.json (documentation, no
+ * data, like /version) and the routes that authorise requests
  * themselves (`config: { open: true }`: presigned object URLs, whose signature is the credential)
  * needs `Authorization: Bearer <token>`; the token's role decides what it may do: `admin`
  * everything, `read-only` GET and HEAD only (403 otherwise). Tokens come from `kiln token create`

@@ -58,7 +58,8 @@ export const openapiPlugin = fp(
       for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ ...r, method: m });
     });
     let doc: string | undefined;
-    app.get("/openapi.json", { schema: { summary: "This document", tags: ["kiln"], hide: true } }, async (_req, reply) => {
+    // Open like /version: it documents the routes and holds no data.
+    app.get("/openapi.json", { config: { open: true }, schema: { summary: "This document", tags: ["kiln"], hide: true } }, async (_req, reply) => {
       doc ??= JSON.stringify(buildDocument(routes));
       return reply.type("application/json").send(doc);
     });

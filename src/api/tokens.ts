@@ -3,6 +3,8 @@
  * (mode 0600). `kiln token create` appends to the file while `kiln serve` runs; the server
  * notices the change (it checks the file's mtime at most once a second), so no restart and no
  * catalog access from the token command: the embedded catalog admits one process only.
+ * Changes read, change and write the file under a lock on `tokens.json.lock` (flock), so two
+ * `kiln token create` at once both keep their token.
  *
  * A token is `kiln_` + 43 base64url characters (32 random bytes); only its digest is stored, so
  * a lost token is revoked and replaced, never recovered.
@@ -11,6 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
+import { lockFile } from "../host/file-lock.js";
 
 export const ROLES = ["admin", "read-only"] as const;
 export type Role = (typeof ROLES)[number];
@@ -60,13 +63,24 @@ async function writeTokens(file: string, tokens: TokenEntry[]): Promise<void> {
   await rename(tmp, file);
 }
 
+/** Runs a read-change-write of the tokens file while holding its lock. */
+async function changeTokens<T>(file: string, change: (tokens: TokenEntry[]) => { tokens?: TokenEntry[]; result: T }): Promise<T> {
+  const lock = await lockFile(`${file}.lock`);
+  try {
+    const { tokens, result } = change(await readTokens(file));
+    if (tokens) await writeTokens(file, tokens);
+    return result;
+  } finally {
+    await lock.release();
+  }
+}
+
 /** Makes a token, stores its digest and returns it (the only time the secret exists). */
 export async function createToken(dataDir: string, role: Role, name = ""): Promise<{ token: string; entry: TokenEntry }> {
-  const file = tokensFile(dataDir);
   const token = `kiln_${randomBytes(32).toString("base64url")}`;
   const sha256 = digest(token);
   const entry: TokenEntry = { id: sha256.slice(0, 12), role, name, sha256, created: new Date().toISOString() };
-  await writeTokens(file, [...(await readTokens(file)), entry]);
+  await changeTokens(tokensFile(dataDir), (tokens) => ({ tokens: [...tokens, entry], result: undefined }));
   return { token, entry };
 }
 
@@ -76,12 +90,10 @@ export async function listTokens(dataDir: string): Promise<TokenEntry[]> {
 
 /** Removes the token with this id; false when there is none. */
 export async function revokeToken(dataDir: string, id: string): Promise<boolean> {
-  const file = tokensFile(dataDir);
-  const tokens = await readTokens(file);
-  const kept = tokens.filter((t) => t.id !== id);
-  if (kept.length === tokens.length) return false;
-  await writeTokens(file, kept);
-  return true;
+  return changeTokens(tokensFile(dataDir), (tokens) => {
+    const kept = tokens.filter((t) => t.id !== id);
+    return kept.length === tokens.length ? { result: false } : { tokens: kept, result: true };
+  });
 }
 
 /** What the server asks: which role does this bearer token have? */

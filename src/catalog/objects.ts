@@ -39,6 +39,11 @@ function apiError(code: ErrorCode, message: string, problems?: Problem[]): KilnE
   return new KilnError(code, message, problems ? { problems } : {});
 }
 
+/** Where PUT /v3/recipes/{id}/archive stores an upload: a key of its own, so concurrent uploads never share one. */
+export function recipeArchiveKey(recipeId: string, uploadId: string): string {
+  return `${recipePrefix(recipeId)}${uploadId}/recipe.tar.gz`;
+}
+
 export function s3Path(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;
 }
@@ -82,8 +87,33 @@ async function requireObject(store: ObjectStore, link: ArtifactLink, field: stri
   return { ...where, info };
 }
 
-/** A recipe link must name an existing object no other live recipe links (§1.2 POST recipes). */
-export async function validateRecipeLink(store: ObjectStore, others: string[], link: ArtifactLink, field = "link"): Promise<void> {
+/** The prefix of bucket `ims` that belongs to recipe `id`: its link may name objects under it only. */
+export function recipePrefix(id: string): string {
+  return `recipes/${id}/`;
+}
+
+/** The recipe id whose prefix (recipePrefix) a link path names, if it names one. */
+export function recipeIdOfLink(p: string): string | undefined {
+  const where = parseS3Path(p);
+  const m = where?.bucket === IMS_BUCKET ? /^recipes\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/(.+)$/.exec(where.key) : null;
+  // "." and ".." are names to S3 but paths to a filesystem store: neither may climb out of the prefix.
+  if (!m || m[2]!.split("/").some((seg) => seg === "" || seg === "." || seg === "..")) return undefined;
+  return m[1];
+}
+
+/**
+ * A recipe link must name an existing object under the recipe's own prefix in bucket `ims`
+ * (recipePrefix) that no other live recipe links (§1.2 POST recipes). The prefix rule is Kiln's:
+ * a recipe deleted with cascade deletes the object it links, which must never be an image's
+ * rootfs or another recipe's archive.
+ */
+export async function validateRecipeLink(store: ObjectStore, others: string[], link: ArtifactLink, recipeId: string, field = "link"): Promise<void> {
+  if (recipeIdOfLink(link.path) !== recipeId) {
+    const own = s3Path(IMS_BUCKET, recipePrefix(recipeId));
+    throw apiError("REQUEST_INVALID", `${field}.path ${JSON.stringify(link.path)} is outside this recipe's own prefix ${own}; upload the archive under it and link that (or use PUT /v3/recipes/${recipeId}/archive)`, [
+      { path: `${field}.path`, message: `must name an object under ${own}` },
+    ]);
+  }
   if (others.length > 0) {
     throw apiError("REQUEST_INVALID", `${field}.path ${link.path} is already the link of recipe ${others[0]}`, [{ path: `${field}.path`, message: "already used by another recipe" }]);
   }

@@ -89,7 +89,7 @@ async function debugShell(ctx: JobContext, f: { stage: string; root: string; wor
   return "retry";
 }
 
-/** Downloads the recipe archive (checking its md5 when the store has one) and unpacks it safely. */
+/** Downloads the recipe archive (checking the record's etag and the store's md5 when they are given) and unpacks it safely. */
 async function fetchRecipe(ctx: JobContext, recipe: RecipeRecord): Promise<string> {
   if (!recipe.link) throw jobError(`recipe ${recipe.id} has no link: upload its archive first (kiln ims recipes upload, or PUT /v3/recipes/${recipe.id}/archive)`);
   await mkdir(ctx.workDir, { recursive: true });
@@ -97,6 +97,7 @@ async function fetchRecipe(ctx: JobContext, recipe: RecipeRecord): Promise<strin
   const got = await downloadObject(ctx.store, recipe.link.path, archive, {
     what: `recipe ${recipe.id}: its archive`,
     signal: ctx.signal,
+    expectEtag: recipe.link.etag,
     maxSize: ctx.maxRecipeSize,
     maxSizeHint: "--max-recipe-size",
   });

@@ -17,18 +17,23 @@ export interface Downloaded {
 
 /**
  * `what` names the object in errors ("recipe R's archive"). `expectMd5`: the manifest's md5; the
- * store's md5sum metadata is checked too when it has one. `maxSize` refuses bigger objects.
+ * store's md5sum metadata is checked too when it has one. `expectEtag`: the record's link etag,
+ * when it has one: the object must still be the one the record linked, not another written to the
+ * same key since. `maxSize` refuses bigger objects.
  */
 export async function downloadObject(
   store: ObjectStore,
   s3path: string,
   file: string,
-  o: { what: string; signal: AbortSignal; expectMd5?: string; maxSize?: number; maxSizeHint?: string },
+  o: { what: string; signal: AbortSignal; expectMd5?: string; expectEtag?: string; maxSize?: number; maxSizeHint?: string },
 ): Promise<Downloaded> {
   const where = parseS3Path(s3path);
   if (!where) throw jobError(`${o.what}: ${s3path} is not an s3://bucket/key path`);
   const info = await headOrUndefined(store, where.bucket, where.key);
   if (!info) throw jobError(`${o.what}: ${s3path} is not in the store`);
+  if (o.expectEtag && o.expectEtag.replace(/"/g, "") !== info.etag) {
+    throw jobError(`${o.what}: ${s3path} has etag ${info.etag}, but the record links etag ${o.expectEtag}: the object was replaced after it was linked; upload the archive again as a new recipe`);
+  }
   if (o.maxSize !== undefined && info.size > o.maxSize) throw jobError(`${o.what} is ${info.size} bytes; this service accepts at most ${o.maxSize}${o.maxSizeHint ? ` (${o.maxSizeHint})` : ""}`);
   const md5 = createHash("md5");
   const hash = new Transform({

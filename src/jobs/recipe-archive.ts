@@ -1,6 +1,6 @@
 /**
  * Recipe archives: the `recipe.tar.gz` a recipe record links (bucket `ims`,
- * `recipes/<id>/recipe.tar.gz`). The API checks one when it is uploaded and the worker unpacks it
+ * `recipes/<id>/<upload id>/recipe.tar.gz`). The API checks one when it is uploaded and the worker unpacks it
  * before a build; both go through unpackRecipeArchive, which refuses anything hostile before a
  * byte lands in the target directory:
  *  - the compressed size is capped by the caller (the API counts while it receives);

@@ -8,13 +8,16 @@
  * which issues to show, splits unknown keys, and adds what only the file can tell (YAML syntax,
  * referenced files).
  */
-import { readFile, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { constants } from "node:fs";
+import { lstat, open, readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { isMap, LineCounter, parseDocument, type Document, type YAMLError } from "yaml";
 import { z } from "zod";
-import { fileDigest, sha256Hex } from "../cache/key.js";
+import { sha256Hex } from "../cache/key.js";
 import { KilnError, type Problem } from "../errors.js";
-import { API_VERSION, kindOf, RecipeSchema, show, speakPlainly, type Recipe } from "./schema.js";
+import { PLAYBOOK_FOLDERS } from "../stages/ansible.js";
+import { API_VERSION, kindOf, outsideFolder, RecipeSchema, show, speakPlainly, staysInside, type Recipe } from "./schema.js";
 
 /** A recipe read from disk, with what a build needs to key it: its digest and its input files' digests. */
 export interface LoadedRecipe {
@@ -89,32 +92,142 @@ export function referencedFiles(r: Recipe): Array<{ path: string; file: string }
 }
 
 /**
- * Checks that each referenced file (already absolute, see parseRecipe) is a readable regular file,
- * and returns their digests by path. Throws RECIPE_INVALID naming every missing or unusable one.
+ * Checks that each referenced file (already absolute, see parseRecipe) is a readable regular file
+ * inside the recipe's folder, links included, and returns their digests by path. Throws
+ * RECIPE_INVALID naming every missing, unusable or outside one.
+ *
+ * The paths in `r` become the files' real paths (links resolved), so the stages that copy them
+ * later open what was checked here, not whatever a link was swapped to meanwhile.
  */
 export async function checkReferencedFiles(r: Recipe, fileLabel: string, dir: string): Promise<Record<string, string>> {
   const inputs: Record<string, string> = {};
   const problems: Problem[] = [];
+  const root = await realpath(dir);
+  const real = new Map<string, string>();
   for (const ref of referencedFiles(r)) {
-    if (inputs[ref.file] !== undefined) continue;
-    try {
-      if (!(await stat(ref.file)).isFile()) {
-        problems.push({ path: ref.path, message: `${asWritten(ref.file, dir)} is not a regular file${lookedIn(ref.file, dir)}; give the path of a file` });
-        continue;
-      }
-      inputs[ref.file] = `sha256:${await fileDigest(ref.file)}`;
-    } catch (e) {
-      const missing = ["ENOENT", "ENOTDIR"].includes(errorCode(e));
+    const written = asWritten(ref.file, dir);
+    const rel = path.relative(dir, ref.file);
+    // parseRecipe refused paths that leave the folder as written; this is what links make of them.
+    const found = staysInside(rel) ? await resolveInside(root, rel) : ({ outside: true } as const);
+    if ("outside" in found) {
+      problems.push({ path: ref.path, message: outsideFolder(written) });
+      continue;
+    }
+    if ("error" in found) {
+      const missing = ["ENOENT", "ENOTDIR"].includes(errorCode(found.error));
       problems.push({
         path: ref.path,
         message: missing
-          ? `${asWritten(ref.file, dir)} does not exist${lookedIn(ref.file, dir)}; relative paths start at the recipe's folder`
-          : `${asWritten(ref.file, dir)} cannot be read${lookedIn(ref.file, dir)}: ${reason(e)}; make it readable by the user running kiln`,
+          ? `${written} does not exist${lookedIn(ref.file, dir)}; relative paths start at the recipe's folder`
+          : `${written} cannot be read${lookedIn(ref.file, dir)}: ${reason(found.error)}; make it readable by the user running kiln`,
+      });
+      continue;
+    }
+    real.set(ref.file, found.real);
+    if (inputs[found.real] !== undefined) continue;
+    try {
+      inputs[found.real] = `sha256:${await sha256Regular(found.real)}`;
+    } catch (e) {
+      problems.push({
+        path: ref.path,
+        message:
+          errorCode(e) === "ENOTREG"
+            ? `${written} is not a regular file${lookedIn(ref.file, dir)}; give the path of a file`
+            : `${written} cannot be read${lookedIn(ref.file, dir)}: ${reason(e)}; make it readable by the user running kiln`,
       });
     }
   }
+  for (const [i, a] of r.ansible.entries()) {
+    const at = real.get(a.playbook);
+    if (at) problems.push(...(await linksOutOfPlaybookFolder(root, at, `ansible[${i}].playbook`)));
+  }
   if (problems.length > 0) throw recipeInvalid(fileLabel, problems);
+  useRealPaths(r, (p) => real.get(p) ?? p);
   return inputs;
+}
+
+/** Symbolic links on a recipe path are followed at most this often, as the kernel does (ELOOP). */
+const MAX_LINKS = 40;
+
+/**
+ * Where `rel` (relative, see staysInside) leads from `root` (a real path), resolved one name at a
+ * time as the kernel would, links included. Stops with `outside` the moment a ".." or a link would
+ * leave `root`, before looking at anything out there, so the answer says nothing about the host.
+ */
+async function resolveInside(root: string, rel: string): Promise<{ real: string } | { outside: true } | { error: unknown }> {
+  let at = root;
+  const todo = rel.split("/");
+  let links = 0;
+  while (todo.length > 0) {
+    const name = todo.shift()!;
+    if (name === "" || name === ".") continue;
+    if (name === "..") {
+      if (at === root) return { outside: true };
+      at = path.dirname(at);
+      continue;
+    }
+    const next = path.join(at, name);
+    let st;
+    try {
+      st = await lstat(next);
+    } catch (error) {
+      return { error };
+    }
+    if (st.isSymbolicLink()) {
+      if (++links > MAX_LINKS) return { error: Object.assign(new Error("too many levels of symbolic links"), { code: "ELOOP" }) };
+      const target = await readlink(next);
+      if (path.isAbsolute(target)) {
+        const inRoot = path.relative(root, target);
+        if (!staysInside(inRoot)) return { outside: true };
+        at = root;
+        todo.unshift(...inRoot.split("/"));
+      } else {
+        todo.unshift(...target.split("/"));
+      }
+      continue;
+    }
+    if (todo.some((n) => n !== "" && n !== ".") && !st.isDirectory()) return { error: Object.assign(new Error("a parent is not a directory"), { code: "ENOTDIR" }) };
+    at = next;
+  }
+  return { real: at };
+}
+
+/**
+ * Ansible reads the folders beside a playbook (roles/, templates/ …, see PLAYBOOK_FOLDERS) on the
+ * build host: a link in them that leads out of the recipe's folder is refused like a named file.
+ */
+async function linksOutOfPlaybookFolder(root: string, playbook: string, field: string): Promise<Problem[]> {
+  const problems: Problem[] = [];
+  const base = path.dirname(playbook);
+  let seen = 0;
+  const walk = async (abs: string, depth: number): Promise<void> => {
+    if (depth > 16 || ++seen > 10_000) return;
+    const st = await lstat(abs).catch(() => undefined);
+    if (!st) return;
+    const rel = path.relative(root, abs);
+    if (st.isSymbolicLink()) {
+      const found = await resolveInside(root, rel);
+      if ("outside" in found) problems.push({ path: field, message: outsideFolder(`./${rel}`) });
+      else if ("real" in found && (await stat(found.real)).isDirectory()) await walkDir(found.real, depth);
+      return;
+    }
+    if (st.isDirectory()) await walkDir(abs, depth);
+  };
+  const walkDir = async (abs: string, depth: number) => {
+    for (const name of (await readdir(abs)).sort()) await walk(path.join(abs, name), depth + 1);
+  };
+  for (const name of PLAYBOOK_FOLDERS) await walk(path.join(base, name), 0);
+  return problems;
+}
+
+/** Points the recipe's file fields at the real paths checked (see checkReferencedFiles). */
+function useRealPaths(r: Recipe, real: (p: string) => string): void {
+  if ("image" in r.base) r.base.image = real(r.base.image);
+  for (const x of r.repositories) if (x.key !== undefined) x.key = real(x.key);
+  for (const f of r.files) if (f.source !== undefined) f.source = real(f.source);
+  r.caCertificates = r.caCertificates.map(real);
+  for (const s of r.scripts) if (s.source !== undefined) s.source = real(s.source);
+  for (const a of r.ansible) a.playbook = real(a.playbook);
 }
 
 /** The error for a bad recipe: one line per problem, each starting with the file's name. */
@@ -291,11 +404,35 @@ function lookedIn(file: string, dir: string): string {
   return asWritten(file, dir) === file ? "" : ` (looked in ${file})`;
 }
 
+/**
+ * sha256 of a regular file, opened without following a link (O_NOFOLLOW) and without waiting on a
+ * FIFO (O_NONBLOCK): resolveInside checked the path, and what is opened must be what it checked.
+ * A file that is not a regular one fails with code ENOTREG.
+ */
+async function sha256Regular(file: string): Promise<string> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!(await fh.stat()).isFile()) throw Object.assign(new Error("not a regular file"), { code: "ENOTREG" });
+    // Streamed: base images run to gigabytes.
+    const hash = createHash("sha256");
+    for await (const chunk of fh.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
+    return hash.digest("hex");
+  } finally {
+    await fh.close();
+  }
+}
+
 function errorCode(e: unknown): string {
   return typeof e === "object" && e !== null && "code" in e ? String(e.code) : "";
 }
 
 function reason(e: unknown): string {
-  const known: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "it is a directory", ENOTDIR: "a parent is not a directory" };
+  const known: Record<string, string> = {
+    ENOENT: "no such file",
+    EACCES: "permission denied",
+    EISDIR: "it is a directory",
+    ENOTDIR: "a parent is not a directory",
+    ELOOP: "too many levels of symbolic links",
+  };
   return known[errorCode(e)] ?? (e instanceof Error ? e.message : String(e));
 }

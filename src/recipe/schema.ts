@@ -123,9 +123,32 @@ const packageSpec = z
   .string(speak({ noun: "a package name", rule: 'use a Debian package name, optionally as name=version or name/suite', example: '"openssh-server"' }))
   .regex(PACKAGE_SPEC);
 
-/** A file beside the recipe; load.ts resolves it against the recipe's folder and checks it exists. */
+/**
+ * The one refusal for a path that leaves the recipe's folder: absolute, climbing out with "..", or
+ * through a symbolic link (load.ts). The same words whatever is out there, so a recipe cannot ask
+ * the build host which of its files exist.
+ */
+export function outsideFolder(written: string): string {
+  return `${show(written)} is outside the recipe's folder; put the file in the recipe's folder and name it relative to it`;
+}
+
+/** Whether a path as written stays inside the folder it is relative to (no disk access; links are load.ts's). */
+export function staysInside(written: string): boolean {
+  if (written.startsWith("/")) return false;
+  const normal = posix.normalize(written);
+  return normal !== ".." && !normal.startsWith("../");
+}
+
+/**
+ * A file inside the recipe's folder, named relative to it: recipes are built by a service as root,
+ * so a path must not reach the build host's own files. load.ts resolves it (links too) and checks
+ * it exists.
+ */
 function hostFile(noun: string, example: string) {
-  return z.string(speak({ noun, example })).min(1);
+  return z
+    .string(speak({ noun, example }))
+    .min(1)
+    .refine(staysInside, { error: (iss) => outsideFolder(String(iss.input)) });
 }
 
 function url(noun: string, protocol: RegExp, rule: string, example: string) {
@@ -183,7 +206,7 @@ export const BaseDebianSchema = z
 export const BaseImageSchema = z
   .strictObject({
     image: hostFile("a path to an image file", "./cloud.squashfs").describe(
-      "Existing image to start from: a file path, relative to the recipe's folder.",
+      "Existing image to start from: a file inside the recipe's folder, named relative to it.",
     ),
     format: z
       .enum(IMAGE_FORMATS, speak({ noun: "an image format", rule: `use one of ${IMAGE_FORMATS.join(", ")}` }))
@@ -233,7 +256,7 @@ export const RepositorySchema = z
         .describe("apt pin priority for this archive; left out, apt's default applies (500, or 100 for backports)."),
       key: hostFile("a path to an OpenPGP key", "./archive-key.asc")
         .optional()
-        .describe("OpenPGP key (ASCII-armored or binary) that signs this archive; relative to the recipe's folder."),
+        .describe("OpenPGP key (ASCII-armored or binary) that signs this archive: a file inside the recipe's folder, named relative to it."),
     },
     speak({ noun: "a repository {name, suite, uri?}", example: "{name: backports, suite: bookworm-backports}" }),
   )
@@ -250,7 +273,7 @@ export const FileEntrySchema = z
         })
         .describe("Absolute path of the file in the image; unique in the recipe."),
       content: z.string(speak({ noun: "text", example: '"managed by kiln\\n"' })).optional().describe("Text to write into the file."),
-      source: hostFile("a path to a file", "./motd.txt").optional().describe("File to copy in, relative to the recipe's folder."),
+      source: hostFile("a path to a file", "./motd.txt").optional().describe("File to copy in: a file inside the recipe's folder, named relative to it."),
       mode: z
         .string(speak({ noun: "an octal mode in quotes", rule: "use 3 or 4 octal digits, quoted (YAML reads 0644 as the number 644)", example: '"0644"' }))
         .regex(MODE)
@@ -275,7 +298,7 @@ export const ScriptSchema = z
         .regex(ENTRY_NAME)
         .describe("Short name, unique in the recipe; names the script in logs."),
       run: z.string(speak({ noun: "shell commands", example: '"systemctl enable ssh"' })).optional().describe("Shell commands, run with /bin/sh -e inside the image root."),
-      source: hostFile("a path to a script", "./tune.sh").optional().describe("Script file beside the recipe, run with /bin/sh -e inside the image root."),
+      source: hostFile("a path to a script", "./tune.sh").optional().describe("Script file inside the recipe's folder (named relative to it), run with /bin/sh -e inside the image root."),
     },
     speak({ noun: "a script {name, run or source}", example: '{name: enable-ssh, run: "systemctl enable ssh"}' }),
   )
@@ -594,7 +617,7 @@ export const ConfigSchema = z
 export const AnsibleSchema = z.strictObject(
   {
     playbook: hostFile("a path to a playbook", "./site.yml").describe(
-      "Playbook beside the recipe (hosts: all). Its folder's roles/, tasks/, templates/, files/, vars/ and group_vars/ are part of the cache key.",
+      "Playbook inside the recipe's folder, named relative to it (hosts: all). Its folder's roles/, tasks/, templates/, files/, vars/ and group_vars/ are part of the cache key.",
     ),
     vars: z
       .record(
@@ -728,7 +751,7 @@ export const RecipeSchema = z
       caCertificates: z
         .array(hostFile("a path to a PEM file", "./site-ca.pem"), speak({ noun: "a list of PEM files", example: "[./site-ca.pem]" }))
         .default([])
-        .describe("PEM certificate files to add to the image's trusted CAs (update-ca-certificates); relative to the recipe's folder.")
+        .describe("PEM certificate files to add to the image's trusted CAs (update-ca-certificates): files inside the recipe's folder, named relative to it.")
         .meta({ examples: [["./site-ca.pem"]] }),
       scripts: z
         .array(ScriptSchema, speak({ noun: "a list of scripts", example: '[{name: enable-ssh, run: "systemctl enable ssh"}]' }))

@@ -20,7 +20,7 @@ export interface AnsibleOptions {
 }
 
 /** Folders beside a playbook that Ansible reads from (roles, includes, templates …): part of the key. */
-const PLAYBOOK_FOLDERS = [
+export const PLAYBOOK_FOLDERS = [
   "ansible.cfg", "roles", "tasks", "handlers", "templates", "files", "vars", "defaults",
   "group_vars", "host_vars", "library", "module_utils", "filter_plugins", "collections",
 ];

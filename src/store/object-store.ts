@@ -2,7 +2,7 @@
  * Object storage for recipes and image artifacts (docs/architecture.md#object-store). Two implementations: a directory
  * on local disk (the default, `file:///var/lib/kiln/objects`) and S3 (`s3://…`, any S3 server:
  * Ceph RGW in tests and in the systems Kiln replaces). Keys and buckets follow IMS: bucket `ims`
- * holds `recipes/<id>/recipe.tar.gz`, bucket `boot-images` holds `<image_id>/rootfs`, `/kernel`,
+ * holds `recipes/<id>/recipe.tar.gz` (Kiln's own upload: `recipes/<id>/<upload id>/recipe.tar.gz`), bucket `boot-images` holds `<image_id>/rootfs`, `/kernel`,
  * `/initrd`, `/boot_parameters`, `/manifest.json`.
  *
  * Contract, for every implementation (test/integration/object-store-contract.test.ts runs the same

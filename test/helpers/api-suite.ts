@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import { BOOT_IMAGES_BUCKET, IMS_BUCKET } from "../../src/catalog/objects.js";
+import { BOOT_IMAGES_BUCKET, IMS_BUCKET, parseS3Path } from "../../src/catalog/objects.js";
 import { ObjectNotFound, type ObjectStore } from "../../src/store/object-store.js";
 import { writeTar } from "./tar-writer.js";
 
@@ -105,7 +105,12 @@ export function defineRecordSuite(target: () => ApiTarget): void {
     }
   }
 
-  test("version and health answer without a token", async () => {
+  test("version, health and the OpenAPI document answer without a token; data does not", async () => {
+    const doc = await s.call("GET", "/openapi.json", undefined, null);
+    assert.equal(doc.statusCode, 200, doc.body);
+    assert.equal(json<{ openapi: string }>(doc).openapi, "3.0.3");
+    assert.equal((await s.call("GET", "/v3/recipes", undefined, null)).statusCode, 401, "records still need a token");
+    assert.equal((await s.call("POST", "/openapi.json", {}, null)).statusCode, 401, "only the GET is open");
     for (const url of ["/version", "/apis/ims/version"]) {
       const r = await s.call("GET", url, undefined, null);
       assert.equal(r.statusCode, 200);
@@ -275,6 +280,42 @@ export function defineRecordSuite(target: () => ApiTarget): void {
     assert.equal(await exists(BOOT_IMAGES_BUCKET, `deleted/${img.id}/manifest.json`), false);
   });
 
+  test("a recipe links only objects under its own prefix in bucket ims: cascade delete cannot reach an image's rootfs", async () => {
+    const img = json<{ id: string }>(await s.call("POST", "/v3/images", { name: "victim" }));
+    const manifest = await putImageObjects(img.id);
+    assert.equal((await s.call("PATCH", `/v3/images/${img.id}`, { link: { path: manifest, type: "s3" } })).statusCode, 200);
+    const rootfs = `s3://${BOOT_IMAGES_BUCKET}/${img.id}/rootfs`;
+    const other = json<{ id: string }>(await s.call("POST", "/v3/recipes", { name: "other", recipe_type: "kiwi-ng", linux_distribution: "sles15" }));
+    await s.store.put(IMS_BUCKET, `recipes/${other.id}/recipe.tar.gz`, "theirs");
+    const refused = (r: ApiResponse, what: string) => {
+      assert.equal(r.statusCode, 422, `${what}: ${r.body}`);
+      const p = json<{ errors: Array<{ path: string; message: string }> }>(r);
+      assert.equal(p.errors[0]?.path, "link.path", what);
+      assert.match(p.errors[0]!.message, /^must name an object under s3:\/\/ims\/recipes\/[0-9a-f-]{36}\/$/, what);
+    };
+    // The attack: link a recipe to the image's rootfs, then delete it with cascade (v2).
+    refused(await s.call("POST", "/v2/recipes", { name: "evil", recipe_type: "kiwi-ng", linux_distribution: "sles15", link: { path: rootfs, type: "s3" } }), "POST to a rootfs");
+    const evil = json<{ id: string }>(await s.call("POST", "/v2/recipes", { name: "evil", recipe_type: "kiwi-ng", linux_distribution: "sles15" }));
+    for (const path of [rootfs, `s3://ims/recipes/${other.id}/recipe.tar.gz`, `s3://ims/recipes/${evil.id}/../${other.id}/recipe.tar.gz`, `s3://ims/deleted/recipes/${other.id}/recipe.tar.gz`, `s3://ims/recipes/${evil.id}`]) {
+      refused(await s.call("PATCH", `/v2/recipes/${evil.id}`, { link: { path, type: "s3" } }), `PATCH to ${path}`);
+    }
+    assert.equal((await s.call("DELETE", `/v2/recipes/${evil.id}`)).statusCode, 204, "cascade is v2's default");
+    assert.equal(await exists(BOOT_IMAGES_BUCKET, `${img.id}/rootfs`), true, "the image's rootfs survives");
+    assert.equal(await exists(IMS_BUCKET, `recipes/${other.id}/recipe.tar.gz`), true, "the other recipe's archive survives");
+    // Its own prefix is fine; a recipe created with a link (upload first, IMS-style) takes the id the prefix names.
+    const own = json<{ id: string }>(await s.call("POST", "/v3/recipes", { name: "own", recipe_type: "kiwi-ng", linux_distribution: "sles15" }));
+    await s.store.put(IMS_BUCKET, `recipes/${own.id}/recipe.tar.gz`, "mine");
+    assert.equal((await s.call("PATCH", `/v3/recipes/${own.id}`, { link: { path: `s3://ims/recipes/${own.id}/recipe.tar.gz`, type: "s3" } })).statusCode, 200);
+    const fresh = "3f0c8a52-6f4e-4d0b-9a51-2f7d1c9e8b40";
+    await s.store.put(IMS_BUCKET, `recipes/${fresh}/recipe.tar.gz`, "uploaded first");
+    const created = await s.call("POST", "/v3/recipes", { name: "first", recipe_type: "kiwi-ng", linux_distribution: "sles15", link: { path: `s3://ims/recipes/${fresh}/recipe.tar.gz`, type: "s3" } });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.equal(json<{ id: string }>(created).id, fresh);
+    refused(await s.call("POST", "/v3/recipes", { name: "again", recipe_type: "kiwi-ng", linux_distribution: "sles15", link: { path: `s3://ims/recipes/${own.id}/recipe.tar.gz`, type: "s3" } }), "POST into an existing recipe's prefix");
+    for (const id of [own.id, fresh, other.id]) await s.call("DELETE", `/v2/recipes/${id}`);
+    await s.call("DELETE", `/v2/images/${img.id}`);
+  });
+
   test("v2 and unversioned routes hard-delete, with cascade deciding about objects", async () => {
     for (const prefix of ["/v2", "", "/apis/ims/v2", "/apis/ims"]) {
       const img = json<{ id: string }>(await s.call("POST", `${prefix}/images`, { name: `v2${prefix}` }));
@@ -300,7 +341,8 @@ export function defineRecordSuite(target: () => ApiTarget): void {
 
     const ok = await upload([{ key: "name", value: "lab-web" }, { key: "suite", value: "bookworm" }, motd]);
     assert.equal(ok.r.statusCode, 200, ok.r.body);
-    const stored = Buffer.concat(await (await s.store.get(IMS_BUCKET, `recipes/${ok.id}/recipe.tar.gz`)).toArray());
+    const okKey = parseS3Path(json<{ link: { path: string } }>(ok.r).link.path)!.key;
+    const stored = Buffer.concat(await (await s.store.get(IMS_BUCKET, okKey)).toArray());
     assert.ok(stored.equals(archive), "the archive is stored as sent, placeholders and all");
 
     // The rendered value is what the check sees: bullseye contradicts linux_distribution debian12.

@@ -58,7 +58,7 @@ test("an operator registers a key and a recipe folder with kiln ims", async () =
   recipeId = recipe.id;
   assert.equal(recipe.recipe_type, "kiln");
   assert.equal(recipe.linux_distribution, "debian12", "from base.debian: bookworm");
-  assert.equal(recipe.link.path, `s3://ims/recipes/${recipeId}/recipe.tar.gz`);
+  assert.match(recipe.link.path, new RegExp(`^s3://ims/recipes/${recipeId}/[0-9a-f-]{36}/recipe\\.tar\\.gz$`));
   const table = await kiln(["ims", "recipes", "list"]);
   assert.match(table.stdout, /^ID +NAME +RECIPE_TYPE/);
   assert.match(table.stdout, new RegExp(`${recipeId} +bookworm-minimal +kiln +debian12`));

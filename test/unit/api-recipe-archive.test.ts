@@ -5,10 +5,12 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { startTestService, type TestService } from "../helpers/service.js";
 import { writeTar, type TarEntry } from "../helpers/tar-writer.js";
-import { IMS_BUCKET } from "../../src/catalog/objects.js";
+import { IMS_BUCKET, parseS3Path } from "../../src/catalog/objects.js";
 
 let s: TestService;
 before(async () => {
@@ -36,15 +38,16 @@ const good: TarEntry[] = [
   { name: "./link-to-motd", type: "symlink", target: "motd" },
 ];
 
-test("a recipe folder's archive is checked, stored at recipes/<id>/recipe.tar.gz with its md5sum, and linked", async () => {
+test("a recipe folder's archive is checked, stored at recipes/<id>/<upload id>/recipe.tar.gz with its md5sum, and linked", async () => {
   const id = await newRecipe();
   const body = gzipSync(writeTar(good));
   const r = await upload(id, body);
   assert.equal(r.statusCode, 200, r.body);
   const rec = JSON.parse(r.body) as { link: { path: string; etag: string; type: string } };
-  assert.equal(rec.link.path, `s3://ims/recipes/${id}/recipe.tar.gz`);
+  assert.match(rec.link.path, new RegExp(`^s3://ims/recipes/${id}/[0-9a-f-]{36}/recipe\\.tar\\.gz$`));
   assert.equal(rec.link.type, "s3");
-  const info = await s.store.head(IMS_BUCKET, `recipes/${id}/recipe.tar.gz`);
+  const info = await s.store.head(IMS_BUCKET, parseS3Path(rec.link.path)!.key);
+  assert.equal(rec.link.etag, info.etag, "the record carries the stored object's etag");
   assert.equal(info.metadata.md5sum, createHash("md5").update(body).digest("hex"));
   assert.equal(info.size, body.length);
   assert.equal((await upload(id, body)).statusCode, 409, "recipes do not change");
@@ -86,4 +89,66 @@ test("hostile and broken archives are refused with 4xx, and nothing is stored", 
   }
   const wrongType = await s.app.inject({ method: "PUT", url: `/v3/recipes/${await newRecipe()}/archive`, headers: { authorization: "Bearer admin-token", "content-type": "text/plain" }, payload: "x" });
   assert.equal(wrongType.statusCode, 400);
+});
+
+test("recipes naming host files are refused by the upload check, at the field, without saying whether the file exists", async () => {
+  // The service's own secrets, where an uploader would aim: the data dir's tokens.json and the store's signing key.
+  await writeFile(path.join(s.dir, "tokens.json"), '{"version":1,"tokens":[]}\n');
+  await mkdir(path.join(s.dir, "objects/.kiln"), { recursive: true });
+  await writeFile(path.join(s.dir, "objects/.kiln/signing-key"), "secret", { flag: "a" });
+  const head = "apiVersion: kiln/v1\nname: tiny\nbase: {debian: bookworm, variant: minbase}\nkernels: [{flavor: generic, package: linux-image-amd64}]\n";
+  const withRecipe = (yaml: string, more: TarEntry[] = []) => gzipSync(writeTar([{ name: "recipe.yaml", type: "file", content: head + yaml }, { name: "motd", type: "file", content: "x" }, ...more]));
+  const refused = async (body: Buffer, field: string, written: string) => {
+    const id = await newRecipe();
+    const r = await upload(id, body);
+    assert.equal(r.statusCode, 422, `${written}: ${r.body}`);
+    const p = JSON.parse(r.body) as { type: string; detail: string; errors: Array<{ path: string; message: string }> };
+    assert.match(r.headers["content-type"] as string, /application\/problem\+json/);
+    assert.deepEqual(p.errors, [{ path: field, message: `${JSON.stringify(written)} is outside the recipe's folder; put the file in the recipe's folder and name it relative to it` }], written);
+    assert.doesNotMatch(r.body, /does not exist|not a regular file|cannot be read/, written);
+    assert.deepEqual(await s.store.list(IMS_BUCKET, `recipes/${id}/`), [], "nothing stored");
+    return p.detail.split(JSON.stringify(written)).join("P");
+  };
+  await refused(withRecipe("files: [{path: /etc/x, source: /etc/shadow}]\n"), "files[0].source", "/etc/shadow");
+  await refused(withRecipe("files: [{path: /etc/x, source: ../../etc/hostname}]\n"), "files[0].source", "../../etc/hostname");
+  await refused(withRecipe(`files: [{path: /etc/x, source: ${path.join(s.dir, "tokens.json")}}]\n`), "files[0].source", path.join(s.dir, "tokens.json"));
+  // The archive is unpacked in <scratch>/upload-*/recipe: three levels up is the data dir.
+  await refused(withRecipe("files: [{path: /etc/x, source: ../../../tokens.json}]\n"), "files[0].source", "../../../tokens.json");
+  await refused(withRecipe(`repositories: [{name: r, suite: stable, key: ${path.join(s.dir, "objects/.kiln/signing-key")}}]\n`), "repositories[0].key", path.join(s.dir, "objects/.kiln/signing-key"));
+  await refused(withRecipe("caCertificates: [/etc/ssl/certs/ca-certificates.crt]\n"), "caCertificates[0]", "/etc/ssl/certs/ca-certificates.crt");
+  await refused(withRecipe("scripts: [{name: s, source: /etc/passwd}]\n"), "scripts[0].source", "/etc/passwd");
+  // No oracle: a host file that exists and one that does not get the same answer.
+  const there = await refused(withRecipe(`files: [{path: /etc/x, source: ${path.join(s.dir, "tokens.json")}}]\n`), "files[0].source", path.join(s.dir, "tokens.json"));
+  const gone = await refused(withRecipe(`files: [{path: /etc/x, source: ${path.join(s.dir, "no-such-file")}}]\n`), "files[0].source", path.join(s.dir, "no-such-file"));
+  assert.equal(there, gone);
+  // A link chain that reads as staying inside (d/d/d/.. is "d/d" as text) but that the kernel
+  // resolves out of the folder, since d -> .: the archive check resolves links as the kernel does
+  // (and the loader would refuse it again, see recipe-paths.test.ts).
+  const chain = withRecipe("files: [{path: /etc/x, source: ./up/../tokens.json}]\n", [
+    { name: "d", type: "symlink", target: "." },
+    { name: "up", type: "symlink", target: "d/d/d/../.." },
+  ]);
+  const id = await newRecipe();
+  const r = await upload(id, chain);
+  assert.equal(r.statusCode, 422, r.body);
+  assert.deepEqual((JSON.parse(r.body) as { errors: unknown[] }).errors, [{ path: "archive", message: 'symlink "up" -> "d/d/d/../.." resolves outside the root' }]);
+  assert.deepEqual(await s.store.list(IMS_BUCKET, `recipes/${id}/`), []);
+});
+
+test("8 concurrent uploads of different archives: one 200, seven 409, and the stored archive is the 200's (5 trials)", async () => {
+  for (let trial = 0; trial < 5; trial++) {
+    const id = await newRecipe();
+    const bodies = Array.from({ length: 8 }, (_, i) => gzipSync(writeTar([...good.slice(0, 2), { name: "./motd", type: "file", content: `upload ${i} of trial ${trial}\n` }])));
+    const answers = await Promise.all(bodies.map((b) => upload(id, b)));
+    const codes = answers.map((r) => r.statusCode).sort();
+    assert.deepEqual(codes, [200, 409, 409, 409, 409, 409, 409, 409], `trial ${trial}: ${answers.map((r) => r.body).join("\n")}`);
+    const winner = answers.findIndex((r) => r.statusCode === 200);
+    const link = (JSON.parse(answers[winner]!.body) as { link: { path: string; etag: string } }).link;
+    assert.deepEqual((JSON.parse((await s.call("GET", `/v3/recipes/${id}`)).body) as { link: unknown }).link, link, "the record links what the 200 said");
+    const where = parseS3Path(link.path)!;
+    const stored = Buffer.concat(await (await s.store.get(where.bucket, where.key)).toArray());
+    assert.ok(stored.equals(bodies[winner]!), `trial ${trial}: the stored archive is the 200's (upload ${winner})`);
+    assert.equal((await s.store.head(where.bucket, where.key)).etag, link.etag);
+    assert.deepEqual((await s.store.list(IMS_BUCKET, `recipes/${id}/`)).map((o) => o.key), [where.key], "the refused uploads left nothing behind");
+  }
 });

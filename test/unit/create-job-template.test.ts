@@ -38,13 +38,14 @@ after(async () => {
 
 const RECIPE = ["apiVersion: kiln/v1", "name: {{ name }}", "base: { debian: {{ suite }}, variant: minbase }", "kernels: [{ flavor: generic, package: linux-image-amd64 }]", ""].join("\n");
 
-async function runWith(dictionary: RecipeRecord["template_dictionary"]): Promise<{ error: unknown; log: string[]; recipeId: string }> {
+async function runWith(dictionary: RecipeRecord["template_dictionary"], afterLink?: (key: string) => Promise<void>): Promise<{ error: unknown; log: string[]; recipeId: string }> {
   const id = randomUUID();
   const archive = gzipSync(writeTar([{ name: "recipe.yaml", type: "file", content: RECIPE }]));
   const key = `recipes/${id}/recipe.tar.gz`;
   const info = await store.put(IMS_BUCKET, key, archive, { metadata: { md5sum: createHash("md5").update(archive).digest("hex") } });
   const recipe: RecipeRecord = { id, created: imsTime(), name: "t", recipe_type: "kiln", linux_distribution: "debian12", link: { path: s3Path(IMS_BUCKET, key), etag: info.etag, type: "s3" }, template_dictionary: dictionary, require_dkms: false, arch: "x86_64" };
   await catalog.insert("recipes", recipe);
+  await afterLink?.(key);
   const log: string[] = [];
   const ctx = {
     job: { id: randomUUID(), job_type: "create", artifact_id: id, image_root_archive_name: "t", arch: "x86_64" } as JobRecord,
@@ -79,4 +80,13 @@ test("the job builds recipe.yaml as rendered: a rendered suite that contradicts 
 test("a placeholder the template_dictionary lacks ends the job naming the placeholder and the recipe", async () => {
   const { error, recipeId } = await runWith([{ key: "name", value: "lab-web" }]);
   assert.match((error as Error).message, new RegExp(`^recipe ${recipeId}: recipe\\.yaml uses \\{\\{ suite \\}\\}, which the recipe's template_dictionary does not define \\(line 3: \\{\\{ suite \\}\\}\\)`));
+});
+
+test("an archive replaced after it was linked is refused by the record's etag, even with a matching md5sum", async () => {
+  const other = gzipSync(writeTar([{ name: "recipe.yaml", type: "file", content: RECIPE.replace("{{ suite }}", "bookworm") }]));
+  const { error } = await runWith([{ key: "name", value: "x" }], async (key) => {
+    // Written straight to the store with its own (true) md5sum: only the record's etag tells.
+    await store.put(IMS_BUCKET, key, other, { metadata: { md5sum: createHash("md5").update(other).digest("hex") } });
+  });
+  assert.match((error as Error).message, /has etag \w+, but the record links etag \w+: the object was replaced after it was linked/);
 });

@@ -66,7 +66,7 @@ void test("missing or unusable referenced files are all reported, each at its fi
     { path: "repositories[0].key", message: `./vendor.asc does not exist (looked in ${dir}/vendor.asc); relative paths start at the recipe's folder` },
     { path: "files[2].source", message: `./motd.txt does not exist (looked in ${dir}/motd.txt); relative paths start at the recipe's folder` },
     { path: "caCertificates[0]", message: `./certs is not a regular file (looked in ${dir}/certs); give the path of a file` },
-    { path: "scripts[0].source", message: `${path.join(FIXTURES, "nowhere/tune.sh")} does not exist; relative paths start at the recipe's folder` },
+    { path: "scripts[0].source", message: `./nowhere/tune.sh does not exist (looked in ${dir}/nowhere/tune.sh); relative paths start at the recipe's folder` },
   ]);
   const label = path.join(dir, "recipe.yaml");
   assert.ok(e.message.startsWith(`${label}: repositories[0].key: ./vendor.asc does not exist`), e.message);
@@ -93,7 +93,7 @@ void test("messages start with the file as the user named it", async () => {
   }
 });
 
-void test("a symlinked source is followed and hashed by its target's bytes", async () => {
+void test("a symlinked source inside the folder is followed, hashed by its target's bytes, and built from the target", async () => {
   const dir = await mkdtemp(path.join(tmpdir(), "kiln-recipe-"));
   try {
     await mkdir(path.join(dir, "shared"));
@@ -104,7 +104,9 @@ void test("a symlinked source is followed and hashed by its target's bytes", asy
       "apiVersion: kiln/v1\nname: x\nbase: {debian: bookworm}\noutputs: [squashfs]\nfiles: [{path: /etc/motd, source: motd}]\n",
     );
     const loaded = await loadRecipe(path.join(dir, "recipe.yaml"));
-    assert.deepEqual(loaded.inputs, { [path.join(dir, "motd")]: `sha256:${createHash("sha256").update("hello\n").digest("hex")}` });
+    // The stages open the real path the loader checked, not a link that could be swapped later.
+    assert.deepEqual(loaded.inputs, { [path.join(dir, "shared/motd")]: `sha256:${createHash("sha256").update("hello\n").digest("hex")}` });
+    assert.equal(loaded.recipe.files[0]?.source, path.join(dir, "shared/motd"));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

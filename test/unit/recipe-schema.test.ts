@@ -79,17 +79,17 @@ const goodCases: Array<{ name: string; text: string; check: (r: Recipe) => void 
     check: (r) => assert.deepEqual(r.base, { image: `${DIR}/cloud.squashfs`, format: "auto" }),
   },
   {
-    name: "every referenced path comes back absolute; absolute ones stay",
+    name: "every referenced path comes back absolute, resolved against the recipe's folder",
     text: recipe({
       repositories: [{ name: "vendor", uri: "file:///srv/repo", suite: "stable", key: "keys/vendor.asc" }],
-      files: [{ path: "/etc/a", source: "../shared/a" }],
-      caCertificates: ["/etc/ssl/site-ca.pem"],
+      files: [{ path: "/etc/a", source: "shared/../a" }],
+      caCertificates: ["./ssl/site-ca.pem"],
       scripts: [{ name: "tune", source: "./tune.sh" }],
     }),
     check: (r) => {
       assert.equal(r.repositories[0]?.key, `${DIR}/keys/vendor.asc`);
-      assert.equal(r.files[0]?.source, "/srv/shared/a");
-      assert.deepEqual(r.caCertificates, ["/etc/ssl/site-ca.pem"]);
+      assert.equal(r.files[0]?.source, `${DIR}/a`);
+      assert.deepEqual(r.caCertificates, [`${DIR}/ssl/site-ca.pem`]);
       assert.equal(r.scripts[0]?.source, `${DIR}/tune.sh`);
     },
   },
@@ -160,8 +160,8 @@ const goodCases: Array<{ name: string; text: string; check: (r: Recipe) => void 
   },
   {
     name: "a playbook resolves against the recipe's folder",
-    text: recipe({ ansible: [{ playbook: "ansible/site.yml" }, { playbook: "/srv/other.yml", vars: { ntp_server: "ntp.example", ports: [1, 2] } }] }),
-    check: (r) => assert.deepEqual(r.ansible, [{ playbook: `${DIR}/ansible/site.yml`, vars: {} }, { playbook: "/srv/other.yml", vars: { ntp_server: "ntp.example", ports: [1, 2] } }]),
+    text: recipe({ ansible: [{ playbook: "ansible/site.yml" }, { playbook: "./other.yml", vars: { ntp_server: "ntp.example", ports: [1, 2] } }] }),
+    check: (r) => assert.deepEqual(r.ansible, [{ playbook: `${DIR}/ansible/site.yml`, vars: {} }, { playbook: `${DIR}/other.yml`, vars: { ntp_server: "ntp.example", ports: [1, 2] } }]),
   },
   {
     name: "octal mode written 0o755 or 4 digits",
@@ -209,6 +209,11 @@ const badCases: Array<{ name: string; text: string; path: string; says: string }
   { name: "mirror not a URL", text: recipe({ base: { debian: "bookworm", mirror: "deb.debian.org" } }), path: "base.mirror", says: '"deb.debian.org" is not an http(s) URL' },
   { name: "bad suite", text: recipe({ base: { debian: "Bookworm" } }), path: "base.debian", says: "is not a suite name" },
   { name: "empty components", text: recipe({ base: { debian: "bookworm", components: [] } }), path: "base.components", says: "must not be empty" },
+  { name: "absolute source", text: recipe({ files: [{ path: "/etc/x", source: "/etc/shadow" }] }), path: "files[0].source", says: `"/etc/shadow" is outside the recipe's folder; put the file in the recipe's folder and name it relative to it` },
+  { name: "source climbing out", text: recipe({ files: [{ path: "/etc/x", source: "a/../../etc/hostname" }] }), path: "files[0].source", says: "is outside the recipe's folder" },
+  { name: "absolute CA", text: recipe({ caCertificates: ["/etc/ssl/site-ca.pem"] }), path: "caCertificates[0]", says: "is outside the recipe's folder" },
+  { name: "absolute playbook", text: recipe({ ansible: [{ playbook: "/srv/other.yml" }] }), path: "ansible[0].playbook", says: "is outside the recipe's folder" },
+  { name: "image above the folder", text: recipe({ base: { image: "../cloud.squashfs" } }), path: "base.image", says: "is outside the recipe's folder" },
   { name: "bad image format", text: recipe({ base: { image: "./x", format: "iso" } }), path: "base.format", says: "use one of auto, squashfs, qcow2, raw, tar" },
   // repositories
   { name: "repositories empty value", text: "apiVersion: kiln/v1\nname: t\nbase: {debian: bookworm}\noutputs: [squashfs]\nrepositories:\n", path: "repositories", says: "expected a list of repositories, got an empty value" },

@@ -3,8 +3,8 @@
  * IMS' flow is POST the record, upload the archive to S3, PATCH the link; Kiln adds
  * PUT /v3/recipes/{id}/archive, which receives the archive, checks it (safe to unpack; for
  * recipe_type kiln, a valid recipe.yaml once rendered with the record's template_dictionary) and
- * only then stores it and sets the link, so a store without S3 access for operators (the
- * filesystem default) works the same.
+ * only then stores it (at `recipes/<id>/<upload id>/recipe.tar.gz`, one key per upload) and sets
+ * the link, so a store without S3 access for operators (the filesystem default) works the same.
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -13,7 +13,7 @@ import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FastifyInstance } from "fastify";
-import { IMS_BUCKET, purgeRecipeObject, s3Path, softDeleteRecipeObject, validateRecipeLink } from "../../catalog/objects.js";
+import { IMS_BUCKET, purgeRecipeObject, recipeArchiveKey, recipeIdOfLink, s3Path, softDeleteRecipeObject, validateRecipeLink } from "../../catalog/objects.js";
 import { imsTime, type ArtifactLink, type RecipeRecord } from "../../catalog/records.js";
 import { distributionMismatch } from "../../jobs/create-job.js";
 import { RECIPE_FILE, unpackRecipeArchive } from "../../jobs/recipe-archive.js";
@@ -45,9 +45,14 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
     async (request, reply) => {
       const b = request.body;
       const link = b.link ? { ...b.link, etag: b.link.etag ?? "" } : null;
-      if (link) await validateRecipeLink(store, await catalog.idsWithLink("recipes", link.path), link);
+      // A link's object must be under the recipe's own prefix (validateRecipeLink); a recipe
+      // created with one (IMS clients may upload first) takes the id that prefix names, unless a
+      // recipe, live or deleted, already has it.
+      const named = link ? recipeIdOfLink(link.path) : undefined;
+      const id = named && !(await catalog.get("recipes", named)) && !(await catalog.get("recipes", named, true)) ? named : randomUUID();
+      if (link) await validateRecipeLink(store, await catalog.idsWithLink("recipes", link.path), link, id);
       const doc: RecipeRecord = {
-        id: randomUUID(),
+        id,
         created: imsTime(),
         name: b.name,
         recipe_type: b.recipe_type,
@@ -86,7 +91,7 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
       if (b.link) {
         const current = await catalog.get("recipes", id);
         if (current?.link && current.link.path !== b.link.path) throw conflict("recipe", id, current.link, b.link);
-        if (!current?.link) await validateRecipeLink(store, (await catalog.idsWithLink("recipes", b.link.path)).filter((x) => x !== id), b.link);
+        if (!current?.link) await validateRecipeLink(store, (await catalog.idsWithLink("recipes", b.link.path)).filter((x) => x !== id), b.link, id);
       }
       const updated = await catalog.update("recipes", id, (doc) => {
         const next = { ...doc };
@@ -142,7 +147,7 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
         schema: {
           summary: "Upload the recipe's archive and set its link (Kiln)",
           description:
-            "Body: the archive (tar.gz or tar) as application/gzip or application/octet-stream. It is checked before it is stored: no absolute paths, no `..`, no links out, no devices, size limits; a kiln recipe needs a recipe.yaml at its root that is valid once its {{ key }} placeholders are rendered with the record's template_dictionary (the archive is stored as sent). Then it is stored at s3://ims/recipes/<id>/recipe.tar.gz with its md5sum, and the record's link is set. 409 if the recipe already has a link.",
+            "Body: the archive (tar.gz or tar) as application/gzip or application/octet-stream. It is checked before it is stored: no absolute paths, no `..`, no links out, no devices, size limits; a kiln recipe needs a recipe.yaml at its root that is valid once its {{ key }} placeholders are rendered with the record's template_dictionary (the archive is stored as sent). Then it is stored at s3://ims/recipes/<id>/<upload id>/recipe.tar.gz with its md5sum, and the record's link is set. 409 if the recipe already has a link; of concurrent uploads, one is linked and the others get 409 and leave nothing stored.",
           tags: ["kiln"],
           params: idParam,
           consumes: "application/gzip",
@@ -174,13 +179,22 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
             const mismatch = distributionMismatch(recipe, loaded.recipe.base);
             if (mismatch) throw apiError("REQUEST_INVALID", mismatch, [{ path: "linux_distribution", message: mismatch }]);
           }
-          const key = `recipes/${id}/recipe.tar.gz`;
+          // Each upload writes its own key and the catalog's row lock picks the one that links:
+          // concurrent uploads never overwrite the object the winner's record names, and a
+          // loser removes only what it wrote itself.
+          const key = recipeArchiveKey(id, randomUUID());
           const info = await store.put(IMS_BUCKET, key, createReadStream(file), { contentType: "application/x-compressed-tar", size, metadata: { md5sum: md5 } });
           const link: ArtifactLink = { path: s3Path(IMS_BUCKET, key), etag: info.etag, type: "s3" };
-          const updated = await catalog.update("recipes", id, (doc) => {
-            if (doc.link) throw apiError("CONFLICT", `recipe ${id} got a link while the archive was uploaded`);
-            return { ...doc, link };
-          });
+          let updated: RecipeRecord | undefined;
+          try {
+            updated = await catalog.update("recipes", id, (doc) => {
+              if (doc.link) throw apiError("CONFLICT", `recipe ${id} got an archive (${doc.link.path}) while this one was uploaded; recipes do not change: register a new recipe`);
+              return { ...doc, link };
+            });
+          } catch (e) {
+            await store.delete(IMS_BUCKET, key);
+            throw e;
+          }
           if (!updated) {
             await store.delete(IMS_BUCKET, key);
             notFound("recipe", id);
