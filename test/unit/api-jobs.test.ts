@@ -2,6 +2,7 @@
  * Job routes through inject() (no worker runs): IMS' POST rules, DELETE filters, PATCH, cancel,
  * the log route; plus bearer-token auth and roles.
  */
+import { randomUUID } from "node:crypto";
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { ADMIN, READER, startTestService, type TestService } from "../helpers/service.js";
@@ -73,6 +74,19 @@ test("POST /v3/jobs: enable_debug adds a debug shell; ssh_containers on create, 
   assert.equal(s.queue.sent.length, before, "nothing queued");
   const noLink = json<{ id: string }>(await s.call("POST", "/v3/recipes", { name: "n", recipe_type: "kiln", linux_distribution: "debian12" }));
   assert.equal((await s.call("POST", "/v3/jobs", job({ artifact_id: noLink.id }))).statusCode, 400, "a recipe with no link");
+});
+
+test("POST /v3/jobs: a customize job with ssh_containers [{jail: true}] and no name (what cray ims sends) gets a jail named customize", async () => {
+  await s.store.put(IMS_BUCKET, "images/src/rootfs", "x");
+  // Inserted directly: the API checks an image's manifest, which is not what this test is about.
+  const img = await s.catalog.insert("images", { id: randomUUID(), created: "2026-01-01T00:00:00", name: "src", link: { path: "s3://ims/images/src/rootfs", type: "s3", etag: "" }, arch: "x86_64", metadata: {} });
+  const r = await s.call("POST", "/v3/jobs", { job_type: "customize", artifact_id: img.id, public_key_id: keyId, image_root_archive_name: "jailed", ssh_containers: [{ jail: true }] });
+  assert.equal(r.statusCode, 201, r.body);
+  const j = json<{ id: string; ssh_containers: unknown[] }>(r);
+  assert.deepEqual(j.ssh_containers, [{ name: "customize", jail: true, status: "pending", connection_info: {} }]);
+  assert.deepEqual((await s.catalog.get("jobs", j.id))!.ssh_containers, j.ssh_containers, "the stored record asks for the jail too");
+  const named = json<{ ssh_containers: unknown[] }>(await s.call("POST", "/v3/jobs", { job_type: "customize", artifact_id: img.id, public_key_id: keyId, image_root_archive_name: "plain", ssh_containers: [{ name: "mine" }] }));
+  assert.deepEqual(named.ssh_containers, [{ name: "mine", jail: false, status: "pending", connection_info: {} }]);
 });
 
 test("PATCH /v3/jobs/{id} sets status and result; DELETE with filters deletes matching jobs only", async () => {
