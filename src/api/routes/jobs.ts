@@ -41,6 +41,9 @@ export function parseAge(age: string): number | undefined {
 
 const LOG_POLL_MS = 500;
 
+/** The largest `age` taken (about 100,000 years): 99999999999w would be no Date at all. */
+const MAX_AGE_WEEKS = 5_217_000;
+
 export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }): Promise<void> {
   const { catalog, store, queue } = app;
   const v3 = opts.version === 3;
@@ -140,7 +143,7 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
             age: { type: "string", description: "only jobs older than this, e.g. 1d, 6h, 2w3d" },
           },
         },
-        response: responses({ 204: empty }, [400]),
+        response: responses({ 204: empty }, [400, 422]),
       },
     },
     async (request, reply) => {
@@ -153,7 +156,11 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
       if (q.age !== undefined) {
         const s = parseAge(q.age);
         if (s === undefined) throw apiError("BAD_REQUEST", `age ${JSON.stringify(q.age)}: use a number and a unit w, d, h or m, e.g. 1d, 6h, 2w3d`);
-        createdBefore = new Date(Date.now() - s * 1000);
+        if (s > MAX_AGE_WEEKS * 7 * 86400) {
+          throw apiError("REQUEST_INVALID", `age ${JSON.stringify(q.age)}: reaches back further than any date; use at most ${MAX_AGE_WEEKS}w`, [{ path: "age", message: `at most ${MAX_AGE_WEEKS}w` }]);
+        }
+        // No job is older than 1970; an earlier date would be outside what PostgreSQL stores.
+        createdBefore = new Date(Math.max(Date.now() - s * 1000, 0));
       }
       for (const j of await catalog.findJobs({ statuses, jobType: q.job_type, createdBefore })) await deleteJob(j);
       return reply.code(204).send();
