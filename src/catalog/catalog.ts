@@ -30,6 +30,8 @@ const TABLES: Record<RecordKind, string> = { recipes: "recipes", images: "images
 
 export interface WorkerInfo {
   name: string;
+  /** Random per process: a worker restarted under the same name is another instance. */
+  instance: string;
   host: string;
   pid: number;
   version: string;
@@ -349,17 +351,19 @@ export class Catalog {
   }
 
   /**
-   * Takes a queued job for a worker: only a job in `creating` with no worker can be claimed, so a
-   * message delivered twice runs once. Returns the job, now carrying the worker's name.
+   * Takes a queued job for a worker process: only a job in `creating` with no worker can be
+   * claimed, so a message delivered twice runs once. The claim names the process (instance),
+   * which the reaper checks, and the worker's name, which the record shows. Returns the job,
+   * now carrying the worker's name.
    */
-  async claimJob(id: string, worker: string): Promise<JobRecord | undefined> {
+  async claimJob(id: string, worker: string, instance: string): Promise<JobRecord | undefined> {
     return this.sql.transaction(async (tx) => {
       const rows = await tx.query<{ doc: JobRecord }>("SELECT doc FROM jobs WHERE id = $1 AND worker IS NULL AND status = 'creating' FOR UPDATE", [id]);
       const doc = rows[0]?.doc;
       if (!doc) return undefined;
       const now = imsTime();
       const next: JobRecord = { ...doc, kiln: { ...doc.kiln, worker, attempt: doc.kiln.attempt + 1, started: doc.kiln.started ?? now } };
-      await tx.query("UPDATE jobs SET doc = $2, worker = $3 WHERE id = $1", [id, JSON.stringify(next), worker]);
+      await tx.query("UPDATE jobs SET doc = $2, worker = $3, worker_instance = $4 WHERE id = $1", [id, JSON.stringify(next), worker, instance]);
       this.changed("jobs", id);
       return next;
     }).finally(() => this.changed("jobs", id));
@@ -376,7 +380,7 @@ export class Catalog {
       changed = withStatus(doc, status, patch);
       return changed;
     });
-    if (changed && (patch.releaseWorker || FINAL_STATUSES.includes(status))) await this.sql.query("UPDATE jobs SET worker = NULL WHERE id = $1", [id]);
+    if (changed && (patch.releaseWorker || FINAL_STATUSES.includes(status))) await this.sql.query("UPDATE jobs SET worker = NULL, worker_instance = NULL WHERE id = $1", [id]);
     return changed;
   }
 
@@ -394,37 +398,42 @@ export class Catalog {
    * Of these running jobs, the ones their worker must stop: cancelled through the API, deleted,
    * or ended by someone else (the reaper, when this worker was thought dead).
    */
-  async jobsToStop(ids: string[]): Promise<string[]> {
+  async jobsToStop(ids: string[], instance: string): Promise<string[]> {
     if (ids.length === 0) return [];
+    // Not this process's any more: the reaper took it while this worker was thought dead (cut
+    // off for longer than the timeout) and it may run elsewhere now.
     const rows = await this.sql.query<{ id: string }>(
-      `SELECT id::text AS id FROM jobs WHERE id = ANY($1::uuid[])
+      `SELECT id::text AS id FROM jobs WHERE id = ANY($1::uuid[]) AND worker_instance = $2
          AND NOT coalesce((doc->'kiln'->>'cancel_requested')::boolean, false) AND status NOT IN ('success', 'error')`,
-      [ids],
+      [ids, instance],
     );
     const keep = new Set(rows.map((r) => r.id));
     return ids.filter((id) => !keep.has(id));
   }
 
   /**
-   * Running jobs whose worker has not been heard from for `timeoutSeconds` (or never registered,
-   * or said it stopped). Uses the database's clock, so workers' clocks do not matter.
+   * Running jobs whose worker process has not been heard from for `timeoutSeconds` (or never
+   * registered, or is known to have stopped or died), or, with `jobId`, that one job if so. The
+   * claim's instance is what counts: another process under the same name does not keep a job
+   * alive. Uses the database's clock, so workers' clocks do not matter.
    */
-  async orphanedJobs(timeoutSeconds: number): Promise<Array<{ job: JobRecord; worker: string; lastSeen: string | null; queueId: string | null }>> {
-    const rows = await this.sql.query<{ doc: JobRecord; worker: string; last_seen: Date | null; queue_id: string | null }>(
-      `SELECT j.doc, j.worker, w.last_seen, j.queue_id FROM jobs j LEFT JOIN workers w ON w.name = j.worker
-       WHERE j.worker IS NOT NULL AND j.status NOT IN ('success', 'error')
-         AND (w.name IS NULL OR w.stopped IS NOT NULL OR w.last_seen < now() - make_interval(secs => $1))`,
-      [timeoutSeconds],
+  async orphanedJobs(timeoutSeconds: number, jobId?: string): Promise<Array<{ job: JobRecord; worker: string; instance: string; lastSeen: string | null; stopped: string | null; queueId: string | null }>> {
+    const rows = await this.sql.query<{ doc: JobRecord; worker: string; worker_instance: string; last_seen: Date | null; stopped: Date | null; queue_id: string | null }>(
+      `SELECT j.doc, j.worker, j.worker_instance, w.last_seen, w.stopped, j.queue_id FROM jobs j LEFT JOIN workers w ON w.instance = j.worker_instance
+       WHERE j.worker IS NOT NULL AND j.status NOT IN ('success', 'error') AND ($2::uuid IS NULL OR j.id = $2::uuid)
+         AND (w.instance IS NULL OR w.stopped IS NOT NULL OR w.last_seen < now() - make_interval(secs => $1))`,
+      [timeoutSeconds, jobId ?? null],
     );
-    return rows.map((r) => ({ job: r.doc, worker: r.worker, lastSeen: r.last_seen ? new Date(r.last_seen).toISOString() : null, queueId: r.queue_id }));
+    const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+    return rows.map((r) => ({ job: r.doc, worker: r.worker, instance: r.worker_instance ?? "", lastSeen: iso(r.last_seen), stopped: iso(r.stopped), queueId: r.queue_id }));
   }
 
   /**
-   * Takes a job away from a worker thought dead; false when someone else already did (another
-   * reaper) or the worker is no longer on it.
+   * Takes a job away from a worker process thought dead; false when someone else already did
+   * (another reaper) or that process is no longer on it.
    */
-  async releaseJob(id: string, worker: string): Promise<boolean> {
-    const rows = await this.sql.query("UPDATE jobs SET worker = NULL WHERE id = $1 AND worker = $2 RETURNING id", [id, worker]);
+  async releaseJob(id: string, instance: string): Promise<boolean> {
+    const rows = await this.sql.query("UPDATE jobs SET worker = NULL, worker_instance = NULL WHERE id = $1 AND worker_instance IS NOT DISTINCT FROM $2 AND worker IS NOT NULL RETURNING id", [id, instance || null]);
     return rows.length > 0;
   }
 
@@ -510,21 +519,32 @@ export class Catalog {
 
   // --- workers -------------------------------------------------------------------------------
 
+  /**
+   * Registers this process or says it is alive, by its instance. A row marked stopped stays
+   * stopped: a process the reaper was told is dead does not come back to life by its heartbeat
+   * (its jobs may already be someone else's).
+   */
   async heartbeat(w: WorkerInfo, running: number): Promise<void> {
     await this.sql.query(
-      `INSERT INTO workers (name, host, pid, version, concurrency, running) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (name) DO UPDATE SET last_seen = now(), running = $6, concurrency = $5, stopped = NULL`,
-      [w.name, w.host, w.pid, w.version, w.concurrency, running],
+      `INSERT INTO workers (instance, name, host, pid, version, concurrency, running) VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (instance) DO UPDATE SET last_seen = now(), running = $7, concurrency = $6`,
+      [w.instance, w.name, w.host, w.pid, w.version, w.concurrency, running],
     );
   }
 
-  async workerStopped(name: string): Promise<void> {
-    await this.sql.query("UPDATE workers SET stopped = now(), running = 0 WHERE name = $1", [name]);
+  /** A process said goodbye, or was found dead: its jobs go to the reaper at its next sweep. */
+  async workerStopped(instance: string): Promise<void> {
+    await this.sql.query("UPDATE workers SET stopped = now(), running = 0 WHERE instance = $1 AND stopped IS NULL", [instance]);
+  }
+
+  /** The processes on `host` not known to have stopped, other than `except`. */
+  async runningInstancesOn(host: string, except: string): Promise<Array<{ instance: string; name: string; pid: number }>> {
+    return this.sql.query("SELECT instance, name, pid FROM workers WHERE host = $1 AND instance <> $2 AND stopped IS NULL", [host, except]);
   }
 
   async workers(timeoutSeconds: number): Promise<WorkerRow[]> {
     const rows = await this.sql.query<WorkerRow & { started: Date; last_seen: Date; stopped: Date | null }>(
-      `SELECT name, host, pid, version, concurrency, running, started, last_seen, stopped,
+      `SELECT name, instance, host, pid, version, concurrency, running, started, last_seen, stopped,
               (stopped IS NULL AND last_seen >= now() - make_interval(secs => $1)) AS alive
        FROM workers ORDER BY started`,
       [timeoutSeconds],
@@ -534,7 +554,7 @@ export class Catalog {
 
   /** Forgets workers stopped or silent for a day. */
   async pruneWorkers(): Promise<void> {
-    await this.sql.query("DELETE FROM workers WHERE last_seen < now() - interval '1 day' AND name NOT IN (SELECT worker FROM jobs WHERE worker IS NOT NULL)");
+    await this.sql.query("DELETE FROM workers WHERE last_seen < now() - interval '1 day' AND instance NOT IN (SELECT worker_instance FROM jobs WHERE worker_instance IS NOT NULL)");
   }
 }
 

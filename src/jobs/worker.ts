@@ -15,12 +15,14 @@
  * before claiming the job), once it has waited 2 × timeout. Leftovers of a killed worker (mounts, processes, a session's jail) are swept when a worker
  * starts on that machine, and by the engine at every build (host/sweep.ts).
  */
+import { randomUUID } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { rm } from "node:fs/promises";
 import type { Catalog, WorkerInfo } from "../catalog/catalog.js";
 import { JOB_TYPES, type JobRecord } from "../catalog/records.js";
 import { isKilnError } from "../errors.js";
+import { isProcessAlive } from "../host/process-alive.js";
 import { sweepDeadBuilds } from "../host/sweep.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { KILN_VERSION } from "../version.js";
@@ -85,7 +87,7 @@ export class Worker {
   ) {
     this.slots = new Slots(opts.concurrency);
     this.reaper = new Reaper(catalog, queue, opts);
-    this.info = { name: opts.name, host: os.hostname(), pid: process.pid, version: KILN_VERSION, concurrency: opts.concurrency };
+    this.info = { name: opts.name, instance: randomUUID(), host: os.hostname(), pid: process.pid, version: KILN_VERSION, concurrency: opts.concurrency };
   }
 
   get name(): string {
@@ -102,9 +104,28 @@ export class Worker {
       this.say(`worker ${this.opts.name}: cleaned up after a killed job: ${r.processes} processes, ${r.mounts} mounts, ${r.loops} loop devices`);
     }
     await this.catalog.heartbeat(this.info, 0);
+    await this.forgetDeadPredecessors();
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatSeconds * 1000);
     this.stopTaking = await this.queue.work(JOB_TYPES, this.opts.concurrency, (m) => this.handle(m), this.opts.pollSeconds);
     this.say(`worker ${this.opts.name}: taking jobs (${this.opts.concurrency} at a time), heartbeat every ${this.opts.heartbeatSeconds} s`);
+  }
+
+  /**
+   * A worker of this name on this machine whose process is gone (SIGKILL, then a restart under
+   * the same --worker-name) is known dead now: its row is marked stopped, so the reaper takes
+   * its jobs at its next sweep instead of after the worker timeout.
+   */
+  private async forgetDeadPredecessors(): Promise<void> {
+    for (const w of await this.catalog.runningInstancesOn(this.info.host, this.info.instance)) {
+      if (w.name !== this.info.name || isProcessAlive(w.pid)) continue;
+      await this.catalog.workerStopped(w.instance);
+      this.say(`worker ${this.opts.name}: the previous process of this name here (pid ${w.pid}) is gone; its jobs go to the reaper`);
+    }
+  }
+
+  /** This process's id in the catalog (workers table, job claims). */
+  get instance(): string {
+    return this.info.instance;
   }
 
   private say(m: string): void {
@@ -115,7 +136,7 @@ export class Worker {
   private async beat(): Promise<void> {
     try {
       await this.catalog.heartbeat(this.info, this.running.size);
-      for (const id of await this.catalog.jobsToStop([...this.running.keys()])) {
+      for (const id of await this.catalog.jobsToStop([...this.running.keys()], this.info.instance)) {
         this.running.get(id)?.controller.abort("the job was cancelled or deleted through the API");
       }
       await this.reaper.sweep();
@@ -132,7 +153,7 @@ export class Worker {
     }
     await this.slots.acquire();
     try {
-      const job = await this.catalog.claimJob(m.jobId, this.opts.name);
+      const job = await this.catalog.claimJob(m.jobId, this.opts.name, this.info.instance);
       if (!job) return; // ended, deleted or taken by another worker meanwhile
       await this.catalog.setJobQueueId(job.id, m.queueId);
       const controller = new AbortController();
@@ -212,7 +233,7 @@ export class Worker {
     await this.stopTaking?.();
     for (const r of this.running.values()) r.controller.abort(reason);
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
-    await this.catalog.workerStopped(this.opts.name).catch(() => {});
+    await this.catalog.workerStopped(this.info.instance).catch(() => {});
   }
 }
 
@@ -308,17 +329,35 @@ export class Reaper {
     return sent;
   }
 
-  /** Fails or requeues the jobs of dead workers. */
-  private async reapOrphans(): Promise<number> {
+  /**
+   * Ends one job at once if its worker process is gone (the cancel route: a job whose worker
+   * died cannot wait for that worker to notice); false when its worker may still be alive.
+   */
+  async reapJob(jobId: string): Promise<boolean> {
+    return (await this.reapOrphans(jobId)) > 0;
+  }
+
+  /**
+   * Fails or requeues the jobs of dead worker processes (one job with `jobId`). A job whose
+   * cancel was asked for ends `error`, cancelled, and is never queued again.
+   */
+  private async reapOrphans(jobId?: string): Promise<number> {
     let handled = 0;
-    for (const o of await this.catalog.orphanedJobs(this.opts.timeoutSeconds)) {
-      if (!(await this.catalog.releaseJob(o.job.id, o.worker))) continue;
+    for (const o of await this.catalog.orphanedJobs(this.opts.timeoutSeconds, jobId)) {
+      if (!(await this.catalog.releaseJob(o.job.id, o.instance))) continue;
       handled++;
-      const why = o.lastSeen
-        ? `worker ${o.worker} stopped sending heartbeats (last at ${o.lastSeen}, timeout ${this.opts.timeoutSeconds} s) while the job was ${o.job.status}`
-        : `worker ${o.worker} is not registered any more; the job was ${o.job.status}`;
+      const proc = o.instance ? `process ${o.instance}, ` : "";
+      const why = o.stopped
+        ? `worker ${o.worker} stopped or was found dead (${proc}at ${o.stopped}) while the job was ${o.job.status}`
+        : o.lastSeen
+          ? `worker ${o.worker} stopped sending heartbeats (${proc}last at ${o.lastSeen}, timeout ${this.opts.timeoutSeconds} s) while the job was ${o.job.status}`
+          : `worker ${o.worker} (${proc.slice(0, -2) || "process unknown"}) is not registered any more; the job was ${o.job.status}`;
       if (o.queueId) await this.queue.drop(o.job.job_type, o.queueId, why);
-      if (o.job.kiln.attempt <= this.opts.retries) {
+      if (o.job.kiln.cancel_requested) {
+        const reason = `cancelled: the job was cancelled through the API and its worker is gone (${why})`;
+        await this.catalog.setJobStatus(o.job.id, "error", { kiln: { error: reason } });
+        await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} error: ${reason}\n`);
+      } else if (o.job.kiln.attempt <= this.opts.retries) {
         const note = `${why}; queued again (attempt ${o.job.kiln.attempt + 1} of ${this.opts.retries + 1})`;
         if (await this.catalog.requeueJob(o.job.id, note)) {
           await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} ${note}\n`);

@@ -128,6 +128,29 @@ test("cancel: a queued job ends error at once and its message is dropped; an end
   assert.equal((await s.call("POST", `/v2/jobs/${j.id}/cancel`)).statusCode, 404, "Kiln additions live under v3");
 });
 
+test("cancel: a running job whose worker process is gone ends error at once; one whose worker lives only gets cancel_requested", async () => {
+  await s.catalog.heartbeat({ name: "w", instance: "i-live", host: "h", pid: 1, version: "0", concurrency: 1 }, 1);
+  await s.catalog.heartbeat({ name: "w", instance: "i-killed", host: "h", pid: 2, version: "0", concurrency: 1 }, 1);
+  const live = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
+  const orphan = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
+  await s.catalog.claimJob(live.id, "w", "i-live");
+  await s.catalog.claimJob(orphan.id, "w", "i-killed");
+  for (const id of [live.id, orphan.id]) await s.catalog.setJobStatus(id, "building_image");
+  // The killed process's heartbeats stopped past the worker timeout (30 s here); the live one,
+  // of the same name, keeps beating.
+  await s.catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE instance = 'i-killed'");
+
+  const a = json<{ status: string; kiln: { cancel_requested: boolean } }>(await s.call("POST", `/v3/jobs/${live.id}/cancel`));
+  assert.equal(a.status, "building_image", "its worker stops it at its next heartbeat");
+  assert.equal(a.kiln.cancel_requested, true);
+  const r = await s.call("POST", `/v3/jobs/${orphan.id}/cancel`);
+  assert.equal(r.statusCode, 202);
+  const b = json<{ status: string; kiln: { error: string } }>(r);
+  assert.equal(b.status, "error");
+  assert.match(b.kiln.error, /^cancelled: .*its worker is gone \(worker w stopped sending heartbeats \(process i-killed/);
+  assert.equal(await s.catalog.jobWorker(orphan.id), null, "released");
+});
+
 test("the log route returns what the worker wrote, and follows a running job until it ends", async () => {
   const j = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
   await s.catalog.appendLog(j.id, "one\n");

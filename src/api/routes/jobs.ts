@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { headOrUndefined, parseS3Path } from "../../catalog/objects.js";
 import { FINAL_STATUSES, JOB_STATUSES, JOB_TYPES, imsTime, type Arch, type JobRecord, type JobStatus, type JobType, type SshContainer } from "../../catalog/records.js";
+import { Reaper } from "../../jobs/worker.js";
 import { apiError } from "../problem.js";
 import { JobCreate, JobPatch, idParam } from "../schemas.js";
 import { empty, notFound, requireBody, responses, sendJson } from "./common.js";
@@ -221,7 +222,11 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
       if (qid) await queue.drop(j.job_type, qid, why);
       return catalog.setJobStatus(j.id, "error", { kiln: { error: `cancelled before a worker took it: ${why}`, cancel_requested: true } });
     }
-    return catalog.update("jobs", j.id, (d) => (FINAL_STATUSES.includes(d.status) ? undefined : { ...d, kiln: { ...d.kiln, cancel_requested: true } }));
+    const asked = await catalog.update("jobs", j.id, (d) => (FINAL_STATUSES.includes(d.status) ? undefined : { ...d, kiln: { ...d.kiln, cancel_requested: true } }));
+    // A worker process that is gone (silent past the worker timeout, or known dead) will never
+    // notice: end the job here rather than leave it to the next sweep.
+    if (await new Reaper(catalog, queue, { timeoutSeconds: app.settings.workerTimeout, retries: 0 }).reapJob(j.id)) return catalog.get("jobs", j.id);
+    return asked;
   }
 
   if (!v3) return;
@@ -231,7 +236,7 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
     {
       schema: {
         summary: "Cancel a job (Kiln)",
-        description: "A queued job ends `error` at once; a running one when its worker notices (within one heartbeat): the build stops, everything it mounted is released, the job ends `error` with reason cancelled. 409 when the job already ended.",
+        description: "A queued job ends `error` at once; a running one when its worker notices (within one heartbeat): the build stops, everything it mounted is released, the job ends `error` with reason cancelled. A job whose worker process is gone (silent for the worker timeout, or known dead) ends `error` at once. 409 when the job already ended.",
         tags: ["kiln"],
         params: idParam,
         response: responses({ 202: record }, [404, 409]),
