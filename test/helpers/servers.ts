@@ -54,6 +54,8 @@ async function startOrReuse(script: string, prefix: string, vars: string[]): Pro
   }
   const { stdout } = await run("bash", [file, "env", dir]);
   const env: Record<string, string> = {};
-  for (const m of stdout.matchAll(/^export (\w+)='([^']*)'$/gm)) env[m[1]!] = m[2]!;
+  // Only the test's own variables: the scripts also print the service's (KILN_STORE,
+  // KILN_DATABASE), which would change the defaults of every process a test starts with this env.
+  for (const m of stdout.matchAll(/^export (\w+)='([^']*)'$/gm)) if (vars.includes(m[1]!)) env[m[1]!] = m[2]!;
   return { env, started: true, startLog: startLog.trim(), stop };
 }
