@@ -8,7 +8,7 @@
 #                                                        (idempotent); a free port unless given
 #   scripts/postgres-server.sh stop   STATE_DIR
 #   scripts/postgres-server.sh status STATE_DIR
-#   scripts/postgres-server.sh env    STATE_DIR          export KILN_TEST_DATABASE_URL=postgres://…
+#   scripts/postgres-server.sh env    STATE_DIR          export KILN_TEST_DATABASE_URL=postgres://… and KILN_DATABASE (the same)
 #
 # STATE_DIR must be reachable by the postgres user (e.g. under /var/tmp, not /root); the script
 # hands it to that user.
@@ -113,7 +113,10 @@ start_server() {
 }
 
 print_env() {
-  echo "export KILN_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$(port_of)/$DATABASE'"
+  local url="postgres://postgres@127.0.0.1:$(port_of)/$DATABASE"
+  # The tests read KILN_TEST_DATABASE_URL; kiln serve/worker read KILN_DATABASE (--database).
+  echo "export KILN_TEST_DATABASE_URL='$url'"
+  echo "export KILN_DATABASE='$url'"
 }
 
 case $cmd in

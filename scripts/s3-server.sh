@@ -9,7 +9,7 @@
 #                                           prints the endpoint and the keys
 #   scripts/s3-server.sh stop   STATE_DIR   stop radosgw, OSD, monitor (by their recorded PIDs)
 #   scripts/s3-server.sh status STATE_DIR   exit 0 when S3 answers a signed request
-#   scripts/s3-server.sh env    STATE_DIR   export KILN_S3_URL=… KILN_S3_ACCESS_KEY=… KILN_S3_SECRET_KEY=…
+#   scripts/s3-server.sh env    STATE_DIR   export KILN_S3_URL=… (and KILN_STORE, the same) KILN_S3_ACCESS_KEY=… KILN_S3_SECRET_KEY=…
 #
 # Env: S3_CEPH_STORE=bluestore (default; a sparse file) or memstore (objects in RAM, 3 s faster to
 # create); S3_CEPH_SIZE_GB=100, the apparent size of the sparse BlueStore file; S3_RGW_BIND=ADDR
@@ -250,7 +250,10 @@ stop() {
 print_env() {
   # shellcheck source=/dev/null
   . "$dir/s3.env"
+  # The tests read KILN_S3_URL; kiln serve/worker read KILN_STORE (--store). RGW here speaks
+  # plain HTTP: an s3:// URL means TLS unless it says ?tls=false.
   echo "export KILN_S3_URL='s3://127.0.0.1:$RGW_PORT?tls=false'"
+  echo "export KILN_STORE='s3://127.0.0.1:$RGW_PORT?tls=false'"
   echo "export KILN_S3_ACCESS_KEY='$ACCESS_KEY'"
   echo "export KILN_S3_SECRET_KEY='$SECRET_KEY'"
 }

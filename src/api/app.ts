@@ -17,7 +17,7 @@ import type { JobQueue } from "../jobs/queue.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { authPlugin } from "./auth.js";
 import { openapiPlugin } from "./openapi.js";
-import { problemDetails } from "./problem.js";
+import { clientErrorProblem, frameworkProblem, problemDetails } from "./problem.js";
 import { imsRoutes } from "./routes/ims.js";
 import { objectRoutes } from "./routes/objects.js";
 import { SHARED_SCHEMAS } from "./schemas.js";
@@ -72,10 +72,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     forceCloseConnections: true,
     // IMS rejects unknown fields (marshmallow unknown=RAISE): never strip them, never coerce.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: true } },
+    // What the router and Node's HTTP parser refuse is an RFC 7807 problem like everything else.
+    frameworkErrors: frameworkProblem,
+    clientErrorHandler: clientErrorProblem,
   };
   // Fastify's types split HTTP and HTTPS servers; the routes do not care which one serves them.
   const app = (deps.https ? Fastify({ ...options, https: deps.https } as FastifyServerOptions) : Fastify(options)) as unknown as FastifyInstance;
   for (const s of SHARED_SCHEMAS) app.addSchema(s);
+  // IMS (Flask) takes a GET or DELETE with `Content-Type: application/json` and no body, and
+  // scripts set the header on every call; Fastify's parser refuses an empty JSON body. A
+  // POST/PATCH with none still gets requireBody's 400.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "" && (request.method === "GET" || request.method === "DELETE" || request.method === "HEAD" || request.method === "OPTIONS")) return done(null, undefined);
+    return parseJson(request, body as string, done);
+  });
   // Routes send the JSON text the catalog stores; response schemas document, they do not
   // serialize (and compiling ~200 serializers would cost seconds at start).
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));

@@ -6,9 +6,18 @@
  * - a schema validation failure is 422 with one `errors[]` entry per field;
  * - an empty body is 400, JSON that does not parse 400, a body over the limit 413;
  * - an unknown URL is 404 and a known URL with the wrong method 405 (with Allow);
+ * - Fastify's router errors (a %-escape that is not UTF-8: 400; a path segment over the
+ *   router's limit: 414) and Node's HTTP parser errors (headers or URL over its limit: 431;
+ *   a request that is not HTTP: 400; too slow: 408) are problems too (frameworkErrors,
+ *   clientErrorHandler);
+ * - a string the catalog cannot store (a NUL, a lone UTF-16 surrogate) in the body, the path or
+ *   the query is 422 naming the field, before any route sees it;
+ * - a 5xx KilnError (catalog or store failure) sends its code's summary, not its message: the
+ *   message may name a file on disk or a database host, which stay in the service log;
  * - anything else is a bug: 500 with a generic detail, the stack goes to the service log.
  */
 import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { ERROR_CODES, isKilnError, KilnError, type ErrorCode, type Problem } from "../errors.js";
@@ -67,6 +76,10 @@ export function validationProblems(errors: AjvError[], context: string): Problem
 
 function fastifyProblem(e: FastifyError): KilnError | undefined {
   switch (e.code) {
+    case "FST_ERR_BAD_URL":
+      return apiError("BAD_REQUEST", "the URL path has a %-escape that is not valid UTF-8 (a bad escape like %zz, or the bytes of a lone surrogate); escape it as UTF-8");
+    case "FST_ERR_MAX_PARAM_LENGTH":
+      return apiError("URI_TOO_LONG", "a segment of the URL path is longer than the service accepts (100 characters; ids are 36)");
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return apiError("BAD_REQUEST", "the request body is empty; send a JSON object");
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
@@ -112,7 +125,21 @@ export const problemDetails = fp(
       for (const m of [r.method].flat()) entry.methods.add(m);
     });
 
+    app.addHook("preValidation", async (request) => {
+      for (const [part, value] of [["path", request.params], ["query", request.query], ["body", request.body]] as const) {
+        const problems = unstorableStrings(value);
+        if (problems.length > 0) throw apiError("REQUEST_INVALID", `the request ${part} is invalid: ${problems.map((p) => `${p.path}: ${p.message}`).join("; ")}`, problems);
+      }
+    });
+
     app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      if (isKilnError(error) && error.status >= 500) {
+        request.log.error({ err: error }, error.message);
+        return reply
+          .code(error.status)
+          .type("application/problem+json")
+          .send(problemBody(error.status, error.code, `${ERROR_CODES[error.code].summary} The service log has the details (request ${request.id}).`));
+      }
       if (isKilnError(error)) return sendProblem(reply, error);
       const mapped = fastifyProblem(error);
       if (mapped) return sendProblem(reply, mapped);
@@ -138,3 +165,59 @@ export const problemDetails = fp(
 );
 
 export { ERROR_CODES };
+
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any route or hook runs (a bad
+ * %-escape, a path segment over maxParamLength) gets the same problem body as the rest.
+ */
+export function frameworkProblem(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  void sendProblem(reply, fastifyProblem(error) ?? apiError("BAD_REQUEST", "the request is malformed"));
+}
+
+/**
+ * Fastify's `clientErrorHandler`: Node's HTTP parser refused the request (headers or request
+ * line over --max-header-size, bytes that are not HTTP, a client too slow to send its headers).
+ * No request exists yet, so the problem is written on the socket by hand, then it is closed.
+ */
+export function clientErrorProblem(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const e =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? apiError("HEADERS_TOO_LARGE", "the request line and headers are larger than the service accepts (16 KiB); shorten the URL or the headers")
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? apiError("REQUEST_TIMEOUT", "the request was not received in time")
+        : apiError("BAD_REQUEST", "the request is not valid HTTP/1.1");
+  const body = JSON.stringify(problemBody(e.status, e.code, e.message));
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/** A lone UTF-16 surrogate: in `u` mode a surrogate class matches only those not in a pair. */
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
+
+/**
+ * Strings PostgreSQL cannot store (text and jsonb refuse U+0000; JSON text with a lone
+ * surrogate does not parse), in keys or values, as `{path, message}` entries with the same
+ * paths as schema errors (`a.b[0].c`).
+ */
+export function unstorableStrings(value: unknown, at = ""): Problem[] {
+  const why = (s: string) => (s.includes("\u0000") ? "contains a NUL character (U+0000); remove it" : LONE_SURROGATE.test(s) ? "contains a lone UTF-16 surrogate, which is not Unicode text; send valid UTF-8" : undefined);
+  if (typeof value === "string") {
+    const m = why(value);
+    return m ? [{ path: at || "(value)", message: m }] : [];
+  }
+  if (Array.isArray(value)) return value.flatMap((v, i) => unstorableStrings(v, `${at}[${i}]`));
+  // Plain objects only (parsed JSON, params, and the query, whose prototype has a null
+  // prototype): a body parsed as a stream or Buffer is not walked.
+  const proto: unknown = value && typeof value === "object" ? Object.getPrototypeOf(value) : undefined;
+  if (proto === null || proto === Object.prototype || (proto !== undefined && Object.getPrototypeOf(proto) === null)) {
+    return Object.entries(value as Record<string, unknown>).flatMap(([k, v]) => {
+      const p = at ? `${at}.${k}` : k;
+      const m = why(k);
+      return m ? [{ path: p, message: `the field name ${m}` }] : unstorableStrings(v, p);
+    });
+  }
+  return [];
+}

@@ -139,7 +139,8 @@ export const DeletedImageRecord = { $id: "DeletedImageRecord", type: "object", p
 
 // --- jobs -------------------------------------------------------------------------------------
 
-const sshContainerIn = obj({ name: nonEmpty("container name"), jail: { type: "boolean", default: false } }, ["name"]);
+// `cray ims jobs create --ssh-containers-jail true` sends `[{"jail": true}]` with no name.
+const sshContainerIn = obj({ name: { ...nonEmpty("container name"), default: "customize" }, jail: { type: "boolean", default: false } }, []);
 export const JobCreate = obj(
   {
     job_type: { type: "string", enum: [...JOB_TYPES] },

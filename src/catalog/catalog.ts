@@ -1,6 +1,9 @@
 /**
  * The catalog: IMS records (recipes, images, public keys, jobs), job logs and the worker
- * registry, on the SQL layer (PGlite or PostgreSQL, sql.ts).
+ * registry, on the SQL layer (PGlite or PostgreSQL, sql.ts). This file holds the records (CRUD
+ * and the JSON served from memory, json-cache.ts) and is the one entry point for the rest, each
+ * in a file of its own: the job state machine (job-states.ts), remote build nodes
+ * (remote-build-nodes.ts), job logs (job-logs.ts) and the worker registry (workers.ts).
  *
  * Contract:
  *  - ids are UUIDs chosen by the caller; lists come back in insertion order (IMS: no paging);
@@ -24,118 +27,38 @@
  */
 import { migrate } from "./migrations.js";
 import { openSql, type Sql, type SqlRunner } from "./sql.js";
-import { FINAL_STATUSES, imsTime, isUuid, type JobRecord, type JobStatus, type RecordKind, type RecordOf, type RemoteBuildNodeRecord } from "./records.js";
+import { JobLogs } from "./job-logs.js";
+import { JobStates } from "./job-states.js";
+import { JsonCache } from "./json-cache.js";
+import { isUuid, type RecordKind, type RecordOf } from "./records.js";
+import { RemoteBuildNodes } from "./remote-build-nodes.js";
+import { WorkerRegistry } from "./workers.js";
+
+export type { LogChunk } from "./job-logs.js";
+export type { JobFilter } from "./job-states.js";
+export type { WorkerInfo, WorkerRow } from "./workers.js";
 
 const TABLES: Record<RecordKind, string> = { recipes: "recipes", images: "images", "public-keys": "public_keys", jobs: "jobs" };
-
-export interface WorkerInfo {
-  name: string;
-  host: string;
-  pid: number;
-  version: string;
-  concurrency: number;
-}
-
-export interface WorkerRow extends WorkerInfo {
-  running: number;
-  started: string;
-  last_seen: string;
-  stopped: string | null;
-  alive: boolean;
-}
-
-export interface LogChunk {
-  seq: number;
-  text: string;
-}
-
-export interface JobFilter {
-  statuses?: string[];
-  jobType?: string;
-  createdBefore?: Date;
-}
-
-/**
- * Served JSON by kind: all the records of a kind once it was loaded (fill), its lists, and
- * records read one by one. A write evicts the records it touched and the kind's lists; drop()
- * forgets a kind. A read takes gen() before it queries and set() keeps its result only if no
- * write of the kind happened meanwhile.
- */
-class JsonCache {
-  private readonly entries = new Map<string, Map<string, string>>();
-  private readonly generation = new Map<string, number>();
-  /** The generation at which a kind was filled: it is complete while no write happened since. */
-  private readonly complete = new Map<string, number>();
-  /** Kinds filled since their last drop(): the records kept stay valid across evictions. */
-  private readonly filledKinds = new Set<string>();
-  private static readonly MAX = 50_000;
-
-  get(kind: RecordKind, key: string): string | undefined {
-    return this.entries.get(kind)?.get(key);
-  }
-
-  /** Whether every record of the kind is in memory (fill() and no write since). */
-  loaded(kind: RecordKind): boolean {
-    return this.complete.get(kind) === this.gen(kind);
-  }
-
-  /** Whether the kind was filled since it was last dropped. */
-  filled(kind: RecordKind): boolean {
-    return this.filledKinds.has(kind);
-  }
-
-  fill(kind: RecordKind, entries: Array<[string, string]>, gen: number): void {
-    if (gen !== this.gen(kind)) return;
-    const m = this.entries.get(kind) ?? new Map<string, string>();
-    for (const [k, v] of entries) m.set(k, v);
-    this.entries.set(kind, m);
-    this.complete.set(kind, gen);
-    this.filledKinds.add(kind);
-  }
-
-  /** Taken before a read; set() keeps its result only if no write happened meanwhile. */
-  gen(kind: RecordKind): number {
-    return this.generation.get(kind) ?? 0;
-  }
-
-  set(kind: RecordKind, key: string, value: string, gen: number): void {
-    if (gen !== this.gen(kind)) return;
-    let m = this.entries.get(kind);
-    if (!m) this.entries.set(kind, (m = new Map()));
-    if (m.size >= JsonCache.MAX) m.clear();
-    m.set(key, value);
-  }
-
-  /** Forgets one record (live or deleted) and the kind's lists. */
-  evict(kind: RecordKind, id: string): void {
-    this.generation.set(kind, this.gen(kind) + 1);
-    const m = this.entries.get(kind);
-    if (!m) return;
-    const lower = id.toLowerCase();
-    for (const key of [`false:${lower}`, `true:${lower}`, "list:false", "list:true"]) m.delete(key);
-  }
-
-  drop(kind: RecordKind): void {
-    this.generation.set(kind, this.gen(kind) + 1);
-    this.entries.delete(kind);
-    this.filledKinds.delete(kind);
-  }
-
-  dropAll(): void {
-    for (const kind of Object.keys(TABLES) as RecordKind[]) this.drop(kind);
-  }
-}
 
 const KIND_OF_TABLE = new Map(Object.entries(TABLES).map(([kind, table]) => [table, kind as RecordKind]));
 
 export class Catalog {
-  private readonly cache = new JsonCache();
+  private readonly cache = new JsonCache(Object.keys(TABLES) as RecordKind[]);
   /** Whether served JSON may come from memory (see the file's comment). */
   private cacheLive: boolean;
   private stopWatch: (() => Promise<void>) | undefined;
 
+  private readonly jobStates: JobStates;
+  private readonly remoteNodes: RemoteBuildNodes;
+  private readonly jobLogs: JobLogs;
+  private readonly workerRegistry: WorkerRegistry;
+
   private constructor(readonly sql: Sql) {
     this.cacheLive = sql.dialect === "pglite";
+    this.jobStates = new JobStates(sql, (kind, id, change) => this.update(kind, id, change), (kind, id) => this.changed(kind, id));
+    this.remoteNodes = new RemoteBuildNodes(sql);
+    this.jobLogs = new JobLogs(sql);
+    this.workerRegistry = new WorkerRegistry(sql);
   }
 
   /** Called by every method that writes records of `kind`: the record `id`, or any. */
@@ -322,242 +245,38 @@ export class Catalog {
     return rows[0]?.n ?? 0;
   }
 
-  // --- jobs ----------------------------------------------------------------------------------
+  // --- the other concerns, each in a file of its own; the catalog is their one entry point ----
 
-  /** Jobs matching IMS' DELETE /jobs filters, oldest first. */
-  async findJobs(f: JobFilter): Promise<JobRecord[]> {
-    const conds: string[] = [];
-    const params: unknown[] = [];
-    if (f.statuses && f.statuses.length > 0) {
-      params.push(f.statuses);
-      conds.push(`status = ANY($${params.length}::text[])`);
-    }
-    if (f.jobType) {
-      params.push(f.jobType);
-      conds.push(`job_type = $${params.length}`);
-    }
-    if (f.createdBefore) {
-      params.push(f.createdBefore.toISOString());
-      conds.push(`created < $${params.length}::timestamptz`);
-    }
-    const rows = await this.sql.query<{ doc: JobRecord }>(`SELECT doc FROM jobs ${conds.length ? "WHERE " + conds.join(" AND ") : ""} ORDER BY seq`, params);
-    return rows.map((r) => r.doc);
-  }
+  // jobs: claims, statuses, the reaper's queries (job-states.ts)
+  readonly findJobs: JobStates["findJobs"] = (...a) => this.jobStates.findJobs(...a);
+  readonly setJobQueueId: JobStates["setJobQueueId"] = (...a) => this.jobStates.setJobQueueId(...a);
+  readonly claimJob: JobStates["claimJob"] = (...a) => this.jobStates.claimJob(...a);
+  readonly setJobStatus: JobStates["setJobStatus"] = (...a) => this.jobStates.setJobStatus(...a);
+  readonly jobQueueId: JobStates["jobQueueId"] = (...a) => this.jobStates.jobQueueId(...a);
+  readonly jobWorker: JobStates["jobWorker"] = (...a) => this.jobStates.jobWorker(...a);
+  readonly jobsToStop: JobStates["jobsToStop"] = (...a) => this.jobStates.jobsToStop(...a);
+  readonly orphanedJobs: JobStates["orphanedJobs"] = (...a) => this.jobStates.orphanedJobs(...a);
+  readonly releaseJob: JobStates["releaseJob"] = (...a) => this.jobStates.releaseJob(...a);
+  readonly requeueJob: JobStates["requeueJob"] = (...a) => this.jobStates.requeueJob(...a);
+  readonly waitingJobs: JobStates["waitingJobs"] = (...a) => this.jobStates.waitingJobs(...a);
+  readonly swapJobQueueId: JobStates["swapJobQueueId"] = (...a) => this.jobStates.swapJobQueueId(...a);
 
-  async setJobQueueId(id: string, queueId: string | null): Promise<void> {
-    await this.sql.query("UPDATE jobs SET queue_id = $2 WHERE id = $1", [id, queueId]);
-  }
+  // remote build nodes (remote-build-nodes.ts)
+  readonly remoteBuildNodesJson: RemoteBuildNodes["remoteBuildNodesJson"] = (...a) => this.remoteNodes.remoteBuildNodesJson(...a);
+  readonly remoteBuildNodes: RemoteBuildNodes["remoteBuildNodes"] = (...a) => this.remoteNodes.remoteBuildNodes(...a);
+  readonly remoteBuildNode: RemoteBuildNodes["remoteBuildNode"] = (...a) => this.remoteNodes.remoteBuildNode(...a);
+  readonly putRemoteBuildNode: RemoteBuildNodes["putRemoteBuildNode"] = (...a) => this.remoteNodes.putRemoteBuildNode(...a);
+  readonly removeRemoteBuildNode: RemoteBuildNodes["removeRemoteBuildNode"] = (...a) => this.remoteNodes.removeRemoteBuildNode(...a);
+  readonly removeAllRemoteBuildNodes: RemoteBuildNodes["removeAllRemoteBuildNodes"] = (...a) => this.remoteNodes.removeAllRemoteBuildNodes(...a);
 
-  /**
-   * Takes a queued job for a worker: only a job in `creating` with no worker can be claimed, so a
-   * message delivered twice runs once. Returns the job, now carrying the worker's name.
-   */
-  async claimJob(id: string, worker: string): Promise<JobRecord | undefined> {
-    return this.sql.transaction(async (tx) => {
-      const rows = await tx.query<{ doc: JobRecord }>("SELECT doc FROM jobs WHERE id = $1 AND worker IS NULL AND status = 'creating' FOR UPDATE", [id]);
-      const doc = rows[0]?.doc;
-      if (!doc) return undefined;
-      const now = imsTime();
-      const next: JobRecord = { ...doc, kiln: { ...doc.kiln, worker, attempt: doc.kiln.attempt + 1, started: doc.kiln.started ?? now } };
-      await tx.query("UPDATE jobs SET doc = $2, worker = $3 WHERE id = $1", [id, JSON.stringify(next), worker]);
-      this.changed("jobs", id);
-      return next;
-    }).finally(() => this.changed("jobs", id));
-  }
+  // job logs (job-logs.ts)
+  readonly appendLog: JobLogs["appendLog"] = (...a) => this.jobLogs.appendLog(...a);
+  readonly readLog: JobLogs["readLog"] = (...a) => this.jobLogs.readLog(...a);
 
-  /**
-   * Moves a job to `status` (recording the seconds spent in the one it leaves), merging `kiln`
-   * fields. A job already ended stays ended: returns undefined then.
-   */
-  async setJobStatus(id: string, status: JobStatus, patch: { kiln?: Partial<JobRecord["kiln"]>; resultant_image_id?: string | null; releaseWorker?: boolean } = {}): Promise<JobRecord | undefined> {
-    let changed: JobRecord | undefined;
-    await this.update("jobs", id, (doc) => {
-      if (FINAL_STATUSES.includes(doc.status)) return undefined;
-      changed = withStatus(doc, status, patch);
-      return changed;
-    });
-    if (changed && (patch.releaseWorker || FINAL_STATUSES.includes(status))) await this.sql.query("UPDATE jobs SET worker = NULL WHERE id = $1", [id]);
-    return changed;
-  }
-
-  async jobQueueId(id: string): Promise<string | null> {
-    const rows = await this.sql.query<{ queue_id: string | null }>("SELECT queue_id FROM jobs WHERE id = $1", [id]);
-    return rows[0]?.queue_id ?? null;
-  }
-
-  async jobWorker(id: string): Promise<string | null> {
-    const rows = await this.sql.query<{ worker: string | null }>("SELECT worker FROM jobs WHERE id = $1", [id]);
-    return rows[0]?.worker ?? null;
-  }
-
-  /**
-   * Of these running jobs, the ones their worker must stop: cancelled through the API, deleted,
-   * or ended by someone else (the reaper, when this worker was thought dead).
-   */
-  async jobsToStop(ids: string[]): Promise<string[]> {
-    if (ids.length === 0) return [];
-    const rows = await this.sql.query<{ id: string }>(
-      `SELECT id::text AS id FROM jobs WHERE id = ANY($1::uuid[])
-         AND NOT coalesce((doc->'kiln'->>'cancel_requested')::boolean, false) AND status NOT IN ('success', 'error')`,
-      [ids],
-    );
-    const keep = new Set(rows.map((r) => r.id));
-    return ids.filter((id) => !keep.has(id));
-  }
-
-  /**
-   * Running jobs whose worker has not been heard from for `timeoutSeconds` (or never registered,
-   * or said it stopped). Uses the database's clock, so workers' clocks do not matter.
-   */
-  async orphanedJobs(timeoutSeconds: number): Promise<Array<{ job: JobRecord; worker: string; lastSeen: string | null; queueId: string | null }>> {
-    const rows = await this.sql.query<{ doc: JobRecord; worker: string; last_seen: Date | null; queue_id: string | null }>(
-      `SELECT j.doc, j.worker, w.last_seen, j.queue_id FROM jobs j LEFT JOIN workers w ON w.name = j.worker
-       WHERE j.worker IS NOT NULL AND j.status NOT IN ('success', 'error')
-         AND (w.name IS NULL OR w.stopped IS NOT NULL OR w.last_seen < now() - make_interval(secs => $1))`,
-      [timeoutSeconds],
-    );
-    return rows.map((r) => ({ job: r.doc, worker: r.worker, lastSeen: r.last_seen ? new Date(r.last_seen).toISOString() : null, queueId: r.queue_id }));
-  }
-
-  /**
-   * Takes a job away from a worker thought dead; false when someone else already did (another
-   * reaper) or the worker is no longer on it.
-   */
-  async releaseJob(id: string, worker: string): Promise<boolean> {
-    const rows = await this.sql.query("UPDATE jobs SET worker = NULL WHERE id = $1 AND worker = $2 RETURNING id", [id, worker]);
-    return rows.length > 0;
-  }
-
-  /** Puts a released job back in the queue's hands: status `creating`, noting why. */
-  async requeueJob(id: string, note: string): Promise<JobRecord | undefined> {
-    let changed: JobRecord | undefined;
-    await this.update("jobs", id, (d) => {
-      if (FINAL_STATUSES.includes(d.status)) return undefined;
-      changed = withStatus(d, "creating", { kiln: { worker: null, error: note } });
-      return changed;
-    });
-    return changed;
-  }
-
-  /**
-   * Jobs waiting in `creating` with no worker for more than `seconds` (since they entered
-   * `creating`): their queue message should have been taken by now, or was never sent (the
-   * process died between the catalog insert and the send). The reaper asks the queue which of
-   * them really lack a live message.
-   */
-  async waitingJobs(seconds: number): Promise<Array<{ id: string; jobType: JobRecord["job_type"]; queueId: string | null }>> {
-    const rows = await this.sql.query<{ id: string; job_type: JobRecord["job_type"]; queue_id: string | null }>(
-      `SELECT id::text AS id, job_type, queue_id FROM jobs
-       WHERE status = 'creating' AND worker IS NULL
-         AND coalesce((doc->'kiln'->>'status_since')::timestamptz, created) < now() - make_interval(secs => $1)
-       ORDER BY seq`,
-      [seconds],
-    );
-    return rows.map((r) => ({ id: r.id, jobType: r.job_type, queueId: r.queue_id }));
-  }
-
-  /** Sets a job's queue message id if it is still `from` (compare and set); false when another process changed it. */
-  async swapJobQueueId(id: string, from: string | null, to: string): Promise<boolean> {
-    const rows = await this.sql.query("UPDATE jobs SET queue_id = $3 WHERE id = $1 AND queue_id IS NOT DISTINCT FROM $2 AND status = 'creating' AND worker IS NULL RETURNING id", [id, from, to]);
-    return rows.length > 0;
-  }
-
-  // --- remote build nodes --------------------------------------------------------------------
-
-  /** The JSON array of remote build node records, in the order they were first registered. */
-  async remoteBuildNodesJson(): Promise<string> {
-    const rows = await this.sql.query<{ body: string | null }>("SELECT coalesce(json_agg(doc ORDER BY seq), '[]')::text AS body FROM remote_build_nodes");
-    return rows[0]?.body ?? "[]";
-  }
-
-  async remoteBuildNodes(): Promise<RemoteBuildNodeRecord[]> {
-    const rows = await this.sql.query<{ doc: RemoteBuildNodeRecord }>("SELECT doc FROM remote_build_nodes ORDER BY seq");
-    return rows.map((r) => r.doc);
-  }
-
-  async remoteBuildNode(xname: string): Promise<RemoteBuildNodeRecord | undefined> {
-    const rows = await this.sql.query<{ doc: RemoteBuildNodeRecord }>("SELECT doc FROM remote_build_nodes WHERE xname = $1", [xname]);
-    return rows[0]?.doc;
-  }
-
-  /** Registers a node; registering it again replaces the record and keeps its place (IMS stores a dict by xname). */
-  async putRemoteBuildNode(doc: RemoteBuildNodeRecord): Promise<RemoteBuildNodeRecord> {
-    await this.sql.query("INSERT INTO remote_build_nodes (xname, doc) VALUES ($1, $2) ON CONFLICT (xname) DO UPDATE SET doc = excluded.doc", [doc.xname, JSON.stringify(doc)]);
-    return doc;
-  }
-
-  /** Removes one node (hard delete: IMS keeps no deleted remote build nodes); false when unknown. */
-  async removeRemoteBuildNode(xname: string): Promise<boolean> {
-    const rows = await this.sql.query("DELETE FROM remote_build_nodes WHERE xname = $1 RETURNING xname", [xname]);
-    return rows.length > 0;
-  }
-
-  async removeAllRemoteBuildNodes(): Promise<void> {
-    await this.sql.query("DELETE FROM remote_build_nodes");
-  }
-
-  // --- job logs ------------------------------------------------------------------------------
-
-  async appendLog(jobId: string, text: string): Promise<void> {
-    if (text === "") return;
-    await this.sql.query("INSERT INTO job_logs (job_id, text) VALUES ($1, $2)", [jobId, text]);
-  }
-
-  async readLog(jobId: string, afterSeq = 0, limit = 1000): Promise<LogChunk[]> {
-    const rows = await this.sql.query<{ seq: string; text: string }>("SELECT seq::text AS seq, text FROM job_logs WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", [jobId, afterSeq, limit]);
-    return rows.map((r) => ({ seq: Number(r.seq), text: r.text }));
-  }
-
-  // --- workers -------------------------------------------------------------------------------
-
-  async heartbeat(w: WorkerInfo, running: number): Promise<void> {
-    await this.sql.query(
-      `INSERT INTO workers (name, host, pid, version, concurrency, running) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (name) DO UPDATE SET last_seen = now(), running = $6, concurrency = $5, stopped = NULL`,
-      [w.name, w.host, w.pid, w.version, w.concurrency, running],
-    );
-  }
-
-  async workerStopped(name: string): Promise<void> {
-    await this.sql.query("UPDATE workers SET stopped = now(), running = 0 WHERE name = $1", [name]);
-  }
-
-  async workers(timeoutSeconds: number): Promise<WorkerRow[]> {
-    const rows = await this.sql.query<WorkerRow & { started: Date; last_seen: Date; stopped: Date | null }>(
-      `SELECT name, host, pid, version, concurrency, running, started, last_seen, stopped,
-              (stopped IS NULL AND last_seen >= now() - make_interval(secs => $1)) AS alive
-       FROM workers ORDER BY started`,
-      [timeoutSeconds],
-    );
-    return rows.map((r) => ({ ...r, started: new Date(r.started).toISOString(), last_seen: new Date(r.last_seen).toISOString(), stopped: r.stopped ? new Date(r.stopped).toISOString() : null }));
-  }
-
-  /** Forgets workers stopped or silent for a day. */
-  async pruneWorkers(): Promise<void> {
-    await this.sql.query("DELETE FROM workers WHERE last_seen < now() - interval '1 day' AND name NOT IN (SELECT worker FROM jobs WHERE worker IS NOT NULL)");
-  }
-}
-
-function withStatus(doc: JobRecord, status: JobStatus, patch: { kiln?: Partial<JobRecord["kiln"]>; resultant_image_id?: string | null }): JobRecord {
-  const now = new Date();
-  const since = doc.kiln.status_since;
-  const seconds = { ...doc.kiln.status_seconds };
-  if (since && doc.status !== status) {
-    const s = (now.getTime() - new Date(since).getTime()) / 1000;
-    seconds[doc.status] = Math.round(((seconds[doc.status] ?? 0) + s) * 10) / 10;
-  }
-  const final = FINAL_STATUSES.includes(status);
-  const kiln = {
-    ...doc.kiln,
-    ...patch.kiln,
-    status_seconds: seconds,
-    status_since: doc.status !== status || !since ? now.toISOString() : since,
-    ...(final ? { ended: imsTime(now) } : {}),
-  };
-  return {
-    ...doc,
-    status,
-    ...(patch.resultant_image_id !== undefined ? { resultant_image_id: patch.resultant_image_id } : {}),
-    kiln,
-  };
+  // worker registry (workers.ts)
+  readonly heartbeat: WorkerRegistry["heartbeat"] = (...a) => this.workerRegistry.heartbeat(...a);
+  readonly workerStopped: WorkerRegistry["workerStopped"] = (...a) => this.workerRegistry.workerStopped(...a);
+  readonly runningInstancesOn: WorkerRegistry["runningInstancesOn"] = (...a) => this.workerRegistry.runningInstancesOn(...a);
+  readonly workers: WorkerRegistry["workers"] = (...a) => this.workerRegistry.workers(...a);
+  readonly pruneWorkers: WorkerRegistry["pruneWorkers"] = (...a) => this.workerRegistry.pruneWorkers(...a);
 }

@@ -100,6 +100,24 @@ export const MIGRATIONS: Migration[] = [
         )
         .join("")}`,
   },
+  {
+    version: 4,
+    name: "workers by process instance",
+    // A worker restarted under the same --worker-name is a new row: rows are keyed by a random
+    // id per process (instance), and a job's claim names the instance, so the heartbeat of the
+    // new process never keeps the dead one's jobs alive (worker.ts). Rows and claims from
+    // before get an instance id made from the name, so a worker running across the upgrade is
+    // still matched to its jobs.
+    sql: `
+      ALTER TABLE workers ADD COLUMN instance text;
+      UPDATE workers SET instance = 'legacy-' || name;
+      ALTER TABLE workers ALTER COLUMN instance SET NOT NULL;
+      ALTER TABLE workers DROP CONSTRAINT workers_pkey;
+      ALTER TABLE workers ADD PRIMARY KEY (instance);
+      CREATE INDEX workers_name ON workers (name);
+      ALTER TABLE jobs ADD COLUMN worker_instance text;
+      UPDATE jobs SET worker_instance = 'legacy-' || worker WHERE worker IS NOT NULL;`,
+  },
 ];
 
 /** Applies the migrations this catalog lacks; returns the versions applied now. */

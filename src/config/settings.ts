@@ -221,7 +221,7 @@ export const SETTINGS = {
     flag: "--log-level <level>",
     env: "KILN_LOG_LEVEL",
     default: "warn",
-    description: "log level of the HTTP server on stderr: fatal, error, warn, info (every request), debug, trace, silent",
+    description: "kiln serve: level of the API's request log on stderr: fatal, error, warn, info (every request), debug, trace, silent; kiln worker serves no HTTP and ignores it (its job and reaper lines always go to stderr)",
     parse: (t: string) => (["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(t) ? t : fail("use fatal, error, warn, info, debug, trace or silent")),
   },
   sshListen: {

@@ -16,12 +16,14 @@
  * jobs' processes, mounts, loop devices, folders, a session's jail) are swept by its watchdog the
  * moment it dies (host/watchdog.ts), and again when a worker starts on that machine (host/sweep.ts).
  */
+import { randomUUID } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { rm } from "node:fs/promises";
 import type { Catalog, WorkerInfo } from "../catalog/catalog.js";
 import { JOB_TYPES, type JobRecord } from "../catalog/records.js";
 import { cancelled, isKilnError } from "../errors.js";
+import { isProcessAlive } from "../host/process-alive.js";
 import { sweepDeadBuilds, sweepDeadWorkDirs } from "../host/sweep.js";
 import { startWatchdog, type Watchdog } from "../host/watchdog.js";
 import { createOwnedDir } from "../host/workdir.js";
@@ -96,7 +98,7 @@ export class Worker {
   ) {
     this.slots = new Slots(opts.concurrency);
     this.reaper = new Reaper(catalog, queue, opts);
-    this.info = { name: opts.name, host: os.hostname(), pid: process.pid, version: KILN_VERSION, concurrency: opts.concurrency };
+    this.info = { name: opts.name, instance: randomUUID(), host: os.hostname(), pid: process.pid, version: KILN_VERSION, concurrency: opts.concurrency };
   }
 
   get name(): string {
@@ -117,9 +119,28 @@ export class Worker {
     this.watchdog = startWatchdog([path.join(this.opts.cacheDir, "work"), this.opts.workDir]);
     await this.catalog.heartbeat(this.info, 0);
     this.lastBeat = Date.now();
+    await this.forgetDeadPredecessors();
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatSeconds * 1000);
     this.stopTaking = await this.queue.work(JOB_TYPES, this.opts.concurrency, (m) => this.handle(m), this.opts.pollSeconds);
     this.say(`worker ${this.opts.name}: taking jobs (${this.opts.concurrency} at a time), heartbeat every ${this.opts.heartbeatSeconds} s`);
+  }
+
+  /**
+   * A worker of this name on this machine whose process is gone (SIGKILL, then a restart under
+   * the same --worker-name) is known dead now: its row is marked stopped, so the reaper takes
+   * its jobs at its next sweep instead of after the worker timeout.
+   */
+  private async forgetDeadPredecessors(): Promise<void> {
+    for (const w of await this.catalog.runningInstancesOn(this.info.host, this.info.instance)) {
+      if (w.name !== this.info.name || isProcessAlive(w.pid)) continue;
+      await this.catalog.workerStopped(w.instance);
+      this.say(`worker ${this.opts.name}: the previous process of this name here (pid ${w.pid}) is gone; its jobs go to the reaper`);
+    }
+  }
+
+  /** This process's id in the catalog (workers table, job claims). */
+  get instance(): string {
+    return this.info.instance;
   }
 
   private say(m: string): void {
@@ -134,7 +155,7 @@ export class Worker {
     try {
       await this.catalog.heartbeat(this.info, this.running.size);
       this.lastBeat = Date.now();
-      for (const id of await this.catalog.jobsToStop([...this.running.keys()])) {
+      for (const id of await this.catalog.jobsToStop([...this.running.keys()], this.info.instance)) {
         this.running.get(id)?.controller.abort("the job was cancelled or deleted through the API");
       }
       await this.reaper.sweep();
@@ -171,7 +192,7 @@ export class Worker {
     }
     await this.slots.acquire();
     try {
-      const job = await this.catalog.claimJob(m.jobId, this.opts.name);
+      const job = await this.catalog.claimJob(m.jobId, this.opts.name, this.info.instance);
       if (!job) return; // ended, deleted or taken by another worker meanwhile
       await this.catalog.setJobQueueId(job.id, m.queueId);
       const controller = new AbortController();
@@ -262,7 +283,7 @@ export class Worker {
     const note = `${reason}; queued again (attempt ${job.kiln.attempt + 1} of ${this.opts.retries + 1})`;
     log.line(note);
     await log.settle(LOG_SETTLE_MS);
-    if (!(await this.catalog.releaseJob(job.id, this.opts.name)) || !(await this.catalog.requeueJob(job.id, note))) return false;
+    if (!(await this.catalog.releaseJob(job.id, this.info.instance)) || !(await this.catalog.requeueJob(job.id, note))) return false;
     await this.catalog.setJobQueueId(job.id, await this.queue.enqueue(job.id, job.job_type));
     this.say(`job ${job.id}: ${note}`);
     return true;
@@ -276,7 +297,7 @@ export class Worker {
     await this.stopTaking?.();
     for (const r of this.running.values()) r.controller.abort(reason);
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
-    await this.catalog.workerStopped(this.opts.name).catch(() => {});
+    await this.catalog.workerStopped(this.info.instance).catch(() => {});
   }
 }
 
@@ -386,17 +407,35 @@ export class Reaper {
     return sent;
   }
 
-  /** Fails or requeues the jobs of dead workers. */
-  private async reapOrphans(): Promise<number> {
+  /**
+   * Ends one job at once if its worker process is gone (the cancel route: a job whose worker
+   * died cannot wait for that worker to notice); false when its worker may still be alive.
+   */
+  async reapJob(jobId: string): Promise<boolean> {
+    return (await this.reapOrphans(jobId)) > 0;
+  }
+
+  /**
+   * Fails or requeues the jobs of dead worker processes (one job with `jobId`). A job whose
+   * cancel was asked for ends `error`, cancelled, and is never queued again.
+   */
+  private async reapOrphans(jobId?: string): Promise<number> {
     let handled = 0;
-    for (const o of await this.catalog.orphanedJobs(this.opts.timeoutSeconds)) {
-      if (!(await this.catalog.releaseJob(o.job.id, o.worker))) continue;
+    for (const o of await this.catalog.orphanedJobs(this.opts.timeoutSeconds, jobId)) {
+      if (!(await this.catalog.releaseJob(o.job.id, o.instance))) continue;
       handled++;
-      const why = o.lastSeen
-        ? `worker ${o.worker} stopped sending heartbeats (last at ${o.lastSeen}, timeout ${this.opts.timeoutSeconds} s) while the job was ${o.job.status}`
-        : `worker ${o.worker} is not registered any more; the job was ${o.job.status}`;
+      const proc = o.instance ? `process ${o.instance}, ` : "";
+      const why = o.stopped
+        ? `worker ${o.worker} stopped or was found dead (${proc}at ${o.stopped}) while the job was ${o.job.status}`
+        : o.lastSeen
+          ? `worker ${o.worker} stopped sending heartbeats (${proc}last at ${o.lastSeen}, timeout ${this.opts.timeoutSeconds} s) while the job was ${o.job.status}`
+          : `worker ${o.worker} (${proc.slice(0, -2) || "process unknown"}) is not registered any more; the job was ${o.job.status}`;
       if (o.queueId) await this.queue.drop(o.job.job_type, o.queueId, why);
-      if (o.job.kiln.attempt <= this.opts.retries) {
+      if (o.job.kiln.cancel_requested) {
+        const reason = `cancelled: the job was cancelled through the API and its worker is gone (${why})`;
+        await this.catalog.setJobStatus(o.job.id, "error", { kiln: { error: reason } });
+        await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} error: ${reason}\n`);
+      } else if (o.job.kiln.attempt <= this.opts.retries) {
         const note = `${why}; queued again (attempt ${o.job.kiln.attempt + 1} of ${this.opts.retries + 1})`;
         if (await this.catalog.requeueJob(o.job.id, note)) {
           await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} ${note}\n`);

@@ -62,7 +62,9 @@ async function startOrReuse(script: string, prefix: string, vars: string[], own 
   }
   const { stdout } = await run("bash", [file, "env", dir]);
   const env: Record<string, string> = {};
-  for (const m of stdout.matchAll(/^export (\w+)='([^']*)'$/gm)) env[m[1]!] = m[2]!;
+  // Only the test's own variables: the scripts also print the service's (KILN_STORE,
+  // KILN_DATABASE), which would change the defaults of every process a test starts with this env.
+  for (const m of stdout.matchAll(/^export (\w+)='([^']*)'$/gm)) if (vars.includes(m[1]!)) env[m[1]!] = m[2]!;
   const pause = async () => void (await run("bash", [file, "stop", dir], { timeout: 120_000 }));
   const start = async () => void (await run("bash", [file, "start", dir], { timeout: 120_000 }));
   return { env, started: true, startLog: startLog.trim(), stop, pause, start };

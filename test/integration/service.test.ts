@@ -23,7 +23,9 @@ let env: Record<string, string>;
 let keyId: string;
 let recipeId: string;
 
-const serveArgs = () => ["--data-dir", dataDir, "--cache-dir", cache, "--verify", "never", "--heartbeat", "1", "--worker-timeout", "5"];
+// One --worker-name for every start: the restart after kill -9 is the same worker name in a new
+// process, which must not keep the killed process's job alive (worker instances).
+const serveArgs = () => ["--data-dir", dataDir, "--cache-dir", cache, "--verify", "never", "--heartbeat", "1", "--worker-timeout", "5", "--worker-name", "e2e-worker"];
 
 async function kiln(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runKiln(args, { env });
@@ -116,7 +118,7 @@ test("a kiwi-ng recipe is a valid record, but its create job fails saying why", 
   assert.match(wait.stderr, /kiwi-ng recipe; this Kiln builds only recipe_type "kiln"/);
 });
 
-test("kill -9 mid-build: after a restart the job ends error with the reason, and the new worker takes new jobs", async () => {
+test("kill -9 mid-build: after a restart under the same --worker-name the job ends error with the reason at once, and the new worker takes new jobs", async () => {
   // The minimal recipe is all cached by now and would race through building_image between two
   // polls; a script that holds the build keeps the job there until the kill.
   const held = path.join(dir, "held");
@@ -135,6 +137,7 @@ test("kill -9 mid-build: after a restart the job ends error with the reason, and
     },
     300,
   );
+  const killedPid = serve.child.pid!;
   serve.child.kill("SIGKILL");
   await new Promise((r) => serve.child.once("close", r));
 
@@ -149,8 +152,15 @@ test("kill -9 mid-build: after a restart the job ends error with the reason, and
     },
     60,
   );
-  assert.match(failed.kiln.error!, /stopped sending heartbeats .* while the job was (building_image|packaging_artifacts); the worker died/);
+  // The new process of the same name found the killed one's pid gone on this machine: the job
+  // did not wait for --worker-timeout (it used to stay building_image while the new process's
+  // heartbeats, by name, kept the killed one "alive").
+  assert.match(failed.kiln.error!, /worker e2e-worker stopped or was found dead \(process [0-9a-f-]{36}, at .*\) while the job was (building_image|packaging_artifacts); the worker died/);
   assert.ok(Date.now() - t0 < 30_000, "bounded by --worker-timeout and a heartbeat");
+  const rows = await (await fetch(`${serve.url}/v3/workers`, { headers: { authorization: `Bearer ${env.KILN_TOKEN}` } })).json() as Array<{ name: string; pid: number; alive: boolean; stopped: string | null }>;
+  const mine = rows.filter((w) => w.name === "e2e-worker");
+  assert.deepEqual(mine.filter((w) => w.alive).map((w) => w.pid), [serve.child.pid], "the live row is the new process's");
+  assert.ok(mine.some((w) => w.pid === killedPid && !w.alive && w.stopped !== null), "the killed process's row says it is gone");
 
   const next = await ims<{ id: string }>(["jobs", "create", "--job-type", "create", "--artifact-id", recipeId, "--public-key-id", keyId, "--image-root-archive-name", "after-restart"]);
   const wait = await kiln(["ims", "jobs", "wait", next.id, "--no-log", "--json", "--timeout", "1800"]);

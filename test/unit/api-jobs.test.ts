@@ -2,6 +2,7 @@
  * Job routes through inject() (no worker runs): IMS' POST rules, DELETE filters, PATCH, cancel,
  * the log route; plus bearer-token auth and roles.
  */
+import { randomUUID } from "node:crypto";
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { ADMIN, READER, startTestService, type TestService } from "../helpers/service.js";
@@ -75,6 +76,19 @@ test("POST /v3/jobs: enable_debug adds a debug shell; ssh_containers on create, 
   assert.equal((await s.call("POST", "/v3/jobs", job({ artifact_id: noLink.id }))).statusCode, 400, "a recipe with no link");
 });
 
+test("POST /v3/jobs: a customize job with ssh_containers [{jail: true}] and no name (what cray ims sends) gets a jail named customize", async () => {
+  await s.store.put(IMS_BUCKET, "images/src/rootfs", "x");
+  // Inserted directly: the API checks an image's manifest, which is not what this test is about.
+  const img = await s.catalog.insert("images", { id: randomUUID(), created: "2026-01-01T00:00:00", name: "src", link: { path: "s3://ims/images/src/rootfs", type: "s3", etag: "" }, arch: "x86_64", metadata: {} });
+  const r = await s.call("POST", "/v3/jobs", { job_type: "customize", artifact_id: img.id, public_key_id: keyId, image_root_archive_name: "jailed", ssh_containers: [{ jail: true }] });
+  assert.equal(r.statusCode, 201, r.body);
+  const j = json<{ id: string; ssh_containers: unknown[] }>(r);
+  assert.deepEqual(j.ssh_containers, [{ name: "customize", jail: true, status: "pending", connection_info: {} }]);
+  assert.deepEqual((await s.catalog.get("jobs", j.id))!.ssh_containers, j.ssh_containers, "the stored record asks for the jail too");
+  const named = json<{ ssh_containers: unknown[] }>(await s.call("POST", "/v3/jobs", { job_type: "customize", artifact_id: img.id, public_key_id: keyId, image_root_archive_name: "plain", ssh_containers: [{ name: "mine" }] }));
+  assert.deepEqual(named.ssh_containers, [{ name: "mine", jail: false, status: "pending", connection_info: {} }]);
+});
+
 test("PATCH /v3/jobs/{id} sets status and result; DELETE with filters deletes matching jobs only", async () => {
   const a = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
   const p = await s.call("PATCH", `/v3/jobs/${a.id}`, { status: "success", resultant_image_id: "6a6b2d4e-2f5c-4a9b-9b1e-0c6f7b0e8d11" });
@@ -112,6 +126,29 @@ test("cancel: a queued job ends error at once and its message is dropped; an end
   assert.ok(s.queue.dropped.length > 0);
   assert.equal((await s.call("POST", `/v3/jobs/${j.id}/cancel`)).statusCode, 409);
   assert.equal((await s.call("POST", `/v2/jobs/${j.id}/cancel`)).statusCode, 404, "Kiln additions live under v3");
+});
+
+test("cancel: a running job whose worker process is gone ends error at once; one whose worker lives only gets cancel_requested", async () => {
+  await s.catalog.heartbeat({ name: "w", instance: "i-live", host: "h", pid: 1, version: "0", concurrency: 1 }, 1);
+  await s.catalog.heartbeat({ name: "w", instance: "i-killed", host: "h", pid: 2, version: "0", concurrency: 1 }, 1);
+  const live = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
+  const orphan = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
+  await s.catalog.claimJob(live.id, "w", "i-live");
+  await s.catalog.claimJob(orphan.id, "w", "i-killed");
+  for (const id of [live.id, orphan.id]) await s.catalog.setJobStatus(id, "building_image");
+  // The killed process's heartbeats stopped past the worker timeout (30 s here); the live one,
+  // of the same name, keeps beating.
+  await s.catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE instance = 'i-killed'");
+
+  const a = json<{ status: string; kiln: { cancel_requested: boolean } }>(await s.call("POST", `/v3/jobs/${live.id}/cancel`));
+  assert.equal(a.status, "building_image", "its worker stops it at its next heartbeat");
+  assert.equal(a.kiln.cancel_requested, true);
+  const r = await s.call("POST", `/v3/jobs/${orphan.id}/cancel`);
+  assert.equal(r.statusCode, 202);
+  const b = json<{ status: string; kiln: { error: string } }>(r);
+  assert.equal(b.status, "error");
+  assert.match(b.kiln.error, /^cancelled: .*its worker is gone \(worker w stopped sending heartbeats \(process i-killed/);
+  assert.equal(await s.catalog.jobWorker(orphan.id), null, "released");
 });
 
 test("the log route returns what the worker wrote, and follows a running job until it ends", async () => {

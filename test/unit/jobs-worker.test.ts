@@ -5,6 +5,7 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -163,9 +164,9 @@ test("a worker honours its concurrency limit", async () => {
 
 test("the reaper ends a dead worker's job error with the reason, or queues it again while retries last", async () => {
   // A worker that claimed jobs and then went silent (SIGKILL).
-  await catalog.heartbeat({ name: "dead", host: "h", pid: 1, version: "0", concurrency: 1 }, 1);
+  await catalog.heartbeat({ name: "dead", instance: "i-dead", host: "h", pid: 1, version: "0", concurrency: 1 }, 1);
   const a = await newJob();
-  assert.ok(await catalog.claimJob(a.id, "dead"));
+  assert.ok(await catalog.claimJob(a.id, "dead", "i-dead"));
   await catalog.setJobStatus(a.id, "building_image");
   await catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE name = 'dead'");
 
@@ -181,8 +182,8 @@ test("the reaper ends a dead worker's job error with the reason, or queues it ag
     await ctx.setStatus("building_image");
   }) satisfies JobRunner;
   const b = await newJob();
-  await catalog.heartbeat({ name: "dead2", host: "h", pid: 2, version: "0", concurrency: 1 }, 1);
-  assert.ok(await catalog.claimJob(b.id, "dead2"));
+  await catalog.heartbeat({ name: "dead2", instance: "i-dead2", host: "h", pid: 2, version: "0", concurrency: 1 }, 1);
+  assert.ok(await catalog.claimJob(b.id, "dead2", "i-dead2"));
   await catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE name = 'dead2'");
   const w = worker("w-live", { retries: 1 });
   await w.start();
@@ -192,6 +193,66 @@ test("the reaper ends a dead worker's job error with the reason, or queues it ag
     assert.equal(done.kiln.attempt, 2);
     assert.equal(done.kiln.worker, "w-live");
     assert.match((await catalog.readLog(b.id)).map((c) => c.text).join(""), /queued again \(attempt 2 of 2\)/);
+  } finally {
+    await w.stop();
+  }
+});
+
+test("a worker restarted under the same name does not keep its dead predecessor's job alive (the heartbeat used to refresh the row by name)", async () => {
+  // The first process claimed the job, then was SIGKILLed; a new process of the same name
+  // (another instance) keeps sending heartbeats.
+  await catalog.heartbeat({ name: "same", instance: "i-killed", host: "elsewhere", pid: 11, version: "0", concurrency: 1 }, 1);
+  const j = await newJob();
+  assert.ok(await catalog.claimJob(j.id, "same", "i-killed"));
+  await catalog.setJobStatus(j.id, "building_image");
+  await catalog.heartbeat({ name: "same", instance: "i-restarted", host: "elsewhere", pid: 12, version: "0", concurrency: 1 }, 0);
+  const reaper = new Reaper(catalog, queue, { timeoutSeconds: 30, retries: 0 });
+  assert.equal(await reaper.sweep(), 0, "within the timeout the claim's process may still be alive");
+  // The database's clock moves on past the timeout for the killed process only.
+  await catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE instance = 'i-killed'");
+  await catalog.heartbeat({ name: "same", instance: "i-restarted", host: "elsewhere", pid: 12, version: "0", concurrency: 1 }, 0);
+  assert.equal(await reaper.sweep(), 1);
+  const done = (await catalog.get("jobs", j.id))!;
+  assert.equal(done.status, "error");
+  assert.match(done.kiln.error!, /worker same stopped sending heartbeats \(process i-killed, last at/);
+  const rows = (await catalog.workers(30)).filter((w) => w.name === "same");
+  assert.deepEqual(rows.map((w) => [w.instance, w.pid, w.alive]), [["i-killed", 11, false], ["i-restarted", 12, true]], "each process its own row, pid and liveness");
+});
+
+test("a cancelled job whose worker process is gone ends error, cancelled, and is not queued again", async () => {
+  await catalog.heartbeat({ name: "gone", instance: "i-gone", host: "elsewhere", pid: 13, version: "0", concurrency: 1 }, 1);
+  const j = await newJob();
+  assert.ok(await catalog.claimJob(j.id, "gone", "i-gone"));
+  await catalog.setJobStatus(j.id, "building_image");
+  await catalog.update("jobs", j.id, (d) => ({ ...d, kiln: { ...d.kiln, cancel_requested: true } }));
+  const reaper = new Reaper(catalog, queue, { timeoutSeconds: 30, retries: 3 });
+  assert.equal(await reaper.reapJob(j.id), false, "a live worker process stops the job itself");
+  await catalog.workerStopped("i-gone");
+  assert.equal(await reaper.reapJob(j.id), true, "known dead: at once");
+  const done = (await catalog.get("jobs", j.id))!;
+  assert.equal(done.status, "error");
+  assert.match(done.kiln.error!, /^cancelled: .*its worker is gone/);
+  assert.equal(done.kiln.attempt, 1, "not queued again despite retries");
+});
+
+test("a real worker that starts under the name of a dead process on this machine hands that process's job to the reaper at once", async () => {
+  const deadPid = spawnSync("true").pid!;
+  await catalog.heartbeat({ name: "w-restart", instance: "i-before", host: os.hostname(), pid: deadPid, version: "0", concurrency: 1 }, 1);
+  const j = await newJob();
+  assert.ok(await catalog.claimJob(j.id, "w-restart", "i-before"));
+  await catalog.setJobStatus(j.id, "building_image");
+  const w = worker("w-restart", { timeoutSeconds: 3600 });
+  const t0 = Date.now();
+  await w.start();
+  try {
+    const done = await ended(j.id);
+    assert.ok(Date.now() - t0 < 10_000, "well within the one-hour worker timeout");
+    assert.equal(done.status, "error");
+    assert.match(done.kiln.error!, /worker w-restart stopped or was found dead \(process i-before, at/);
+    const rows = (await catalog.workers(3600)).filter((r) => r.name === "w-restart");
+    const live = rows.filter((r) => r.alive);
+    assert.deepEqual(live.map((r) => [r.instance, r.pid]), [[w.instance, process.pid]], "the live row is this process's, pid and all");
+    assert.ok(rows.some((r) => r.instance === "i-before" && r.stopped !== null && !r.alive));
   } finally {
     await w.stop();
   }

@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { headOrUndefined, parseS3Path } from "../../catalog/objects.js";
 import { FINAL_STATUSES, JOB_STATUSES, JOB_TYPES, imsTime, type Arch, type JobRecord, type JobStatus, type JobType, type SshContainer } from "../../catalog/records.js";
+import { Reaper } from "../../jobs/worker.js";
 import { apiError } from "../problem.js";
 import { JobCreate, JobPatch, idParam } from "../schemas.js";
 import { empty, notFound, requireBody, responses, sendJson } from "./common.js";
@@ -40,6 +41,9 @@ export function parseAge(age: string): number | undefined {
 }
 
 const LOG_POLL_MS = 500;
+
+/** The largest `age` taken (about 100,000 years): 99999999999w would be no Date at all. */
+const MAX_AGE_WEEKS = 5_217_000;
 
 export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }): Promise<void> {
   const { catalog, store, queue } = app;
@@ -140,7 +144,7 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
             age: { type: "string", description: "only jobs older than this, e.g. 1d, 6h, 2w3d" },
           },
         },
-        response: responses({ 204: empty }, [400]),
+        response: responses({ 204: empty }, [400, 422]),
       },
     },
     async (request, reply) => {
@@ -153,7 +157,11 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
       if (q.age !== undefined) {
         const s = parseAge(q.age);
         if (s === undefined) throw apiError("BAD_REQUEST", `age ${JSON.stringify(q.age)}: use a number and a unit w, d, h or m, e.g. 1d, 6h, 2w3d`);
-        createdBefore = new Date(Date.now() - s * 1000);
+        if (s > MAX_AGE_WEEKS * 7 * 86400) {
+          throw apiError("REQUEST_INVALID", `age ${JSON.stringify(q.age)}: reaches back further than any date; use at most ${MAX_AGE_WEEKS}w`, [{ path: "age", message: `at most ${MAX_AGE_WEEKS}w` }]);
+        }
+        // No job is older than 1970; an earlier date would be outside what PostgreSQL stores.
+        createdBefore = new Date(Math.max(Date.now() - s * 1000, 0));
       }
       for (const j of await catalog.findJobs({ statuses, jobType: q.job_type, createdBefore })) await deleteJob(j);
       return reply.code(204).send();
@@ -214,7 +222,11 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
       if (qid) await queue.drop(j.job_type, qid, why);
       return catalog.setJobStatus(j.id, "error", { kiln: { error: `cancelled before a worker took it: ${why}`, cancel_requested: true } });
     }
-    return catalog.update("jobs", j.id, (d) => (FINAL_STATUSES.includes(d.status) ? undefined : { ...d, kiln: { ...d.kiln, cancel_requested: true } }));
+    const asked = await catalog.update("jobs", j.id, (d) => (FINAL_STATUSES.includes(d.status) ? undefined : { ...d, kiln: { ...d.kiln, cancel_requested: true } }));
+    // A worker process that is gone (silent past the worker timeout, or known dead) will never
+    // notice: end the job here rather than leave it to the next sweep.
+    if (await new Reaper(catalog, queue, { timeoutSeconds: app.settings.workerTimeout, retries: 0 }).reapJob(j.id)) return catalog.get("jobs", j.id);
+    return asked;
   }
 
   if (!v3) return;
@@ -224,7 +236,7 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
     {
       schema: {
         summary: "Cancel a job (Kiln)",
-        description: "A queued job ends `error` at once; a running one when its worker notices (within one heartbeat): the build stops, everything it mounted is released, the job ends `error` with reason cancelled. 409 when the job already ended.",
+        description: "A queued job ends `error` at once; a running one when its worker notices (within one heartbeat): the build stops, everything it mounted is released, the job ends `error` with reason cancelled. A job whose worker process is gone (silent for the worker timeout, or known dead) ends `error` at once. 409 when the job already ended.",
         tags: ["kiln"],
         params: idParam,
         response: responses({ 202: record }, [404, 409]),

@@ -141,6 +141,7 @@ export async function kilnRoutes(app: FastifyInstance): Promise<void> {
               type: "object",
               properties: {
                 name: { type: "string" },
+                instance: { type: "string", description: "random id of the worker process; a worker restarted under the same name is a new instance (a new row)" },
                 host: { type: "string" },
                 pid: { type: "integer" },
                 version: { type: "string" },

@@ -116,6 +116,17 @@ function templateDictionary(o: Row): Row[] | undefined {
   return keys.map((key, i) => ({ key, value: values[i]! }));
 }
 
+/**
+ * cray's --ssh-containers-name/--ssh-containers-jail → `ssh_containers`, as `cray ims` sends it:
+ * either flag alone makes one container with only that field (`[{"jail": true}]`; the service
+ * names it `customize`), so a jail asked for without a name is never dropped.
+ */
+function sshContainers(o: Row): Row[] | undefined {
+  const jail = bool("ssh-containers-jail", o.sshContainersJail);
+  if (o.sshContainersName === undefined && jail === undefined) return undefined;
+  return [compact({ name: o.sshContainersName, jail })];
+}
+
 function compact(o: Row): Row {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }
@@ -151,7 +162,7 @@ export function bodyFor(resource: string, verb: "create" | "update", o: Row): Ro
         build_env_size: int("build-env-size", o.buildEnvSize),
         job_mem_size: int("job-mem-size", o.jobMemSize),
         require_dkms: bool("require-dkms", o.requireDkms),
-        ssh_containers: o.sshContainersName !== undefined ? [{ name: o.sshContainersName, jail: bool("ssh-containers-jail", o.sshContainersJail) ?? false }] : undefined,
+        ssh_containers: sshContainers(o),
       });
     case "remote-build-nodes":
       return compact({ xname: o.xname });

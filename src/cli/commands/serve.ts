@@ -7,9 +7,10 @@
  * `kiln worker` is the same minus the API: more build capacity on other machines, sharing the
  * catalog (PostgreSQL) and the store (S3) by URL.
  */
-import { mkdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { secureDataDir } from "../../host/data-dir.js";
 import { Catalog } from "../../catalog/catalog.js";
 import { BUCKETS } from "../../catalog/objects.js";
 import { redact } from "../../catalog/sql.js";
@@ -30,13 +31,17 @@ function sayer(io: CommandIo): Say {
 
 /** Opens catalog, store and queue, closing what was opened if a later one fails. */
 async function openBackends(s: Pick<ServiceSettings, "database" | "dataDir" | "store" | "storeRetry">, say: Say, publicUrl?: string): Promise<{ catalog: Catalog; store: ObjectStore; queue: PgBossQueue; close(): Promise<void> }> {
-  await mkdir(s.dataDir, { recursive: true });
+  // Before the catalog opens (a loose data dir from an older Kiln) and after (PGlite makes its
+  // files 0666): host/data-dir.ts.
+  const loose = await secureDataDir(s.dataDir);
+  if (loose > 0) say(`data dir ${s.dataDir}: made ${loose} files and folders private to this user (tokens and keys 0600, the catalog not readable by others)`);
   const catalog = await Catalog.open(s.database, s.dataDir);
   let store: ObjectStore | undefined;
   try {
     store = await openStore(s.store, { publicUrl, retrySeconds: s.storeRetry });
     for (const b of BUCKETS) await store.ensureBucket(b);
     const queue = await PgBossQueue.start(catalog.sql);
+    await secureDataDir(s.dataDir);
     say(`catalog ${catalog.dialect === "pglite" ? `PGlite in ${catalog.sql.where}` : `PostgreSQL ${catalog.sql.where}`}; store ${store.url}`);
     const opened = store;
     return {
@@ -47,6 +52,7 @@ async function openBackends(s: Pick<ServiceSettings, "database" | "dataDir" | "s
         await queue.stop().catch(() => {});
         await opened.close().catch(() => {});
         await catalog.close();
+        await secureDataDir(s.dataDir).catch(() => {});
       },
     };
   } catch (e) {

@@ -2,12 +2,14 @@
 import { createToken, listTokens, revokeToken, ROLES, type Role } from "../../api/tokens.js";
 import { COMMAND_SETTINGS, resolveSettings } from "../../config/settings.js";
 import { KilnError } from "../../errors.js";
+import { secureDataDir } from "../../host/data-dir.js";
 import type { CommandIo } from "../io.js";
 
 export async function tokenCreateCommand(opts: Record<string, unknown>, io: CommandIo): Promise<number> {
   const { dataDir } = resolveSettings(COMMAND_SETTINGS.token, opts);
   const role = String(opts.role ?? "");
   if (!(ROLES as readonly string[]).includes(role)) throw new KilnError("USAGE", `--role ${JSON.stringify(role)}: use ${ROLES.join(" or ")}`);
+  await secureDataDir(dataDir); // a first token may be what creates the data dir: 0700 from the start
   const { token, entry } = await createToken(dataDir, role as Role, typeof opts.name === "string" ? opts.name : "");
   if (opts.json) {
     io.stdout.write(JSON.stringify({ id: entry.id, role: entry.role, name: entry.name, created: entry.created, token }) + "\n");
