@@ -19,6 +19,7 @@ PACKAGES=(
   gnupg dpkg-dev        # streams: signing (gpg, gpgv); tests build a signed apt repository
   ca-certificates
   openssl procps        # tests make a site CA (openssl) and look for leftover processes (pgrep)
+  prometheus            # tests check GET /metrics with promtool check metrics
 )
 
 if [ "$(id -u)" -ne 0 ]; then

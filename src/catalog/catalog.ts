@@ -456,6 +456,22 @@ export class Catalog {
     return rows.map((r) => ({ id: r.id, jobType: r.job_type, queueId: r.queue_id }));
   }
 
+  /**
+   * How many jobs each type has in each status ("create/success"), and how many wait for a worker
+   * ("create/waiting": `creating` and unclaimed), in one query, for the metrics scrape.
+   */
+  async jobCounts(): Promise<Map<string, number>> {
+    const rows = await this.sql.query<{ job_type: string; status: string; n: number; waiting: number }>(
+      "SELECT job_type, status, count(*)::int AS n, (count(*) FILTER (WHERE status = 'creating' AND worker IS NULL))::int AS waiting FROM jobs GROUP BY job_type, status",
+    );
+    const out = new Map<string, number>();
+    for (const r of rows) {
+      out.set(`${r.job_type}/${r.status}`, r.n);
+      if (r.waiting > 0) out.set(`${r.job_type}/waiting`, r.waiting);
+    }
+    return out;
+  }
+
   /** Sets a job's queue message id if it is still `from` (compare and set); false when another process changed it. */
   async swapJobQueueId(id: string, from: string | null, to: string): Promise<boolean> {
     const rows = await this.sql.query("UPDATE jobs SET queue_id = $3 WHERE id = $1 AND queue_id IS NOT DISTINCT FROM $2 AND status = 'creating' AND worker IS NULL RETURNING id", [id, from, to]);

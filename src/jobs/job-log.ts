@@ -19,6 +19,8 @@ export class JobLog {
   constructor(
     private readonly catalog: Catalog,
     readonly jobId: string,
+    /** Sees every engine event too (the worker's metrics). */
+    private readonly onEvent?: (e: BuildEvent) => void,
   ) {}
 
   /** One line, stamped with the time. */
@@ -45,6 +47,7 @@ export class JobLog {
 
   /** Renders an engine event as log lines (what `kiln build -v` shows, without the live bar). */
   event(e: BuildEvent): void {
+    this.onEvent?.(e);
     switch (e.type) {
       case "plan":
         this.line(`plan ${e.recipe}: ${e.stages.length} stages, ${e.stages.filter((s) => s.cached).length} cached`);
