@@ -113,6 +113,8 @@ export class Metrics {
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: "kiln_process_" });
+    // prom-client names these gauges *_total, which promtool refuses (only counters may end so).
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) this.registry.removeSingleMetric(`kiln_process_${name}`);
   }
 
   /** One catalog query per scrape, shared by the gauges that need it. */
