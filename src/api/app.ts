@@ -6,6 +6,7 @@
  *   problemDetails   RFC 7807 for every error, 404/405 for unknown routes and methods
  *   services         app.catalog, app.store, app.queue, app.settings (decorators)
  *   auth             bearer tokens with roles; health and version are open
+ *   metrics          GET /metrics (Prometheus; --metrics says who may scrape) and request timing
  *   openapi          GET /openapi.json, built from the routes' own schemas
  *   imsRoutes        the IMS API (v3, v2 and unversioned), once at /apis/ims and once at /
  *   objectRoutes     presigned download URLs of a file store, at /objects/ (and /apis/ims/objects/)
@@ -16,6 +17,7 @@ import type { Catalog } from "../catalog/catalog.js";
 import type { JobQueue } from "../jobs/queue.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { authPlugin } from "./auth.js";
+import { Metrics, metricsPlugin, type MetricsAccess } from "./metrics.js";
 import { openapiPlugin } from "./openapi.js";
 import { clientErrorProblem, frameworkProblem, problemDetails } from "./problem.js";
 import { imsRoutes } from "./routes/ims.js";
@@ -40,6 +42,10 @@ export interface AppDeps {
   settings: AppSettings;
   logger?: FastifyServerOptions["logger"];
   https?: { cert: Buffer; key: Buffer };
+  /** This app's metrics (kiln serve shares them with its worker and store); a fresh set when absent. */
+  metrics?: Metrics;
+  /** Who may scrape /metrics (--metrics); default open. */
+  metricsAccess?: MetricsAccess;
 }
 
 declare module "fastify" {
@@ -93,6 +99,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(problemDetails);
   await app.register(services, deps);
   await app.register(authPlugin, { tokens: deps.tokens });
+  const metrics = deps.metrics ?? new Metrics();
+  metrics.watchCatalog(deps.catalog, deps.settings.workerTimeout);
+  // Before the routes: its onResponse hook times every one of them.
+  await app.register(metricsPlugin, { metrics, access: deps.metricsAccess ?? "open" });
   await app.register(openapiPlugin);
   for (const prefix of ["/apis/ims", ""]) {
     await app.register(imsRoutes, { prefix });

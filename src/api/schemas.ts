@@ -117,6 +117,7 @@ export const ImageRecord = {
       properties: {
         job_id: { type: ["string", "null"] },
         source_image_id: { type: ["string", "null"] },
+        label: { type: "string", description: "the simplestreams label it is published under: candidate when its job made it, another after promote" },
         flavors: { type: "array", items: { type: "object", properties: { flavor: str(), kpackage: str(), kernel_version: str() } } },
         package_diff: {
           anyOf: [

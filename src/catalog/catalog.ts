@@ -279,4 +279,20 @@ export class Catalog {
   readonly runningInstancesOn: WorkerRegistry["runningInstancesOn"] = (...a) => this.workerRegistry.runningInstancesOn(...a);
   readonly workers: WorkerRegistry["workers"] = (...a) => this.workerRegistry.workers(...a);
   readonly pruneWorkers: WorkerRegistry["pruneWorkers"] = (...a) => this.workerRegistry.pruneWorkers(...a);
+
+  /**
+   * How many jobs each type has in each status ("create/success"), and how many wait for a worker
+   * ("create/waiting": `creating` and unclaimed), in one query, for the metrics scrape.
+   */
+  async jobCounts(): Promise<Map<string, number>> {
+    const rows = await this.sql.query<{ job_type: string; status: string; n: number; waiting: number }>(
+      "SELECT job_type, status, count(*)::int AS n, (count(*) FILTER (WHERE status = 'creating' AND worker IS NULL))::int AS waiting FROM jobs GROUP BY job_type, status",
+    );
+    const out = new Map<string, number>();
+    for (const r of rows) {
+      out.set(`${r.job_type}/${r.status}`, r.n);
+      if (r.waiting > 0) out.set(`${r.job_type}/waiting`, r.waiting);
+    }
+    return out;
+  }
 }

@@ -74,6 +74,11 @@ export interface ImageKiln {
   flavors: Array<{ flavor: string; kpackage: string; kernel_version: string }>;
   /** Packages added, removed and changed against source_image_id. */
   package_diff: PackageDiff | null;
+  /**
+   * The simplestreams label the image is published under: `candidate` when its job succeeded,
+   * another after `POST /v3/images/{id}/promote`. Absent on images made before labels existed.
+   */
+  label?: string;
 }
 
 export interface PublicKeyRecord {

@@ -273,6 +273,13 @@ export const SETTINGS = {
       return files;
     },
   },
+  metrics: {
+    flag: "--metrics <access>",
+    env: "KILN_METRICS",
+    default: "open",
+    description: "who may scrape GET /metrics (Prometheus text; counts and timings, no record data): open (no token, as Prometheus scrapes by default), token (any API token, read-only will do), off (no /metrics route)",
+    parse: (t: string) => (["open", "token", "off"].includes(t) ? (t as "open" | "token" | "off") : fail("use open, token or off")),
+  },
   workerName: {
     flag: "--worker-name <name>",
     env: "KILN_WORKER_NAME",
@@ -288,7 +295,7 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;

@@ -67,7 +67,7 @@ export async function runCreateJob(ctx: JobContext): Promise<void> {
   const flavors = result.artifacts
     .filter((a) => a.name === "boot-kernel" && a.flavor)
     .map((a) => ({ flavor: a.flavor!, kpackage: a.kpackage ?? "", kernel_version: a.kernelVersion ?? "" }));
-  const kiln = { job_id: job.id, source_image_id: null, flavors, package_diff: null };
+  const kiln = { job_id: job.id, source_image_id: null, flavors, package_diff: null, label: "candidate" };
   const image = await publishImage(catalog, store, { outDir, name: job.image_root_archive_name, arch: job.arch, jobId: job.id, kiln }, log);
   await ctx.setResult(image.id);
 }

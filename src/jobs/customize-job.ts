@@ -163,7 +163,7 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
     if (failed.length > 0) throw jobError(`boot verification of the customized image failed: ${failed.map((v) => `${v.flavor}: ${v.reason ?? "did not reach userspace"}`).join("; ")}`);
   }
 
-  const kiln = { job_id: job.id, source_image_id: image.id, flavors, package_diff: diff };
+  const kiln = { job_id: job.id, source_image_id: image.id, flavors, package_diff: diff, label: "candidate" };
   const made = await publishImage(catalog, ctx.store, { outDir: out, name: job.image_root_archive_name, arch: image.arch, jobId: job.id, kiln }, log);
   await ctx.setResult(made.id);
 }

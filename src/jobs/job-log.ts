@@ -28,8 +28,14 @@ export class JobLog {
   constructor(
     private readonly catalog: Pick<Catalog, "appendLog">,
     readonly jobId: string,
-    private readonly limits = { keepBytes: KEEP_BYTES, retryMinMs: RETRY_MIN_MS, retryMaxMs: RETRY_MAX_MS },
-  ) {}
+    opts: { onEvent?: (e: BuildEvent) => void; keepBytes?: number; retryMinMs?: number; retryMaxMs?: number } = {},
+  ) {
+    this.onEvent = opts.onEvent;
+    this.limits = { keepBytes: opts.keepBytes ?? KEEP_BYTES, retryMinMs: opts.retryMinMs ?? RETRY_MIN_MS, retryMaxMs: opts.retryMaxMs ?? RETRY_MAX_MS };
+  }
+  /** Sees every engine event too (the worker's metrics). */
+  private readonly onEvent?: (e: BuildEvent) => void;
+  private readonly limits: { keepBytes: number; retryMinMs: number; retryMaxMs: number };
 
   /** One line, stamped with the time. */
   line(text: string): void {
@@ -90,6 +96,7 @@ export class JobLog {
 
   /** Renders an engine event as log lines (what `kiln build -v` shows, without the live bar). */
   event(e: BuildEvent): void {
+    this.onEvent?.(e);
     switch (e.type) {
       case "plan":
         this.line(`plan ${e.recipe}: ${e.stages.length} stages, ${e.stages.filter((s) => s.cached).length} cached`);

@@ -3,7 +3,9 @@
  * docs/architecture.md#ims-behaviour-kiln-follows):
  *  1. POST-equivalent: an image record with no link (IMS' upload_artifacts does the same);
  *  2. every artifact of out/manifest.json is uploaded to `boot-images/<image_id>/…` with the
- *     `md5sum` and `x-shasta-ims-*` metadata, then checked: size and md5 as the store reports them;
+ *     `md5sum` and `x-shasta-ims-*` metadata (and `sha256` from out/result.json: a simplestreams
+ *     item needs it, and reading a multi-GB object back to hash it would cost a download), then
+ *     checked: size and md5 as the store reports them;
  *  3. manifest.json (version 1.0, s3 links with etags, sorted keys, indent 4 as IMS writes it) is
  *     uploaded and validated like any PATCHed link;
  *  4. only then does the record get its link.
@@ -16,7 +18,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import type { ImsManifest } from "../artifacts/result.js";
+import type { BuildResult, ImsManifest } from "../artifacts/result.js";
 import type { Catalog } from "../catalog/catalog.js";
 import { BOOT_IMAGES_BUCKET, parseS3Path, s3Path, validateImageManifest } from "../catalog/objects.js";
 import { imsTime, type Arch, type ImageKiln, type ImageRecord } from "../catalog/records.js";
@@ -53,6 +55,7 @@ export function sortedJson(value: unknown): string {
 
 export async function publishImage(catalog: Catalog, store: ObjectStore, input: PublishInput, log: JobLog): Promise<ImageRecord> {
   const local = JSON.parse(await readFile(path.join(input.outDir, "manifest.json"), "utf8")) as ImsManifest;
+  const sha256 = new Map((JSON.parse(await readFile(path.join(input.outDir, "result.json"), "utf8")) as BuildResult).artifacts.map((a) => [a.path, a.sha256]));
   const id = randomUUID();
   const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {}, ...(input.kiln ? { kiln: input.kiln } : {}) };
   await catalog.insert("images", image);
@@ -72,7 +75,7 @@ export async function publishImage(catalog: Catalog, store: ObjectStore, input: 
       const info = await store.put(BOOT_IMAGES_BUCKET, key, createReadStream(file), {
         contentType: a.type,
         size,
-        metadata: { md5sum: a.md5, "x-shasta-ims-image-name": input.name, "x-shasta-ims-image-id": id, "x-shasta-ims-job-id": input.jobId },
+        metadata: { md5sum: a.md5, ...(sha256.has(a.link.path) ? { sha256: sha256.get(a.link.path)! } : {}), "x-shasta-ims-image-name": input.name, "x-shasta-ims-image-id": id, "x-shasta-ims-job-id": input.jobId },
       });
       await checkUploaded(store, key, size, a.md5);
       log.line(`uploaded ${key}: ${size} bytes, md5 ${a.md5} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

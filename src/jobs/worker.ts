@@ -21,7 +21,8 @@ import os from "node:os";
 import path from "node:path";
 import { rm } from "node:fs/promises";
 import type { Catalog, WorkerInfo } from "../catalog/catalog.js";
-import { JOB_TYPES, type JobRecord } from "../catalog/records.js";
+import { JOB_TYPES, type JobRecord, type JobType } from "../catalog/records.js";
+import type { BuildEvent } from "../engine/events.js";
 import { cancelled, isKilnError } from "../errors.js";
 import { isProcessAlive } from "../host/process-alive.js";
 import { sweepDeadBuilds, sweepDeadWorkDirs } from "../host/sweep.js";
@@ -49,6 +50,13 @@ export interface WorkerOptions extends JobSettings {
   pollSeconds?: number;
   /** Service log (stderr); job logs go to the catalog. */
   say?: (message: string) => void;
+  /** Told when jobs end and sees their engine events (kiln serve's metrics, src/api/metrics.ts). */
+  observer?: JobObserver;
+}
+
+export interface JobObserver {
+  jobEnded(type: JobType, status: "success" | "error", seconds: number): void;
+  buildEvent(e: BuildEvent): void;
 }
 
 /** Why a job failed, in one line for the job record. */
@@ -206,7 +214,9 @@ export class Worker {
 
   private async run(job: JobRecord, controller: AbortController): Promise<void> {
     const { catalog } = this;
-    const log = new JobLog(catalog, job.id);
+    const observer = this.opts.observer;
+    const started = Date.now();
+    const log = new JobLog(catalog, job.id, { onEvent: observer && ((e) => observer.buildEvent(e)) });
     const workDir = path.join(this.opts.workDir, job.id);
     const signal = controller.signal;
     const ctx: JobContext = {
@@ -252,6 +262,7 @@ export class Worker {
       await log.settle(LOG_SETTLE_MS);
       await catalog.setJobStatus(job.id, "success");
       this.say(`job ${job.id}: success`);
+      observer?.jobEnded(job.job_type, "success", (Date.now() - started) / 1000);
     } catch (e) {
       const reason = describeFailure(e, signal);
       if (this.lost.has(job.id)) {
@@ -265,6 +276,7 @@ export class Worker {
       await log.settle(LOG_SETTLE_MS);
       await catalog.setJobStatus(job.id, "error", { kiln: { error: reason } }).catch(() => {});
       this.say(`job ${job.id}: error: ${reason}`);
+      observer?.jobEnded(job.job_type, "error", (Date.now() - started) / 1000);
     } finally {
       await log.flush();
       this.running.delete(job.id);

@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { buildApp } from "../../src/api/app.js";
+import type { MetricsAccess } from "../../src/api/metrics.js";
 import { StaticTokenVerifier } from "../../src/api/tokens.js";
 import { Catalog } from "../../src/catalog/catalog.js";
 import { BUCKETS } from "../../src/catalog/objects.js";
@@ -51,7 +52,7 @@ export interface TestService {
   close(): Promise<void>;
 }
 
-export async function startTestService(opts: { maxRecipeSize?: number } = {}): Promise<TestService> {
+export async function startTestService(opts: { maxRecipeSize?: number; metricsAccess?: MetricsAccess } = {}): Promise<TestService> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-api-"));
   const catalog = await Catalog.open(undefined, dir);
   const store = await openStore(`file://${path.join(dir, "objects")}`);
@@ -63,6 +64,7 @@ export async function startTestService(opts: { maxRecipeSize?: number } = {}): P
     queue,
     tokens: new StaticTokenVerifier({ [ADMIN]: "admin", [READER]: "read-only" }),
     settings: { maxRecipeSize: opts.maxRecipeSize ?? 1024 * 1024, scratchDir: path.join(dir, "tmp"), workerTimeout: 30 },
+    ...(opts.metricsAccess ? { metricsAccess: opts.metricsAccess } : {}),
   });
   await app.ready();
   return {

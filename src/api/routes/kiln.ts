@@ -5,6 +5,7 @@
  * the worker registry.
  */
 import type { FastifyInstance } from "fastify";
+import { LABELS } from "../../streams/names.js";
 import { BUCKETS, headOrUndefined, MAX_MANIFEST_BYTES, parseS3Path, readAll, type ImageManifest } from "../../catalog/objects.js";
 import { ObjectNotFound } from "../../store/object-store.js";
 import { apiError } from "../problem.js";
@@ -67,6 +68,30 @@ export async function kilnRoutes(app: FastifyInstance): Promise<void> {
         .header("etag", `"${info.etag}"`);
       if (info.metadata.md5sum) reply.header("x-kiln-md5sum", info.metadata.md5sum);
       return reply.send(await store.get(bucket, key));
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { to: string } }>(
+    "/images/:id/promote",
+    {
+      schema: {
+        summary: "Move an image Kiln made to another simplestreams label, e.g. candidate to stable (Kiln)",
+        description: "A successful create or customize job labels its image candidate; this moves it. 409 for an image no Kiln job made (it has no kernel flavors to publish).",
+        tags: ["kiln"],
+        params: idParam,
+        body: { type: "object", required: ["to"], additionalProperties: false, properties: { to: { type: "string", enum: [...LABELS], description: "the label" } } },
+        response: responses({ 200: { $ref: "ImageRecord#" } }, [400, 404, 409, 422]),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const { to } = request.body;
+      const current = await catalog.get("images", id);
+      if (!current) notFound("image", id);
+      if (!current.kiln || current.kiln.flavors.length === 0) throw apiError("CONFLICT", `image ${id} was not made by a Kiln job: it has no kernel flavors to publish, so no label`);
+      const updated = await catalog.update("images", id, (doc) => ({ ...doc, kiln: { ...doc.kiln!, label: to } }));
+      if (!updated) notFound("image", id);
+      return sendJson(reply, 200, updated);
     },
   );
 

@@ -334,6 +334,15 @@ export async function imagesUrlsCommand(id: string, o: Row, io: CommandIo): Prom
   return 0;
 }
 
+/** `kiln ims images promote ID --to LABEL`: the image's simplestreams label (candidate → stable). */
+export async function imagesPromoteCommand(id: string, o: Row, io: CommandIo): Promise<number> {
+  const c = clientOf(o);
+  const image = (await c.json<Row & { kiln: { label: string } }>("POST", `/v3/images/${encodeURIComponent(id)}/promote`, { to: o.to }))!;
+  if (o.json) io.stdout.write(JSON.stringify(image, null, 2) + "\n");
+  else io.stdout.write(`image ${id}: label ${image.kiln.label}\n`);
+  return 0;
+}
+
 async function writeText(file: string, text: string): Promise<void> {
   const { writeFile } = await import("node:fs/promises");
   await writeFile(file, text);

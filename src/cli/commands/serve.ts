@@ -104,7 +104,11 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
   // A file store's presigned URLs are answered by this service, at <public-url>/objects/ (a
   // given --public-url wins over KILN_STORE_PUBLIC_URL, which wins over the listen address).
   const backends = await openBackends(s, say, s.publicUrl ? `${s.publicUrl}/objects` : undefined);
-  const { catalog, store, queue } = backends;
+  const { Metrics } = await import("../../api/metrics.js");
+  // One set of metrics for the API, the in-process worker and the store they write through.
+  const metrics = new Metrics();
+  const { catalog, queue } = backends;
+  const store = metrics.countWrites(backends.store);
   let worker: Worker | undefined;
   let reaper: Reaper | undefined;
   let app: Awaited<ReturnType<typeof import("../../api/app.js").buildApp>> | undefined;
@@ -120,6 +124,8 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
       settings: { maxRecipeSize: s.maxRecipeSize, scratchDir: path.join(s.dataDir, "tmp"), workerTimeout: s.workerTimeout },
       logger: { level: s.logLevel },
       https,
+      metrics,
+      metricsAccess: s.metrics,
     });
     await app.listen({ host: s.listen.host, port: s.listen.port });
     const port = (app.server.address() as { port: number }).port;
@@ -128,7 +134,7 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
       say(`presigned download URLs point at ${objects}/${s.publicUrl ? "" : " (--public-url: the address clients reach this service at, if not that)"}`);
     }
     if (s.worker) {
-      worker = new Worker(catalog, store, queue, workerOptions(s, say));
+      worker = new Worker(catalog, store, queue, { ...workerOptions(s, say), observer: metrics });
       await worker.start();
     } else {
       reaper = new Reaper(catalog, queue, { timeoutSeconds: s.workerTimeout, retries: s.jobRetries, say });

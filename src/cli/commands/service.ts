@@ -163,6 +163,18 @@ function registerImsCommands(program: Command, io: CommandIo, setExit: (code: nu
     setExit(await imagesUrlsCommand(id, cmd.opts(), io));
   });
 
+  clientOptions(
+    images
+      .command("promote")
+      .argument("<id>")
+      .description("Move an image Kiln made to another simplestreams label (a successful job labels it candidate)")
+      .requiredOption("--to <label>", "the label: candidate or stable")
+      .addHelpText("after", "\nExamples:\n  kiln ims images promote IID --to stable"),
+  ).action(async (id: string, _o: Row, cmd: Command) => {
+    const { imagesPromoteCommand } = await import("./ims.js");
+    setExit(await imagesPromoteCommand(id, cmd.opts(), io));
+  });
+
   const keys = ims.command("public-keys").description("SSH public keys for job shells");
   standard(keys, "public-keys", ["list", "describe", "delete", "deleteall"]);
   clientOptions(keys.command("create").description("Add a public key").requiredOption("--name <name>").requiredOption("--public-key <file>", "file with the key (e.g. ~/.ssh/id_ed25519.pub)")).action(run("public-keys", "create"));

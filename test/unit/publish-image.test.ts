@@ -1,0 +1,46 @@
+/**
+ * publishImage (a job's last step): every uploaded artifact carries the sha256 the build computed
+ * (out/result.json) as object metadata beside IMS' md5sum, so a simplestreams item can give it
+ * without reading the object back. Real catalog (PGlite) and file store; the out dir is made here.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Catalog } from "../../src/catalog/catalog.js";
+import { BOOT_IMAGES_BUCKET, BUCKETS } from "../../src/catalog/objects.js";
+import { JobLog } from "../../src/jobs/job-log.js";
+import { publishImage } from "../../src/jobs/publish.js";
+import { openStore } from "../../src/store/open-store.js";
+
+test("uploaded artifacts carry their sha256 from result.json as object metadata", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-publish-"));
+  const catalog = await Catalog.open(undefined, path.join(dir, "data"));
+  const store = await openStore(`file://${path.join(dir, "objects")}`);
+  try {
+    for (const b of BUCKETS) await store.ensureBucket(b);
+    const out = path.join(dir, "out");
+    await mkdir(path.join(out, "amd64"), { recursive: true });
+    const files = [
+      { path: "rootfs.squashfs", type: "application/vnd.cray.image.rootfs.squashfs", body: "root" },
+      { path: "amd64/vmlinuz", type: "application/vnd.cray.image.kernel", body: "kernel", flavor: "amd64" },
+      { path: "amd64/initrd", type: "application/vnd.cray.image.initrd", body: "initrd", flavor: "amd64" },
+    ];
+    const digest = (alg: string, t: string) => createHash(alg).update(t).digest("hex");
+    for (const f of files) await writeFile(path.join(out, f.path), f.body);
+    await writeFile(path.join(out, "manifest.json"), JSON.stringify({ version: "1.0", created: "2026-12-03 11:00:00", artifacts: files.map((f) => ({ type: f.type, md5: digest("md5", f.body), link: { type: "file", path: f.path }, ...(f.flavor ? { flavor: f.flavor } : {}) })) }));
+    await writeFile(path.join(out, "result.json"), JSON.stringify({ artifacts: files.map((f) => ({ name: f.path, path: f.path, type: f.type, ftype: "x", sha256: digest("sha256", f.body), md5: digest("md5", f.body), size: f.body.length })) }));
+    const image = await publishImage(catalog, store, { outDir: out, name: "web", arch: "x86_64", jobId: "00000000-0000-4000-8000-000000000001" }, new JobLog(catalog, "00000000-0000-4000-8000-000000000001"));
+    for (const [key, body] of [["rootfs", "root"], ["kernel", "kernel"], ["initrd", "initrd"]] as const) {
+      const info = await store.head(BOOT_IMAGES_BUCKET, `${image.id}/${key}`);
+      assert.equal(info.metadata.sha256, digest("sha256", body), key);
+      assert.equal(info.metadata.md5sum, digest("md5", body), key);
+    }
+  } finally {
+    await store.close();
+    await catalog.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
