@@ -22,6 +22,7 @@ PACKAGES=(
   python3-minimal       # tests write hostile tar archives with Python's tarfile
   ca-certificates
   openssl procps        # tests make a site CA (openssl) and look for leftover processes (pgrep)
+  iproute2              # fault tests put the service's parts on machines of their own (network namespaces)
   prometheus            # tests check GET /metrics with promtool check metrics
 )
 # test/integration/host-packages.test.ts checks that every host command the code and tests run comes
