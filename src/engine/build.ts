@@ -29,6 +29,7 @@ import { detectImageFormat } from "../stages/import-image.js";
 import { ISO_FILE } from "../stages/iso.js";
 import { QCOW2_FILE } from "../stages/qcow2.js";
 import type { StageContext } from "../stages/stage.js";
+import { BootResultCache } from "../verify/boot-cache.js";
 import { verifyOut } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
 import { initramfsDigest } from "./initramfs-digest.js";
@@ -46,6 +47,8 @@ export interface BuildOptions {
   from?: string;
   /** Boot-verify after building: true/false override the recipe's `verify`. */
   verify?: boolean;
+  /** Boot even when a passing boot of the same bytes is cached. */
+  reverify?: boolean;
   /** Site CA certificates (PEM files) added to the root before the seal (the service's --site-ca). */
   siteCas?: readonly string[];
   /**
@@ -286,8 +289,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     try {
       emit({ type: "stage-start", name: "verify", cached: false, summary: "Boot every flavor under qemu (root over HTTP), and the disk and ISO on BIOS and UEFI" });
       const t0 = Date.now();
-      result.verify = await verifyOut(out, { signal, log, workDir: work.path });
-      emit({ type: "stage-end", name: "verify", key: "", cached: false, seconds: round1((Date.now() - t0) / 1000) });
+      result.verify = await verifyOut(out, { signal, log, workDir: work.path, bootCache: new BootResultCache(path.join(opts.cacheDir, "boots")), reverify: opts.reverify });
+      for (const v of result.verify) emit({ type: "boot", flavor: v.flavor, target: v.target ?? "pxe", ok: v.ok, cached: v.cached === true, seconds: v.seconds });
+      const allCached = result.verify.length > 0 && result.verify.every((v) => v.cached === true);
+      emit({ type: "stage-end", name: "verify", key: "", cached: allCached, seconds: round1((Date.now() - t0) / 1000) });
     } finally {
       await log.close();
     }
