@@ -43,7 +43,13 @@ test("an unchanged rebuild with verify: boot reports the boot as cached and runs
   const second = startKiln(args);
   let qemuSeen = false;
   const watch = setInterval(() => {
-    for (const pid of processesUnder(s.dir)) if (/qemu/.test(readFileSync(`/proc/${pid}/comm`, "utf8"))) qemuSeen = true;
+    for (const pid of processesUnder(s.dir)) {
+      try {
+        if (/qemu/.test(readFileSync(`/proc/${pid}/comm`, "utf8"))) qemuSeen = true;
+      } catch {
+        // gone meanwhile
+      }
+    }
   }, 200);
   const r = await second.done;
   clearInterval(watch);
