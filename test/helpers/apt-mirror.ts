@@ -49,9 +49,10 @@ export async function startTestMirror(dir: string): Promise<TestMirror> {
   await copyFile("/usr/share/keyrings/debian-archive-keyring.gpg", path.join(trusted, "debian-archive-keyring.gpg"));
   await writeFile(path.join(dir, "apt.conf"), `Dir::Etc::TrustedParts "${trusted}/";\nDir::Etc::Trusted "${path.join(dir, "none.gpg")}";\n`);
 
-  const upstreamPackages = path.join(dir, "upstream-Packages");
-  execFileSync("sh", ["-c", `curl -fsS ${UPSTREAM}/dists/bookworm/main/binary-amd64/Packages.xz | xz -dc > ${upstreamPackages}`]);
-  const base = await readFile(upstreamPackages, "utf8");
+  const index = `${UPSTREAM}/dists/bookworm/main/binary-amd64/Packages.xz`;
+  const got = await fetch(index);
+  if (!got.ok) throw new Error(`${index}: HTTP ${got.status}`);
+  const base = execFileSync("xz", ["-dc"], { input: Buffer.from(await got.arrayBuffer()), maxBuffer: 1 << 28 }).toString();
 
   const files = new Map<string, Buffer>(); // served path under /debian/ → content
   const server = http.createServer((req, res) => {
