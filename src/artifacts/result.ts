@@ -41,6 +41,8 @@ export interface VerifyEntry {
   secureBoot?: boolean;
   /** Seeded ISOs: the hostname the booted guest had, which cloud-init took from the seed. */
   hostname?: string;
+  /** Not booted this time: an earlier boot of the very same bytes with the same harness passed (src/verify/boot-cache.ts). */
+  cached?: boolean;
 }
 
 /** A seeded live ISO made by `kiln iso OUT --seed DIR`: site data, kept apart from the published artifacts. */

@@ -3,6 +3,14 @@
  *   { kind, parent, options, inputs, tools }
  * Same record ⇒ same result ⇒ reuse (osbuild's stage ids). The record is stored beside the
  * layer as key.json, so a rebuild can say *why* it missed (see explainMiss).
+ *
+ * The key names the parent by *its* key, which says what the parent was asked to be, not what
+ * it holds: a bootstrap rebuilt under the same key (after a prune, or by --from) holds newer
+ * packages. A layer is an overlay upper dir, only valid on the very lower dirs it was made on,
+ * so key.json also records the Binding: the generation (a random id given at each commit) of
+ * the parent and of every other entry the stage read. An entry is reused only when those
+ * entries, as they are in the cache now, still have those generations. The binding is not
+ * part of the key: `kiln plan` computes keys without reading the cache.
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -14,6 +22,22 @@ export interface KeyRecord {
   /** Input files by name → "sha256:<hex>". */
   inputs: Record<string, string>;
   tools: Record<string, string>;
+}
+
+/** What an entry was built on: the generations of its parent and of the other entries it read. */
+export interface Binding {
+  /** The parent entry's generation when this one was built on it; null for a stage without parent. */
+  parentGeneration: string | null;
+  /** Other entries' files the stage read (the ISO reads the squashfs and a flavor's kernel), by use name. */
+  inputGenerations?: Record<string, string>;
+}
+
+/** key.json: the key record and the binding. */
+export type StoredKeyRecord = KeyRecord & Binding;
+
+/** Whether an entry built with `stored` may be reused where `wanted` is what the cache holds now. */
+export function sameBinding(stored: Partial<Binding>, wanted: Binding): boolean {
+  return (stored.parentGeneration ?? null) === wanted.parentGeneration && canonicalJson(stored.inputGenerations ?? {}) === canonicalJson(wanted.inputGenerations ?? {});
 }
 
 /** JSON with object keys sorted at every level, so equal records serialize equally. */
@@ -35,7 +59,12 @@ function sortDeep(v: unknown): unknown {
 }
 
 export function computeKey(record: KeyRecord): string {
-  return sha256Hex(canonicalJson(record));
+  return sha256Hex(canonicalJson(declared(record)));
+}
+
+/** The record without its binding: the part the key is computed from. */
+function declared(r: KeyRecord): KeyRecord {
+  return { kind: r.kind, parent: r.parent, options: r.options, inputs: r.inputs, tools: r.tools };
 }
 
 export function sha256Hex(data: string | Buffer): string {
@@ -65,10 +94,19 @@ export async function fileDigests(file: string): Promise<{ sha256: string; md5: 
 /**
  * Says in words how two key records differ, e.g. `options.install gained "curl"` or
  * `parent changed`. Used to explain a cache miss when an older layer of the same stage exists.
+ * With equal records and bindings given, a different binding reads `parent rebuilt` (or
+ * `input kernel rebuilt`): the entry was made on a layer that has since been built again.
  */
-export function explainMiss(previous: KeyRecord, current: KeyRecord): string[] {
+export function explainMiss(previous: KeyRecord & Partial<Binding>, current: KeyRecord & Partial<Binding>): string[] {
   const out: string[] = [];
-  diff("", sortDeep(previous), sortDeep(current), out);
+  diff("", sortDeep(declared(previous)), sortDeep(declared(current)), out);
+  if (out.length === 0 && current.parentGeneration !== undefined) {
+    if ((previous.parentGeneration ?? null) !== current.parentGeneration) out.push("parent rebuilt");
+    const before = previous.inputGenerations ?? {};
+    for (const [name, generation] of Object.entries(current.inputGenerations ?? {})) {
+      if (before[name] !== generation) out.push(`input ${name} rebuilt`);
+    }
+  }
   return out.slice(0, 5);
 }
 

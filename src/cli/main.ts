@@ -40,12 +40,13 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .option("--from <stage>", "rebuild from this stage on (see kiln plan)")
     .option("--verify", "boot-verify every flavor (default: the recipe's verify)")
     .option("--no-verify", "skip boot verification")
+    .option("--reverify", "boot even when these very bytes booted before (cached boot results)", false)
     .option("--json", "JSON lines instead of progress text", false)
     .option("-v, --verbose", "print every stage's full log", false)
     .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v")
     .action(async (recipe: string, o) => {
       const { buildCommand } = await import("./commands/build.js");
-      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, json: o.json, verbose: o.verbose }, io));
+      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, json: o.json, verbose: o.verbose }, io));
     });
 
   program
@@ -70,12 +71,13 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
       (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
     )
     .option("--timeout <seconds>", "per boot", (v) => Number(v))
+    .option("--reverify", "boot even when these very bytes booted before (cached boot results)", false)
     .option("--json", "print results as JSON", false)
     .addOption(cacheOption())
     .addHelpText("after", "\nExamples:\n  kiln verify out\n  kiln verify out --flavor generic --target pxe\n  kiln verify out --target qcow2-bios,qcow2-uefi")
     .action(async (out: string, o) => {
       const { verifyCommand } = await import("./commands/verify.js");
-      setExit(await verifyCommand(out, { flavor: o.flavor, target: o.target, json: o.json, timeout: o.timeout, cacheDir: o.cacheDir }, { signal: io.signal, stdout: io.stdout }));
+      setExit(await verifyCommand(out, { flavor: o.flavor, target: o.target, json: o.json, timeout: o.timeout, cacheDir: o.cacheDir, reverify: o.reverify }, { signal: io.signal, stdout: io.stdout }));
     });
 
   const cache = program.command("cache").description("Inspect and prune the layer cache");

@@ -72,9 +72,15 @@ export function createRenderer(o: RenderOptions): { emit: (e: BuildEvent) => voi
         case "note":
           line(`  ${e.message}`);
           break;
+        case "boot":
+          break; // listed with the result, at "done"
         case "done": {
           const v = e.result.verify;
-          for (const r of v) line(`  ${r.ok ? "✓" : "✗"} boot ${r.flavor.padEnd(width - 5)} ${r.ok ? `booted in ${r.seconds.toFixed(1)} s` : `failed: ${r.reason ?? ""}`} (${r.log})`);
+          for (const r of v) {
+            const what = `${r.flavor}${r.target && r.target !== "pxe" ? ` ${r.target}` : ""}`;
+            const how = r.cached ? "cached (these bytes booted before)" : r.ok ? `booted in ${r.seconds.toFixed(1)} s` : `failed: ${r.reason ?? ""}`;
+            line(`  ${r.cached ? "●" : r.ok ? "✓" : "✗"} boot ${what.padEnd(width - 5)} ${how} (${r.log})`);
+          }
           line(`kiln: ${e.result.artifacts.length} artifacts in ${e.out} (${e.result.kiln.seconds.toFixed(1)} s)`);
           break;
         }

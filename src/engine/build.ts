@@ -11,8 +11,8 @@ import path from "node:path";
 import { KilnError } from "../errors.js";
 import { ARTIFACT_KINDS, bootParams } from "../artifacts/types.js";
 import { imsManifest, type BuildResult, type ResultArtifact, type ResultStage } from "../artifacts/result.js";
-import { explainMiss as explainKeyChange, fileDigests } from "../cache/key.js";
-import { CacheStore, type EntryMeta } from "../cache/store.js";
+import { explainMiss as explainKeyChange, fileDigests, sameBinding, type Binding } from "../cache/key.js";
+import { CacheStore, type Entry } from "../cache/store.js";
 import { readHostSources } from "../host/apt-sources.js";
 import { openChroot, type ChrootSession } from "../host/chroot.js";
 import { capture, exec, nullLog } from "../host/exec.js";
@@ -29,6 +29,7 @@ import { detectImageFormat } from "../stages/import-image.js";
 import { ISO_FILE } from "../stages/iso.js";
 import { QCOW2_FILE } from "../stages/qcow2.js";
 import type { StageContext } from "../stages/stage.js";
+import { BootResultCache } from "../verify/boot-cache.js";
 import { verifyOut } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
 import { initramfsDigest } from "./initramfs-digest.js";
@@ -46,6 +47,8 @@ export interface BuildOptions {
   from?: string;
   /** Boot-verify after building: true/false override the recipe's `verify`. */
   verify?: boolean;
+  /** Boot even when a passing boot of the same bytes is cached. */
+  reverify?: boolean;
   /** Site CA certificates (PEM files) added to the root before the seal (the service's --site-ca). */
   siteCas?: readonly string[];
   /**
@@ -111,44 +114,51 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   );
   if (fromIndex >= 0 && fromIndex < plan.root.length) for (const s of [...plan.kernels, ...plan.artifacts]) forced.add(s.key);
 
+  await using scope = new Scope();
+  const work = scope.use(await createWorkDir(opts.cacheDir, nullLog));
+  // Shared with other builds, exclusive to prune: no entry this build reads goes away under it.
+  scope.use(await store.lock("shared", { signal, workDir: work.path, onWait: () => emit({ type: "note", message: "waiting for kiln cache prune to finish" }) }));
+  const cachedNow = await cachedStages(store, allStages);
   emit({
     type: "plan",
     recipe: plan.recipe.name,
-    stages: await Promise.all(allStages.map(async (s) => ({ name: s.name, key: s.key, cached: !forced.has(s.key) && (await isCached(store, s)) }))),
+    stages: allStages.map((s) => ({ name: s.name, key: s.key, cached: !forced.has(s.key) && cachedNow.has(s.key) })),
   });
 
-  await using scope = new Scope();
-  const work = scope.use(await createWorkDir(opts.cacheDir, nullLog));
   const stages: ResultStage[] = [];
-  const metas = new Map<string, EntryMeta>();
+  /** The generation of each entry this build uses, by key: resolved once, used to the end. */
+  const used = new Map<string, Entry>();
   /** Keys of layers a debug session changed by hand (onStageFailure → retry). */
   const handMade = new Set<string>();
 
   const runStage = async (s: PlannedStage, lower: string[]): Promise<void> => {
     if (signal.aborted) throw new KilnError("CANCELLED", "build cancelled");
     const t0 = Date.now();
-    const cachedMeta = forced.has(s.key) ? undefined : await store.get(s.section, s.key);
+    const binding = bindingOf(s, (key) => used.get(key)?.meta.generation);
+    if (!binding) throw new Error(`engine: ${s.name} runs before an entry it is built on`);
+    const found = forced.has(s.key) ? undefined : await store.resolve(s.section, s.key);
+    const cachedMeta = found && sameBinding(found.record, binding) ? found : undefined;
     const summary = (s.section === "layers" ? LAYER_STAGES[s.kind] : ARTIFACT_STAGES[s.kind])!.summary;
     emit({ type: "stage-start", name: s.name, cached: cachedMeta !== undefined, summary });
-    let meta = cachedMeta;
-    if (!meta) {
+    let entry = cachedMeta;
+    if (!entry) {
       const log = openStageLog(out, s.name, emit);
       try {
-        await explainMiss(store, s, log);
-        meta = await buildEntry(s, lower, log);
+        await explainMiss(store, s, binding, found, log);
+        entry = await buildEntry(s, lower, binding, log);
       } catch (e) {
         throw stageError(s.name, e, log.relPath);
       } finally {
         await log.close();
       }
     }
-    metas.set(s.key, meta);
+    used.set(s.key, entry);
     const seconds = round1((Date.now() - t0) / 1000);
     stages.push({ name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds });
     emit({ type: "stage-end", name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds });
   };
 
-  const buildEntry = async (s: PlannedStage, lower: string[], log: ReturnType<typeof openStageLog>): Promise<EntryMeta> => {
+  const buildEntry = async (s: PlannedStage, lower: string[], binding: Binding, log: ReturnType<typeof openStageLog>): Promise<Entry> => {
     const t0 = Date.now();
     const pending = await store.begin(s.section, s.key, work.path);
     await using stageScope = new Scope();
@@ -206,7 +216,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         stageScope.use(m);
         root = m.path;
       }
-      const inputs = Object.fromEntries(Object.entries(s.uses ?? {}).map(([n, u]) => [n, path.join(store.outputs(u.section, u.key), u.file)]));
+      const inputs = Object.fromEntries(Object.entries(s.uses ?? {}).map(([n, u]) => [n, path.join(used.get(u.key)!.outputs, u.file)]));
       await stage.run({ ...ctx, root, inputs }, s.options);
     }
     await stageScope.release(); // unmount before the layer moves into the cache
@@ -214,14 +224,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     // Entries built on a hand-fixed layer are not what their keys say: dropped when the build ends.
     if (handMade.size > 0) scope.defer(() => store.remove(s.section, s.key, nullLog));
     // A forced stage (--from, --no-cache) replaces the entry of the same key: its point is a fresh build (newer packages).
-    return store.commit(pending, s.record, { name: s.name, kind: s.kind, seconds: round1((Date.now() - t0) / 1000), facts: ctx.facts }, log, { replace: forced.has(s.key) });
+    return store.commit(pending, { ...s.record, ...binding }, { name: s.name, kind: s.kind, seconds: round1((Date.now() - t0) / 1000), facts: ctx.facts }, log, { replace: forced.has(s.key) });
   };
 
   await mkdir(store.aptArchives, { recursive: true });
   const chain: string[] = []; // trees, top first
   for (const s of plan.root) {
     await runStage(s, [...chain]);
-    chain.unshift(store.tree(s.key));
+    chain.unshift(used.get(s.key)!.tree);
   }
   if (opts.rootOnly) {
     const result: BuildResult = {
@@ -238,20 +248,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   for (const k of plan.kernels) await runStage(k, [...chain]);
   // qcow2 reads the first flavor's kernel layer over the sealed root.
-  const kernelTree = (flavor: string) => store.tree(plan.kernels.find((k) => k.flavor === flavor)!.key);
+  const kernelTree = (flavor: string) => used.get(plan.kernels.find((k) => k.flavor === flavor)!.key)!.tree;
   for (const a of plan.artifacts) await runStage(a, a.flavor ? [kernelTree(a.flavor), ...chain] : [...chain]);
 
   // Assemble out/.
   const artifacts: ResultArtifact[] = [];
-  const place = async (section: "layers" | "artifacts", key: string, file: string, rel: string, kind: (typeof ARTIFACT_KINDS)[keyof typeof ARTIFACT_KINDS], extra: Partial<ResultArtifact> = {}) => {
-    const digests = (metas.get(key)!.facts.files as Record<string, FileDigest>)[file]!;
-    await placeFile(path.join(store.outputs(section, key), file), out, rel);
+  const place = async (_section: "layers" | "artifacts", key: string, file: string, rel: string, kind: (typeof ARTIFACT_KINDS)[keyof typeof ARTIFACT_KINDS], extra: Partial<ResultArtifact> = {}) => {
+    const entry = used.get(key)!;
+    const digests = (entry.meta.facts.files as Record<string, FileDigest>)[file]!;
+    await placeFile(path.join(entry.outputs, file), out, rel);
     artifacts.push({ name: kind.name, path: rel, type: kind.type, ftype: kind.ftype, ...extra, ...digests });
   };
   const wants = new Set(loaded.recipe.outputs);
   const flavorFacts = (flavor: string) => {
     const k = plan.kernels.find((x) => x.flavor === flavor)!;
-    return { flavor, kpackage: k.package, kernelVersion: metas.get(k.key)!.facts.kernelVersion as string };
+    return { flavor, kpackage: k.package, kernelVersion: used.get(k.key)!.meta.facts.kernelVersion as string };
   };
   for (const a of plan.artifacts) {
     // The ISO needs the squashfs even when the recipe does not ask for it in out/.
@@ -265,7 +276,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (a.name === "tarball") await place("artifacts", a.key, "rootfs.tar.zst", "rootfs.tar.zst", ARTIFACT_KINDS.tarball);
   }
   for (const k of plan.kernels) {
-    const facts = metas.get(k.key)!.facts;
+    const facts = used.get(k.key)!.meta.facts;
     const extra = { flavor: k.flavor, kpackage: k.package, kernelVersion: facts.kernelVersion as string };
     if (wants.has("kernel")) await place("layers", k.key, "boot-kernel", `${k.flavor}/boot-kernel`, ARTIFACT_KINDS.kernel, extra);
     if (wants.has("initrd")) await place("layers", k.key, "boot-initrd", `${k.flavor}/boot-initrd`, ARTIFACT_KINDS.initrd, extra);
@@ -296,8 +307,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     try {
       emit({ type: "stage-start", name: "verify", cached: false, summary: "Boot every flavor under qemu (root over HTTP), and the disk and ISO on BIOS and UEFI" });
       const t0 = Date.now();
-      result.verify = await verifyOut(out, { signal, log, workDir: work.path });
-      emit({ type: "stage-end", name: "verify", key: "", cached: false, seconds: round1((Date.now() - t0) / 1000) });
+      result.verify = await verifyOut(out, { signal, log, workDir: work.path, bootCache: new BootResultCache(path.join(opts.cacheDir, "boots")), reverify: opts.reverify });
+      for (const v of result.verify) emit({ type: "boot", flavor: v.flavor, target: v.target ?? "pxe", ok: v.ok, cached: v.cached === true, seconds: v.seconds });
+      const allCached = result.verify.length > 0 && result.verify.every((v) => v.cached === true);
+      emit({ type: "stage-end", name: "verify", key: "", cached: allCached, seconds: round1((Date.now() - t0) / 1000) });
     } finally {
       await log.close();
     }
@@ -335,17 +348,47 @@ async function digestOutputs(dir: string): Promise<Record<string, FileDigest>> {
   return files;
 }
 
-async function isCached(store: CacheStore, s: PlannedStage): Promise<boolean> {
-  return (await store.keyRecord(s.section, s.key)) !== undefined;
+/**
+ * What a stage's entry must have been built on: the generations of its parent and of the
+ * entries whose files it reads, as `generationOf` (this build's resolved entries) gives them.
+ * Undefined if one of those has no generation yet.
+ */
+export function bindingOf(s: Pick<PlannedStage, "record" | "uses">, generationOf: (key: string) => string | undefined): Binding | undefined {
+  const parentGeneration = s.record.parent === null ? null : generationOf(s.record.parent);
+  if (parentGeneration === undefined) return undefined;
+  if (!s.uses) return { parentGeneration };
+  const inputGenerations: Record<string, string> = {};
+  for (const [name, u] of Object.entries(s.uses)) {
+    const g = generationOf(u.key);
+    if (g === undefined) return undefined;
+    inputGenerations[name] = g;
+  }
+  return { parentGeneration, inputGenerations };
 }
 
-/** Writes into the stage log why the cache missed, when an older entry of the same stage exists. */
-async function explainMiss(store: CacheStore, s: PlannedStage, log: { line(t: string): void }): Promise<void> {
-  const prev = await store.latestByName(s.section, s.name);
-  if (!prev) return;
-  const record = await store.keyRecord(s.section, prev.key);
+/** Keys of the stages (in plan order) whose cached entry is valid on the entries below it. */
+export async function cachedStages(store: CacheStore, stages: readonly PlannedStage[]): Promise<Set<string>> {
+  const generations = new Map<string, string>();
+  for (const s of stages) {
+    const binding = bindingOf(s, (key) => generations.get(key));
+    const entry = binding && (await store.resolve(s.section, s.key, { touch: false }));
+    if (binding && entry && sameBinding(entry.record, binding)) generations.set(s.key, entry.meta.generation);
+  }
+  return new Set(generations.keys());
+}
+
+/**
+ * Writes into the stage log why the cache missed: the entry of this very key was built on a
+ * parent since rebuilt, or an older entry of the same stage differs in its record.
+ */
+async function explainMiss(store: CacheStore, s: PlannedStage, binding: Binding, stale: Entry | undefined, log: { line(t: string): void }): Promise<void> {
+  let record = stale?.record;
+  if (!record) {
+    const prev = await store.latestByName(s.section, s.name);
+    record = prev && (await store.keyRecord(s.section, prev.key));
+  }
   if (!record) return;
-  const why = explainKeyChange(record, s.record);
+  const why = explainKeyChange(record, { ...s.record, ...binding });
   if (why.length) log.line(`cache miss: ${why.join("; ")}`);
 }
 

@@ -11,6 +11,8 @@ export type BuildEvent =
   | { type: "log"; name: string; line: string }
   | { type: "progress"; name: string; fraction: number }
   | { type: "note"; message: string }
+  /** One per boot of the verify stage, when it ends; cached: an earlier boot of the same bytes passed, none was made. */
+  | { type: "boot"; flavor: string; target: string; ok: boolean; cached: boolean; seconds: number }
   | { type: "done"; result: BuildResult; out: string };
 
 export type EventSink = (e: BuildEvent) => void;

@@ -99,6 +99,8 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
         LC_ALL: "C.UTF-8",
         DEBIAN_FRONTEND: "noninteractive",
         DEBCONF_NONINTERACTIVE_SEEN: "true",
+        // The host's apt config names host files: the image's apt must read its own.
+        APT_CONFIG: undefined,
         ...opts.env,
         ...o.env,
       },

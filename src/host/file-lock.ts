@@ -19,13 +19,15 @@ export interface FileLockOptions {
   workDir?: string;
   /** Called once, before waiting, when another process holds the lock. */
   onWait?: () => void;
+  /** flock --shared: any number of shared holders at once, none while an exclusive holder has it. */
+  shared?: boolean;
 }
 
 /** flock --conflict-exit-code: what --nonblock exits with when the lock is taken. */
 const CONFLICT = 75;
 const RELEASE_GRACE_MS = 5000;
 
-/** Takes an exclusive lock on `file` (created if missing), waiting as long as another process holds it. */
+/** Takes a lock on `file` (created if missing; exclusive unless opts.shared), waiting as long as a conflicting holder has it. */
 export async function lockFile(file: string, opts: FileLockOptions = {}): Promise<Releasable> {
   await mkdir(path.dirname(file), { recursive: true });
   const now = await holdLock(file, false, opts);
@@ -39,7 +41,7 @@ export async function lockFile(file: string, opts: FileLockOptions = {}): Promis
 function holdLock(file: string, wait: boolean, opts: FileLockOptions): Promise<Releasable | undefined> {
   if (opts.signal?.aborted) return Promise.reject(cancelled(opts.signal.reason));
   // prettier-ignore
-  const argv = ["--exclusive", ...(wait ? [] : ["--nonblock", "--conflict-exit-code", String(CONFLICT)]),
+  const argv = [opts.shared ? "--shared" : "--exclusive", ...(wait ? [] : ["--nonblock", "--conflict-exit-code", String(CONFLICT)]),
                 file, "sh", "-c", "echo locked; exec cat >/dev/null"];
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;

@@ -19,6 +19,7 @@ import { ARTIFACT_KINDS } from "../artifacts/types.js";
 import { KilnError } from "../errors.js";
 import { nullLog, type LogSink } from "../host/exec.js";
 import { bootKernel } from "./boot.js";
+import { bootedDigests, bootHarness, bootKey, type BootHarness, type BootKeyRecord, type BootResultCache } from "./boot-cache.js";
 import { bootMedium, type Firmware, type MediumBootOptions } from "./boot-medium.js";
 import { verifyCmdline } from "./cmdline.js";
 import { serveDirectory } from "./http-server.js";
@@ -35,6 +36,34 @@ export interface VerifyOptions {
   workDir?: string;
   /** Per boot; default bootKernel's. */
   timeoutSeconds?: number;
+  /** Reuse passing boots of the same bytes and harness from here; without it every boot runs. */
+  bootCache?: BootResultCache;
+  /** Boot even when a passing result is cached (--reverify); the new result replaces it. */
+  reverify?: boolean;
+  /** What boots: qemu, unless a test fakes it. */
+  runners?: { kernel: typeof bootKernel; medium: typeof bootMedium };
+}
+
+/** Looks a boot up in the cache, or runs it and keeps it if it passed. */
+async function cachedBoot(
+  opts: VerifyOptions,
+  harness: BootHarness | undefined,
+  what: { flavor: string; target: string; files: Record<string, string>; serialLog: string },
+  boot: () => Promise<VerifyResult>,
+): Promise<VerifyResult> {
+  if (!opts.bootCache || !harness) return boot();
+  const record: BootKeyRecord = { flavor: what.flavor, target: what.target, booted: await bootedDigests(what.files), ...harness };
+  const key = bootKey(record);
+  if (!opts.reverify) {
+    const hit = await opts.bootCache.get(key, what.serialLog);
+    if (hit) {
+      opts.log?.line(`verify: ${what.flavor} ${what.target}: cached (this build's bytes booted before with the same harness)`);
+      return { ...hit, cached: true };
+    }
+  }
+  const r = await boot();
+  await opts.bootCache.put(key, r, what.serialLog, record);
+  return r;
 }
 
 /**
@@ -63,6 +92,7 @@ export async function verifyOut(outDir: string, opts: VerifyOptions = {}): Promi
   }
   const pxe = squashfs ? targets.filter((t) => t.target === "pxe") : [];
   await mkdir(path.join(outDir, "logs"), { recursive: true });
+  const harness = opts.bootCache ? await bootHarness() : undefined;
 
   const results: VerifyResult[] = [];
   if (pxe.length > 0 && squashfs) {
@@ -72,7 +102,7 @@ export async function verifyOut(outDir: string, opts: VerifyOptions = {}): Promi
       const squashfsUrl = `http://${HOST_FROM_GUEST}:${server.port}/squashfs`;
       for (const { flavor } of pxe) {
         log.line(`verify: ${flavor}`);
-        results.push({ ...(await verifyFlavor(outDir, result.artifacts, flavor, squashfsUrl, memoryMiB, opts)), target: "pxe" });
+        results.push({ ...(await verifyFlavor(outDir, result.artifacts, flavor, path.join(outDir, squashfs.path), squashfsUrl, memoryMiB, opts, harness)), target: "pxe" });
       }
     } finally {
       await server.close();
@@ -81,7 +111,7 @@ export async function verifyOut(outDir: string, opts: VerifyOptions = {}): Promi
   for (const t of targets) {
     if (t.target === "pxe") continue;
     log.line(`verify: ${t.flavor} ${t.target}`);
-    results.push(await verifyMedium(outDir, t, opts));
+    results.push(await verifyMedium(outDir, t, opts, harness));
   }
   await writeVerify(outDir, results);
   return results;
@@ -148,14 +178,19 @@ function missingTargetHint(target: string): string | undefined {
   return undefined;
 }
 
-async function verifyMedium(outDir: string, t: VerifyTarget, opts: VerifyOptions): Promise<VerifyResult> {
+async function verifyMedium(outDir: string, t: VerifyTarget, opts: VerifyOptions, harness?: BootHarness): Promise<VerifyResult> {
   const logRel = `logs/verify-${t.flavor}-${t.target.replace(/[^a-z0-9.-]/gi, "-")}.log`;
   const base = { flavor: t.flavor, target: t.target, firmware: t.firmware, log: logRel };
   const file = path.join(outDir, t.medium!.file);
   if ((await stat(file).catch(() => undefined)) === undefined) {
     return { ...base, ok: false, seconds: 0, reason: `${t.medium!.file} is listed in result.json but missing` };
   }
-  const r = await bootMedium({
+  const files = { [t.medium!.kind === "disk" ? "disk" : "iso"]: file };
+  return cachedBoot(opts, harness, { flavor: t.flavor, target: t.target, files, serialLog: path.join(outDir, logRel) }, () => bootMediumEntry(outDir, t, opts, base, file, logRel));
+}
+
+async function bootMediumEntry(outDir: string, t: VerifyTarget, opts: VerifyOptions, base: Pick<VerifyResult, "flavor" | "target" | "firmware" | "log">, file: string, logRel: string): Promise<VerifyResult> {
+  const r = await (opts.runners?.medium ?? bootMedium)({
     medium: { kind: t.medium!.kind, file },
     firmware: t.firmware!,
     serialLog: path.join(outDir, logRel),
@@ -213,9 +248,11 @@ async function verifyFlavor(
   outDir: string,
   artifacts: ResultArtifact[],
   flavor: string,
+  squashfsFile: string,
   squashfsUrl: string,
   memoryMiB: number,
   opts: VerifyOptions,
+  harness?: BootHarness,
 ): Promise<VerifyResult> {
   const logRel = `logs/verify-${flavor}.log`;
   const file = (name: string) => {
@@ -229,12 +266,17 @@ async function verifyFlavor(
   if (!kernel || !initrd || !params) {
     return { flavor, ok: false, seconds: 0, log: logRel, reason: `result.json lists no ${missing.join(", ")} for ${flavor}` };
   }
+  const files = { kernel, initrd, squashfs: squashfsFile, "boot-params": params };
+  return cachedBoot(opts, harness, { flavor, target: "pxe", files, serialLog: path.join(outDir, logRel) }, () => bootFlavor(outDir, flavor, kernel, initrd, params, squashfsUrl, memoryMiB, opts, logRel));
+}
+
+async function bootFlavor(outDir: string, flavor: string, kernel: string, initrd: string, params: string, squashfsUrl: string, memoryMiB: number, opts: VerifyOptions, logRel: string): Promise<VerifyResult> {
   const template = await readFile(params, "utf8");
   if (!template.includes("${squashfs_url}")) {
     opts.log?.line(`verify: ${flavor}/boot-params has no \${squashfs_url}: the guest will not fetch this build's root`);
   }
   const cmdline = verifyCmdline(template, squashfsUrl);
-  const r = await bootKernel({
+  const r = await (opts.runners?.kernel ?? bootKernel)({
     kernel,
     initrd,
     cmdline,

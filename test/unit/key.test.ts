@@ -28,3 +28,15 @@ test("explainMiss says what changed, in words", () => {
   assert.ok(why.includes("parent changed"), why.join("; "));
   assert.deepEqual(explainMiss(base, base), []);
 });
+
+test("the binding (what an entry was built on) is not part of the key, and a changed one reads as parent rebuilt", () => {
+  const r: KeyRecord = { kind: "packages", parent: "p".repeat(64), options: { install: ["curl"] }, inputs: {}, tools: {} };
+  assert.equal(computeKey({ ...r, parentGeneration: "g1" } as KeyRecord), computeKey(r));
+  assert.deepEqual(explainMiss({ ...r, parentGeneration: "g1" } as KeyRecord, { ...r, parentGeneration: "g2" } as KeyRecord), ["parent rebuilt"]);
+  assert.deepEqual(explainMiss({ ...r, parentGeneration: "g1" } as KeyRecord, { ...r, parentGeneration: "g1" } as KeyRecord), []);
+  const iso: KeyRecord = { kind: "iso", parent: null, options: {}, inputs: {}, tools: {} };
+  assert.deepEqual(
+    explainMiss({ ...iso, parentGeneration: null, inputGenerations: { kernel: "k1", squashfs: "s1" } } as KeyRecord, { ...iso, parentGeneration: null, inputGenerations: { kernel: "k2", squashfs: "s1" } } as KeyRecord),
+    ["input kernel rebuilt"],
+  );
+});

@@ -9,6 +9,7 @@ export interface BuildFlags {
   cache: boolean;
   from?: string;
   verify?: boolean;
+  reverify?: boolean;
   json: boolean;
   verbose: boolean;
 }
@@ -23,6 +24,7 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
       noCache: !f.cache,
       from: f.from,
       verify: f.verify,
+      reverify: f.reverify,
       signal: io.signal,
       emit: r.emit,
     });

@@ -26,7 +26,15 @@ export async function cachePruneCommand(f: { cacheDir: string; maxSize: string; 
   if (max === undefined) throw new KilnError("USAGE", `--max-size ${f.maxSize}: not a size; use e.g. 500M, 20G or 0`);
   const log = { line: () => {} };
   await sweepDeadBuilds(f.cacheDir, log);
-  const removed = await new CacheStore(f.cacheDir).prune(max, log);
+  const store = new CacheStore(f.cacheDir);
+  // Running builds hold the lock shared: prune waits for them, so it never removes a layer one has mounted.
+  const lock = await store.lock("exclusive", { signal: io.signal, onWait: () => io.stderr.write("waiting for running builds to finish (they use the cache)\n") });
+  let removed;
+  try {
+    removed = await store.prune(max, log);
+  } finally {
+    await lock.release();
+  }
   const freed = removed.reduce((n, e) => n + e.meta.size, 0);
   if (f.json) io.stdout.write(JSON.stringify({ removed: removed.map((e) => e.key), freed }) + "\n");
   else io.stdout.write(`removed ${removed.length} entries, freed ${formatSize(freed)}\n`);

@@ -5,6 +5,7 @@ import { KilnError } from "../../errors.js";
 import type { LogSink } from "../../host/exec.js";
 import { createWorkDir, type WorkDir } from "../../host/workdir.js";
 import { openStageLog } from "../../engine/stage-log.js";
+import { BootResultCache } from "../../verify/boot-cache.js";
 import { isVerifyTargetName, readBuildResult, selectTargets, verifyOut, VERIFY_TARGET_NAMES, type VerifyResult } from "../../verify/verify-out.js";
 
 export interface VerifyFlags {
@@ -16,6 +17,8 @@ export interface VerifyFlags {
   timeout?: number;
   /** Where the work dir (KILN_WORK, for the crash sweep) goes; default $KILN_CACHE_DIR or /var/cache/kiln. */
   cacheDir?: string;
+  /** Boot even when a passing boot of the same bytes is cached. */
+  reverify?: boolean;
 }
 
 export async function verifyCommand(
@@ -33,13 +36,16 @@ export async function verifyCommand(
   const log = openStageLog(outDir, "verify", () => {});
   // A work dir names this run's qemu (KILN_WORK), so the startup sweep can kill it if kiln is
   // SIGKILLed mid-boot. Verify needs no root: without a writable cache, boot without one.
-  const work = await createWorkDir(opts.cacheDir ?? process.env.KILN_CACHE_DIR ?? "/var/cache/kiln", log).catch((e: unknown) => {
+  const cacheDir = opts.cacheDir ?? process.env.KILN_CACHE_DIR ?? "/var/cache/kiln";
+  const work = await createWorkDir(cacheDir, log).catch((e: unknown) => {
     log.line(`verify: no work dir (${(e as Error).message}); a killed kiln may leave qemu running`);
     return undefined;
   });
   let results: VerifyResult[];
   try {
-    results = await verifyOut(outDir, { flavors: opts.flavor, targets, signal: io.signal, log, workDir: work?.path, timeoutSeconds: opts.timeout });
+    results = await verifyOut(outDir, { flavors: opts.flavor, targets, signal: io.signal, log, workDir: work?.path, timeoutSeconds: opts.timeout,
+      // Boot results are kept beside the layers; without a writable cache (no work dir) every boot runs.
+      bootCache: work ? new BootResultCache(path.join(cacheDir, "boots")) : undefined, reverify: opts.reverify });
   } finally {
     await release(work, log);
     await log.close();
@@ -72,7 +78,7 @@ export function parseTargets(values: readonly string[] | undefined): string[] | 
 /** `✓ generic  booted in 48.0 s  (logs/verify-generic.log)` or `✗ generic qcow2-uefi  <reason>  (log)`. */
 export function formatResult(r: VerifyResult): string {
   const notes = [r.secureBoot ? "Secure Boot on" : "", r.hostname ? `hostname ${r.hostname}` : ""].filter(Boolean).join(", ");
-  const what = r.ok ? `booted in ${r.seconds.toFixed(1)} s${notes ? ` (${notes})` : ""}` : (r.reason ?? "failed");
+  const what = r.cached ? "cached (these bytes booted before)" : r.ok ? `booted in ${r.seconds.toFixed(1)} s${notes ? ` (${notes})` : ""}` : (r.reason ?? "failed");
   const target = r.target && r.target !== "pxe" ? ` ${r.target}` : "";
   return `${r.ok ? "✓" : "✗"} ${r.flavor}${target}  ${what}  (${r.log})\n`;
 }
