@@ -166,18 +166,19 @@ after(async () => {
 
 test("a worker SIGKILLed mid-build and restarted under its name: its job is released in time and retried; its processes die with it", async () => {
   const ids = [await createJob("kill-a", 25), await createJob("kill-b", 25)];
-  const victim = await until("a job building on w1", async () => {
+  const victim = await until("a job in its script", async () => {
     for (const id of ids) {
       const j = await job(id);
-      if (j.status === "building_image" && j.kiln.worker === "w1" && (await log(id)).includes("[scripts]")) return j;
+      if (j.status === "building_image" && j.kiln.worker && (await log(id)).includes("[scripts]")) return j;
     }
     return undefined;
   }, 180);
+  const name = victim.kiln.worker!;
   const t0 = Date.now();
-  workers.get("w1")!.child.kill("SIGKILL");
+  workers.get(name)!.child.kill("SIGKILL");
   await new Promise((r) => setTimeout(r, 1000));
-  await startNamedWorker("w1");
-  await until("the dead worker's build processes to be gone", async () => processesUnder(path.join(cacheOf("w1"), "work")).length === 0, 15);
+  await startNamedWorker(name);
+  await until("the dead worker's build processes to be gone", async () => processesUnder(path.join(cacheOf(name), "work")).length === 0, 15);
   const processesGone = (Date.now() - t0) / 1000;
   const retaken = await until("the job to be queued again", async () => {
     const j = await job(victim.id);
@@ -188,7 +189,7 @@ test("a worker SIGKILLed mid-build and restarted under its name: its job is rele
   assert.equal(retaken.kiln.attempt >= 2, true, `queued again, not ended: ${retaken.kiln.error}`);
   const done = await Promise.all(ids.map((id) => ended(id)));
   for (const j of done) assert.equal(j.status, "success", `${j.id}: ${j.kiln.error}`);
-  assert.match(await log(victim.id), /worker w1 (stopped sending heartbeats|stopped or was found dead)[^\n]*queued again \(attempt 2 of 3\)/);
+  assert.match(await log(victim.id), new RegExp(`worker ${name} (stopped sending heartbeats|stopped or was found dead)[^\\n]*queued again \\(attempt 2 of 3\\)`));
   figures.push(`SIGKILL of a worker mid-build: its processes gone in ${processesGone.toFixed(1)} s, its job released in ${released.toFixed(1)} s, ${done.length} jobs success`);
 });
 
@@ -234,40 +235,41 @@ test("an RGW restart while a job uploads: the upload resumes and the job ends su
 
 test("a worker cut off the network past the worker timeout: it stops its job before another worker takes it; reconnected, it writes nothing over the new attempt", async () => {
   const ids = [await createJob("cut-a", 40), await createJob("cut-b", 40)];
-  const onW2 = await until("a job building on w2", async () => {
+  const victim = await until("a job in its script", async () => {
     for (const id of ids) {
       const j = await job(id);
-      if (j.status === "building_image" && j.kiln.worker === "w2" && (await log(id)).includes("[scripts]")) return j;
+      if (j.status === "building_image" && j.kiln.worker && (await log(id)).includes("[scripts]")) return j;
     }
     return undefined;
   }, 180);
-  const w2work = path.join(cacheOf("w2"), "work");
+  const cut = victim.kiln.worker!;
+  const cutWork = path.join(cacheOf(cut), "work");
   const t0 = Date.now();
-  net.cut("w2");
-  // Watch both sides: when w2's build processes end, and when another attempt claims the job.
-  let w2stopped = 0;
+  net.cut(cut);
+  // Watch both sides: when the cut worker's build processes end, and when another attempt claims the job.
+  let cutStopped = 0;
   let retaken = 0;
   await until("the job to be claimed again", async () => {
-    if (!w2stopped && processesUnder(w2work).length === 0) w2stopped = Date.now();
-    const j = await job(onW2.id);
+    if (!cutStopped && processesUnder(cutWork).length === 0) cutStopped = Date.now();
+    const j = await job(victim.id);
     if (j.kiln.attempt >= 2 && !retaken) retaken = Date.now();
     return retaken > 0 || j.status === "error";
   }, TIMEOUT + 30);
-  await until("w2's processes to be gone", async () => processesUnder(w2work).length === 0 && (w2stopped ||= Date.now()) > 0, 30);
+  await until("the cut worker's processes to be gone", async () => processesUnder(cutWork).length === 0 && (cutStopped ||= Date.now()) > 0, 30);
   await new Promise((r) => setTimeout(r, Math.max(0, (TIMEOUT + 6) * 1000 - (Date.now() - t0))));
-  net.reconnect("w2");
+  net.reconnect(cut);
   const cutFor = (Date.now() - t0) / 1000;
   assert.ok(retaken > 0, "the job was queued again");
-  assert.ok(w2stopped <= retaken, `w2 stopped its build (${((w2stopped - t0) / 1000).toFixed(1)} s) before the job was claimed again (${((retaken - t0) / 1000).toFixed(1)} s)`);
+  assert.ok(cutStopped <= retaken, `the cut worker stopped its build (${((cutStopped - t0) / 1000).toFixed(1)} s) before the job was claimed again (${((retaken - t0) / 1000).toFixed(1)} s)`);
   const done = await Promise.all(ids.map((id) => ended(id)));
   for (const j of done) assert.equal(j.status, "success", `${j.id}: ${j.kiln.error}`);
-  // Reconnected, w2 heartbeats again; give it time to write whatever it held back, then check.
+  // Reconnected, the cut worker heartbeats again; give it time to write whatever it held back, then check.
   await new Promise((r) => setTimeout(r, 5000));
-  const after = await job(onW2.id);
-  assert.equal(after.status, "success", "w2 wrote nothing over the new attempt");
+  const after = await job(victim.id);
+  assert.equal(after.status, "success", "the cut worker wrote nothing over the new attempt");
   assert.equal(after.kiln.attempt, 2);
-  assert.match(await log(onW2.id), /could not reach the catalog for \d+ s/);
-  figures.push(`network cut of a worker for ${cutFor.toFixed(1)} s: it stopped its build ${((w2stopped - t0) / 1000).toFixed(1)} s into the cut, the job was claimed again at ${((retaken - t0) / 1000).toFixed(1)} s and ended success; ${done.length} jobs success`);
+  assert.match(await log(victim.id), /could not reach the catalog for \d+ s/);
+  figures.push(`network cut of a worker for ${cutFor.toFixed(1)} s: it stopped its build ${((cutStopped - t0) / 1000).toFixed(1)} s into the cut, the job was claimed again at ${((retaken - t0) / 1000).toFixed(1)} s and ended success; ${done.length} jobs success`);
 });
 
 test("afterwards: every job ended, no record links an incomplete object, no object lacks a record", async () => {
