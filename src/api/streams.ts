@@ -52,7 +52,17 @@ export const streamsPlugin = fp(
     if (opts.access === "off") return;
     const config = { open: opts.access === "open" };
     const cache = new Map<string, TreeArtifact[]>();
-    let signed: { text: string; sjson: string } | undefined;
+    // Signed once per distinct text: re-signing happens only when the tree changed.
+    const signed = new Map<string, string>();
+    const clearsign = async (text: string) => {
+      let sjson = signed.get(text);
+      if (sjson === undefined) {
+        sjson = await opts.signer!.clearsign(text);
+        if (signed.size > 64) signed.clear();
+        signed.set(text, sjson);
+      }
+      return sjson;
+    };
     const tree = async () => {
       const images = (await app.catalog.list("images")).filter((i) => listable(i, opts.labels));
       const input: TreeImage[] = [];
@@ -68,17 +78,13 @@ export const streamsPlugin = fp(
       // `updated` from the newest listed image, so an unchanged catalog renders the same bytes (and one signature).
       const newest = images.map((i) => i.created).sort().at(-1);
       const now = newest ? new Date(`${newest.slice(0, 19)}Z`) : new Date(0);
-      return renderCatalogTree(input, { labels: opts.labels, naming: { prefix: DEFAULT_PREFIX }, keep: opts.keep, now });
+      return renderCatalogTree(input, { labels: opts.labels, naming: { prefix: DEFAULT_PREFIX }, keep: opts.keep, now, pathPrefix: "streams/" });
     };
     const json = "application/json";
     app.get("/streams/v1/index.json", { config, schema: { hide: true } }, async (_q, reply) => reply.type(json).send(dumpJson((await tree()).index)));
     if (opts.signer) {
       const signer = opts.signer;
-      app.get("/streams/v1/index.sjson", { config, schema: { hide: true } }, async (_q, reply) => {
-        const text = dumpJson((await tree()).index);
-        if (signed?.text !== text) signed = { text, sjson: await signer.clearsign(text) };
-        return reply.type("text/plain").send(signed.sjson);
-      });
+      app.get("/streams/v1/index.sjson", { config, schema: { hide: true } }, async (_q, reply) => reply.type("text/plain").send(await clearsign(dumpJson((await tree()).index))));
       const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-keyring-"));
       await signer.exportPublicKey(path.join(dir, "keyring.gpg"));
       const keyring = await readFile(path.join(dir, "keyring.gpg"));
@@ -88,12 +94,15 @@ export const streamsPlugin = fp(
     app.get("/streams/v1/:file", { config, schema: { hide: true } }, async (request, reply) => {
       const file = (request.params as { file: string }).file;
       const t = await tree();
-      for (const [id, f] of t.products) if (file === `${id}.json`) return reply.type(json).send(dumpJson(f));
+      for (const [id, f] of t.products) {
+        if (file === `${id}.json`) return reply.type(json).send(dumpJson(f));
+        if (opts.signer && file === `${id}.sjson`) return reply.type("text/plain").send(await clearsign(dumpJson(f)));
+      }
       throw apiError("NOT_FOUND", `no ${file} in the stream tree`);
     });
     app.get("/streams/*", { config, schema: { hide: true } }, async (request, reply) => {
       const rel = (request.params as { "*": string })["*"];
-      const obj = (await tree()).objects.get(rel);
+      const obj = (await tree()).objects.get(`streams/${rel}`);
       if (!obj) throw apiError("NOT_FOUND", `no item ${rel} in the stream tree (only images under a published label are served)`);
       const info = await app.store.head(obj.bucket, obj.key);
       return reply.type("application/octet-stream").header("content-length", info.size).send(await app.store.get(obj.bucket, obj.key));

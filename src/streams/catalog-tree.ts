@@ -66,6 +66,11 @@ export interface TreeOptions {
   keep?: number;
   now: Date;
   subarch?: string;
+  /**
+   * Before every item path: item paths are relative to the mirror root (the folder holding
+   * `streams/v1`), and the service's root is its own `/`, so its items live under `streams/`.
+   */
+  pathPrefix?: string;
 }
 
 export function renderCatalogTree(images: TreeImage[], o: TreeOptions): CatalogTree {
@@ -88,7 +93,7 @@ export function renderCatalogTree(images: TreeImage[], o: TreeOptions): CatalogT
     let version = day;
     for (let n = 1; taken.has(`${release}/${arch}/${version}`); n++) version = `${day}.${n}`;
     taken.add(`${release}/${arch}/${version}`);
-    const base = `${release}/${arch}/${version}`;
+    const base = `${o.pathPrefix ?? ""}${release}/${arch}/${version}`;
     const firstFlavor = artifacts.find((a) => a.flavor)?.flavor ?? image.kiln?.flavors[0]?.flavor ?? "generic";
     const shared: Record<string, StreamItem> = {};
     const flavors = new Map<string, Record<string, StreamItem>>();
