@@ -15,6 +15,7 @@ import type { ImageRecord } from "../catalog/records.js";
 import { apiError } from "./problem.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { listable, renderCatalogTree, type TreeArtifact, type TreeImage } from "../streams/catalog-tree.js";
+import { signedIndex } from "../streams/commit.js";
 import { dumpJson } from "../streams/format.js";
 import { DEFAULT_PREFIX } from "../streams/names.js";
 import type { Signer } from "../streams/sign.js";
@@ -84,7 +85,7 @@ export const streamsPlugin = fp(
     app.get("/streams/v1/index.json", { config, schema: { hide: true } }, async (_q, reply) => reply.type(json).send(dumpJson((await tree()).index)));
     if (opts.signer) {
       const signer = opts.signer;
-      app.get("/streams/v1/index.sjson", { config, schema: { hide: true } }, async (_q, reply) => reply.type("text/plain").send(await clearsign(dumpJson((await tree()).index))));
+      app.get("/streams/v1/index.sjson", { config, schema: { hide: true } }, async (_q, reply) => reply.type("text/plain").send(await clearsign(dumpJson(signedIndex((await tree()).index)))));
       const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-keyring-"));
       await signer.exportPublicKey(path.join(dir, "keyring.gpg"));
       const keyring = await readFile(path.join(dir, "keyring.gpg"));
