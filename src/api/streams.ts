@@ -85,6 +85,8 @@ export const streamsPlugin = fp(
     app.get("/streams/v1/index.json", { config, schema: { hide: true } }, async (_q, reply) => reply.type(json).send(dumpJson((await tree()).index)));
     if (opts.signer) {
       const signer = opts.signer;
+      // The signer's throwaway GnuPG home (and its agent) goes with the app.
+      app.addHook("onClose", async () => signer.close());
       app.get("/streams/v1/index.sjson", { config, schema: { hide: true } }, async (_q, reply) => reply.type("text/plain").send(await clearsign(dumpJson(signedIndex((await tree()).index)))));
       const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-keyring-"));
       await signer.exportPublicKey(path.join(dir, "keyring.gpg"));
