@@ -18,6 +18,7 @@ import type { JobQueue } from "../jobs/queue.js";
 import type { ObjectStore } from "../store/object-store.js";
 import { authPlugin } from "./auth.js";
 import { Metrics, metricsPlugin, type MetricsAccess } from "./metrics.js";
+import { streamsPlugin, type StreamsOptions } from "./streams.js";
 import { openapiPlugin } from "./openapi.js";
 import { clientErrorProblem, frameworkProblem, problemDetails } from "./problem.js";
 import { imsRoutes } from "./routes/ims.js";
@@ -46,6 +47,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Who may scrape /metrics (--metrics); default open. */
   metricsAccess?: MetricsAccess;
+  /** The MAAS boot source (--streams …); off when absent. */
+  streams?: StreamsOptions;
 }
 
 declare module "fastify" {
@@ -104,6 +107,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Before the routes: its onResponse hook times every one of them.
   await app.register(metricsPlugin, { metrics, access: deps.metricsAccess ?? "open" });
   await app.register(openapiPlugin);
+  if (deps.streams) await app.register(streamsPlugin, deps.streams);
   for (const prefix of ["/apis/ims", ""]) {
     await app.register(imsRoutes, { prefix });
     await app.register(objectRoutes, { prefix: `${prefix}/objects` });

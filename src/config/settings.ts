@@ -280,6 +280,38 @@ export const SETTINGS = {
     description: "who may scrape GET /metrics (Prometheus text; counts and timings, no record data): open (no token, as Prometheus scrapes by default), token (any API token, read-only will do), off (no /metrics route)",
     parse: (t: string) => (["open", "token", "off"].includes(t) ? (t as "open" | "token" | "off") : fail("use open, token or off")),
   },
+  streams: {
+    flag: "--streams <access>",
+    env: "KILN_STREAMS",
+    default: "off",
+    description: "the MAAS boot source at /streams/v1/index.sjson (images can carry a site's CA and configuration): off (no /streams routes), open (no token, as MAAS sends none), token (any API token)",
+    parse: (t: string) => (["open", "token", "off"].includes(t) ? (t as "open" | "token" | "off") : fail("use off, open or token")),
+  },
+  streamsLabels: {
+    flag: "--streams-labels <labels>",
+    env: "KILN_STREAMS_LABELS",
+    default: "stable",
+    description: "the image labels the stream tree lists (comma-separated; one products file per label): a job labels its image candidate, `kiln ims images promote ID --to stable` moves it",
+    parse: (t: string) => {
+      const labels = t.split(",").map((l) => l.trim()).filter((l) => l !== "");
+      for (const l of labels) if (!/^[a-z][a-z0-9-]*$/.test(l)) fail(`${JSON.stringify(l)} is not a label; use words such as candidate,stable`);
+      return labels.length > 0 ? labels : fail("name at least one label, e.g. stable");
+    },
+  },
+  streamsKeep: {
+    flag: "--streams-keep <n>",
+    env: "KILN_STREAMS_KEEP",
+    default: "3",
+    description: "versions (image records) the stream tree keeps per product, newest first",
+    parse: positiveInt("a number of versions"),
+  },
+  streamsSignKey: {
+    flag: "--streams-sign-key <key>",
+    env: "KILN_STREAMS_SIGN_KEY",
+    default: "",
+    description: "GnuPG key that signs index.sjson, as `kiln streams publish --sign-key` takes it (an exported secret key file, or a key id in GNUPGHOME); its public key is served at /streams/keyring.gpg. Without it only index.json is served",
+    parse: (t: string) => t,
+  },
   workerName: {
     flag: "--worker-name <name>",
     env: "KILN_WORKER_NAME",
@@ -295,7 +327,7 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "streams", "streamsLabels", "streamsKeep", "streamsSignKey", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;

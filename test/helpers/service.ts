@@ -2,6 +2,7 @@
  * The service's pieces for tests that call inject(): a real catalog (PGlite in a temp dir), a
  * real filesystem store, and a queue that records what it is given (no worker runs).
  */
+import type { StreamsOptions } from "../../src/api/streams.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -52,7 +53,7 @@ export interface TestService {
   close(): Promise<void>;
 }
 
-export async function startTestService(opts: { maxRecipeSize?: number; metricsAccess?: MetricsAccess } = {}): Promise<TestService> {
+export async function startTestService(opts: { maxRecipeSize?: number; metricsAccess?: MetricsAccess; streams?: StreamsOptions } = {}): Promise<TestService> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-api-"));
   const catalog = await Catalog.open(undefined, dir);
   const store = await openStore(`file://${path.join(dir, "objects")}`);
@@ -65,6 +66,7 @@ export async function startTestService(opts: { maxRecipeSize?: number; metricsAc
     tokens: new StaticTokenVerifier({ [ADMIN]: "admin", [READER]: "read-only" }),
     settings: { maxRecipeSize: opts.maxRecipeSize ?? 1024 * 1024, scratchDir: path.join(dir, "tmp"), workerTimeout: 30 },
     ...(opts.metricsAccess ? { metricsAccess: opts.metricsAccess } : {}),
+    ...(opts.streams ? { streams: opts.streams } : {}),
   });
   await app.ready();
   return {

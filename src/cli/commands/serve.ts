@@ -126,6 +126,12 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
       https,
       metrics,
       metricsAccess: s.metrics,
+      streams: s.streams === "off" ? undefined : {
+        access: s.streams,
+        labels: s.streamsLabels,
+        keep: s.streamsKeep,
+        signer: s.streamsSignKey ? await (await import("../../streams/sign.js")).openSigner(s.streamsSignKey) : undefined,
+      },
     });
     await app.listen({ host: s.listen.host, port: s.listen.port });
     const port = (app.server.address() as { port: number }).port;
