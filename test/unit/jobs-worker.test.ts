@@ -22,6 +22,7 @@ let dir: string;
 let catalog: Catalog;
 let queue: PgBossQueue;
 const realCreate = JOB_RUNNERS.create;
+const created: string[] = [];
 
 before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), "kiln-worker-"));
@@ -30,6 +31,9 @@ before(async () => {
 });
 after(async () => {
   JOB_RUNNERS.create = realCreate;
+  // pg-boss completes a message after its handler returned: let the last ones finish before the
+  // catalog closes under them.
+  await until("no message in flight", async () => (await queue.messagesFor("create", created)).every((m) => m.state !== "active"), 10_000).catch(() => {});
   await queue.stop();
   await catalog.close();
   await rm(dir, { recursive: true, force: true });
@@ -51,6 +55,7 @@ async function newJob(): Promise<JobRecord> {
   } as unknown as JobRecord;
   await catalog.insert("jobs", job);
   await catalog.setJobQueueId(id, await queue.enqueue(id, "create"));
+  created.push(id);
   return job;
 }
 
