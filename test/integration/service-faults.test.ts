@@ -116,6 +116,17 @@ async function log(id: string): Promise<string> {
   return (await catalog.readLog(id, 0, 10_000)).map((c) => c.text).join("");
 }
 
+/** The first of `ids` whose build runs its script (the moment a fault lands mid-build). */
+function jobInScript(ids: string[]): Promise<JobRecord> {
+  return until("a job in its script", async () => {
+    for (const id of ids) {
+      const j = await job(id);
+      if (j.status === "building_image" && j.kiln.worker && (await log(id)).includes("[scripts]")) return j;
+    }
+    return undefined;
+  }, 180);
+}
+
 before(async () => {
   net = TestNetwork.create(["db", "s3", "api", "w1", "w2"]);
   dir = await mkdtemp("/var/tmp/kiln-faults-");
@@ -166,13 +177,7 @@ after(async () => {
 
 test("a worker SIGKILLed mid-build and restarted under its name: its job is released in time and retried; its processes die with it", async () => {
   const ids = [await createJob("kill-a", 25), await createJob("kill-b", 25)];
-  const victim = await until("a job in its script", async () => {
-    for (const id of ids) {
-      const j = await job(id);
-      if (j.status === "building_image" && j.kiln.worker && (await log(id)).includes("[scripts]")) return j;
-    }
-    return undefined;
-  }, 180);
+  const victim = await jobInScript(ids);
   const name = victim.kiln.worker!;
   const t0 = Date.now();
   workers.get(name)!.child.kill("SIGKILL");
@@ -235,13 +240,7 @@ test("an RGW restart while a job uploads: the upload resumes and the job ends su
 
 test("a worker cut off the network past the worker timeout: it stops its job before another worker takes it; reconnected, it writes nothing over the new attempt", async () => {
   const ids = [await createJob("cut-a", 40), await createJob("cut-b", 40)];
-  const victim = await until("a job in its script", async () => {
-    for (const id of ids) {
-      const j = await job(id);
-      if (j.status === "building_image" && j.kiln.worker && (await log(id)).includes("[scripts]")) return j;
-    }
-    return undefined;
-  }, 180);
+  const victim = await jobInScript(ids);
   const cut = victim.kiln.worker!;
   const cutWork = path.join(cacheOf(cut), "work");
   const t0 = Date.now();
