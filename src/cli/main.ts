@@ -158,6 +158,13 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("exit", killAllChildren);
+  // `kiln … | head`: the reader has gone. Stop quietly with the code so far, as a shell tool does
+  // on SIGPIPE, instead of crashing on an unhandled EPIPE.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    killAllChildren();
+    process.exit(exitCode);
+  });
 
   const io: CommandIo = { stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
   const program = buildProgram(io, (c) => (exitCode = signals > 0 ? exitCode : c));
