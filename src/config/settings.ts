@@ -312,6 +312,17 @@ export const SETTINGS = {
     description: "GnuPG key that signs index.sjson, as `kiln streams publish --sign-key` takes it (an exported secret key file, or a key id in GNUPGHOME); its public key is served at /streams/keyring.gpg. Without it only index.json is served",
     parse: (t: string) => t,
   },
+  streamsBootloaders: {
+    flag: "--streams-bootloaders <dir>",
+    env: "KILN_STREAMS_BOOTLOADERS",
+    default: "",
+    description: "a stream folder kept by `kiln streams bootloaders --to DIR` (run it from a timer): its bootloader products (shim, GRUB, PXELINUX) are listed in the stream tree and served from it, so MAAS can boot machines from this source alone",
+    parse: (t: string) => {
+      if (t === "") return t;
+      const dir = path.resolve(t);
+      return existsSync(dir) ? dir : fail(`no such folder: ${dir}; make it with \`kiln streams bootloaders --to ${dir}\``);
+    },
+  },
   workerName: {
     flag: "--worker-name <name>",
     env: "KILN_WORKER_NAME",
@@ -327,7 +338,7 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "streams", "streamsLabels", "streamsKeep", "streamsSignKey", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "streams", "streamsLabels", "streamsKeep", "streamsSignKey", "streamsBootloaders", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;

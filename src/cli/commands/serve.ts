@@ -131,6 +131,7 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
         labels: s.streamsLabels,
         keep: s.streamsKeep,
         signer: s.streamsSignKey ? await (await import("../../streams/sign.js")).openSigner(s.streamsSignKey) : undefined,
+        ...(s.streamsBootloaders ? { bootloaders: s.streamsBootloaders } : {}),
       },
     });
     await app.listen({ host: s.listen.host, port: s.listen.port });
