@@ -92,8 +92,9 @@ test("a create job builds the recipe through the queue into an image whose manif
   assert.ok(done.kiln.stages.some((s) => s.name === "squashfs"));
   for (const s of ["creating", "fetching_recipe", "waiting_for_repos", "building_image", "packaging_artifacts"]) assert.ok(s in done.kiln.status_seconds, s);
 
-  const image = await ims<{ id: string; name: string; link: { path: string; etag: string }; arch: string }>(["images", "describe", done.resultant_image_id]);
+  const image = await ims<{ id: string; name: string; link: { path: string; etag: string }; arch: string; kiln: { label: string } }>(["images", "describe", done.resultant_image_id]);
   imageId = image.id;
+  assert.equal(image.kiln.label, "candidate", "a job's image enters the MAAS boot source as a candidate");
   assert.equal(image.name, "minimal");
   assert.equal(image.arch, "x86_64");
   assert.equal(image.link.path, `s3://boot-images/${image.id}/manifest.json`);
