@@ -85,6 +85,11 @@ export interface JailOptions {
   network?: "host" | "loopback";
   /** Capabilities kept on top of KEEP_CAPABILITIES. */
   extraCapabilities?: Record<string, number>;
+  /**
+   * false: keep the /tmp and /run the root already has mounted (a build's chroot session mounts
+   * its own tmpfs there and puts the scripts it runs in /tmp) instead of fresh ones.
+   */
+  ownTmp?: boolean;
 }
 
 export interface Account {
@@ -242,11 +247,11 @@ const POLICY_RC_D = "#!/bin/sh\n# Kiln customize session: no daemon starts durin
 
 /**
  * Runs as PID 1 of the new namespaces, on the host's files. $1 root, $2 devpts, $3 init program,
- * $4 a host directory to bind at /mnt/image or "".
+ * $4 a host directory to bind at /mnt/image or "", $5 "1" to mount fresh tmpfs at /tmp and /run.
  */
 const JAIL_SETUP = String.raw`
-root=$1 pts=$2 init=$3 image=$4
-shift 4
+root=$1 pts=$2 init=$3 image=$4 tmp=$5
+shift 5
 mount --rbind "$root" "$root"
 mount -t proc -o nosuid,nodev,noexec kiln-proc "$root/proc"
 for p in sys sysrq-trigger irq bus fs; do
@@ -275,8 +280,10 @@ mount -t tmpfs -o mode=1777,nosuid,nodev kiln-shm "$root/dev/shm"
 for p in kcore keys timer_list; do
   if [ -f "$root/proc/$p" ]; then mount --bind "$root/dev/null" "$root/proc/$p"; fi
 done
-mount -t tmpfs -o mode=1777,nosuid,nodev kiln-tmp "$root/tmp"
-mount -t tmpfs -o mode=0755,nosuid,nodev kiln-run "$root/run"
+if [ -n "$tmp" ]; then
+  mount -t tmpfs -o mode=1777,nosuid,nodev kiln-tmp "$root/tmp"
+  mount -t tmpfs -o mode=0755,nosuid,nodev kiln-run "$root/run"
+fi
 if [ -n "$image" ]; then mount --bind "$image" "$root/mnt/image"; fi
 cd "$root"
 exec perl -e "$init" -- "$@"
@@ -425,7 +432,7 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
     // prettier-ignore
     const init = spawnSessionProcess(
       ["unshare", ...namespaces, "--fork", "--kill-child", "--propagation", "private", "--",
-       "/bin/sh", "-euc", JAIL_SETUP, "kiln-jail", real, pts.path, JAIL_INIT, bound,
+       "/bin/sh", "-euc", JAIL_SETUP, "kiln-jail", real, pts.path, JAIL_INIT, bound, opts.ownTmp === false ? "" : "1",
        String(sys.pivot_root), String(sys.umount2), ownNet ? "1" : ""],
       { env: { PATH: HOST_PATH, LC_ALL: "C" }, workDir: opts.workDir, log, logAs: `unshare ${namespaces.join(" ")} --fork … (the jail's init, root ${real}${bound ? `, ${bound} at /mnt/image` : ""})` },
     );
