@@ -93,6 +93,7 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
       ...o,
       env: {
         PATH: CHROOT_PATH,
+        HOME: "/root",
         LC_ALL: "C.UTF-8",
         DEBIAN_FRONTEND: "noninteractive",
         DEBCONF_NONINTERACTIVE_SEEN: "true",
@@ -106,6 +107,7 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
       workDir: opts.workDir,
       where: "(chroot)",
       shownArgv: argv,
+      cleanEnv: true,
     });
 
   return {

@@ -33,6 +33,11 @@ export interface ExecOptions {
   where?: string;
   /** The command as logs and errors show it, when argv is a wrapper around it (the build jail's). */
   shownArgv?: string[];
+  /**
+   * Start from an empty environment, not Kiln's: for what runs a recipe's code, which must not
+   * see the worker's store credentials or database URL. Only `env` (and KILN_WORK) is passed.
+   */
+  cleanEnv?: boolean;
   /** Sees every output line first; returning true consumes it (a progress bar redraw, not worth logging). */
   onLine?: (line: string) => boolean | void;
 }
@@ -75,7 +80,7 @@ export async function exec(argv: string[], opts: ExecOptions = {}): Promise<Exec
   log.line(`$ ${shown}${opts.where ? ` ${opts.where}` : ""}`);
 
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, ...opts.env })) if (v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries({ ...(opts.cleanEnv ? {} : process.env), ...opts.env })) if (v !== undefined) env[k] = v;
   if (opts.workDir) env.KILN_WORK = opts.workDir;
 
   const child = spawn(argv[0]!, argv.slice(1), {
