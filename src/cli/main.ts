@@ -16,6 +16,7 @@ import type { CommandIo } from "./io.js";
 import { registerStreamsCommands } from "./commands/streams.js";
 import { registerServiceCommands } from "./commands/service.js";
 import { registerIsoCommands } from "./commands/iso.js";
+import { registerDiffCommand } from "./commands/diff.js";
 
 const DEFAULT_CACHE = process.env.KILN_CACHE_DIR ?? "/var/cache/kiln";
 
@@ -136,6 +137,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
   registerStreamsCommands(program, io, setExit);
   registerServiceCommands(program, io, setExit);
   registerIsoCommands(program, io, setExit);
+  registerDiffCommand(program, io, setExit);
   return program;
 }
 
