@@ -1,0 +1,143 @@
+/**
+ * The attest step of a build, run once its artifacts are in out/: writes the SBOMs
+ * (sbom.spdx.json, sbom.cdx.json), the provenance statement (provenance.json) and SHA256SUMS over
+ * every artifact, signed as SHA256SUMS.gpg when a key is given (docs/attest.md). It returns the
+ * artifacts it made, for result.json and the IMS manifest. What is covered is always the list of
+ * artifacts the build hands in, so a new artifact kind is covered without changes here.
+ */
+import { readFile, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { ARTIFACT_KINDS, type ArtifactKind } from "../artifacts/types.js";
+import type { ResultArtifact, ResultStage } from "../artifacts/result.js";
+import { fileDigests } from "../cache/key.js";
+import type { EventSink } from "../engine/events.js";
+import { openStageLog } from "../engine/stage-log.js";
+import type { LogSink } from "../host/exec.js";
+import { mountOverlay } from "../host/mount.js";
+import { Scope } from "../host/scope.js";
+import type { LoadedRecipe } from "../recipe/load.js";
+import { openSigner } from "../streams/sign.js";
+import { KILN_VERSION } from "../version.js";
+import { readRootPackages, type DebPackage } from "./debian.js";
+import { addedPackages, type ImageInventory } from "./inventory.js";
+import { CLI_BUILDER_ID, provenanceStatement } from "./provenance.js";
+import { cyclonedxSbom } from "./sbom-cyclonedx.js";
+import { spdxSbom } from "./sbom-spdx.js";
+import { formatSums, SUMS_FILE, SUMS_SIGNATURE } from "./sums.js";
+
+export interface AttestOptions {
+  out: string;
+  loaded: LoadedRecipe;
+  stages: readonly ResultStage[];
+  /** Every artifact already in out/ (relative paths, digests): what the SBOMs, provenance and sums cover. */
+  artifacts: readonly ResultArtifact[];
+  /** Layer trees, top first: the root's, and each flavor's (its kernel layer over the root). */
+  layers: { root: string[]; flavors: Array<{ flavor: string; lower: string[] }> };
+  /** Kiln's shared apt archive cache, where the .debs a build installed usually still are. */
+  aptArchives: string;
+  workDir: string;
+  startedOn: Date;
+  /** A GnuPG key (file or key id) to sign SHA256SUMS with, as `kiln streams publish --sign-key`. */
+  signKey?: string;
+  passphraseFile?: string;
+  builderId?: string;
+  emit: EventSink;
+}
+
+export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
+  const t0 = Date.now();
+  o.emit({ type: "stage-start", name: "attest", cached: false, summary: "SBOMs (SPDX, CycloneDX), provenance and SHA256SUMS of the artifacts" });
+  const log = openStageLog(o.out, "attest", o.emit);
+  try {
+    const made: ResultArtifact[] = [];
+    const put = async (kind: ArtifactKind, text: string) => {
+      await writeFile(path.join(o.out, kind.name), text);
+      const a: ResultArtifact = { name: kind.name, path: kind.name, type: kind.type, ftype: kind.ftype, ...(await fileDigests(path.join(o.out, kind.name))) };
+      made.push(a);
+      return a;
+    };
+
+    const inv = await readInventory(o, log);
+    log.line(`${inv.root.length} packages in the root${inv.flavors.map((f) => `, ${f.packages.length} added by ${f.flavor}`).join("")}; distro ${inv.distro ?? "unknown"}`);
+    const all = [...inv.root, ...inv.flavors.flatMap((f) => f.packages)];
+    const noDeb = all.filter((p) => !p.debSha256);
+    if (noDeb.length) log.line(`no .deb at hand for ${noDeb.length} packages (their checksums are not stated): ${noDeb.slice(0, 20).map((p) => p.name).join(" ")}${noDeb.length > 20 ? " …" : ""}`);
+    log.line(`${all.filter((p) => p.license === "NOASSERTION").length} packages have no machine-readable copyright file (NOASSERTION)`);
+    await put(ARTIFACT_KINDS.sbomSpdx, JSON.stringify(spdxSbom(inv), null, 2) + "\n");
+    await put(ARTIFACT_KINDS.sbomCycloneDx, JSON.stringify(cyclonedxSbom(inv), null, 2) + "\n");
+
+    const statement = provenanceStatement({
+      loaded: o.loaded,
+      subjects: [...o.artifacts, ...made],
+      stages: o.stages,
+      kilnVersion: KILN_VERSION,
+      builderId: o.builderId ?? CLI_BUILDER_ID,
+      startedOn: o.startedOn,
+      finishedOn: new Date(),
+    });
+    await put(ARTIFACT_KINDS.provenance, JSON.stringify(statement, null, 2) + "\n");
+
+    const sums = formatSums([...o.artifacts, ...made]);
+    await put(ARTIFACT_KINDS.checksums, sums);
+    if (o.signKey) {
+      const signer = await openSigner(o.signKey, { passphraseFile: o.passphraseFile, log });
+      try {
+        await put(ARTIFACT_KINDS.checksumsSignature, await signer.detachSign(sums));
+        log.line(`signed ${SUMS_FILE} with ${signer.fingerprint}: ${SUMS_SIGNATURE}`);
+      } finally {
+        await signer.close();
+      }
+    }
+    const seconds = Math.round((Date.now() - t0) / 100) / 10;
+    log.line(`attest: ${made.length} files in ${seconds} s`);
+    o.emit({ type: "stage-end", name: "attest", key: "", cached: false, seconds });
+    return made;
+  } finally {
+    await log.close();
+  }
+}
+
+/** The packages of the root and of each flavor, read from read-only overlays of their layers. */
+async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInventory> {
+  await using scope = new Scope();
+  const view = async (name: string, lower: string[]) =>
+    scope.use(await mountOverlay(path.join(o.workDir, "mnt", `attest-${name.replace(/[^a-z0-9-]/gi, "-")}`), { lower }, { log, workDir: o.workDir })).path;
+  const debDirs = [o.aptArchives];
+  const root = await view("root", o.layers.root);
+  const rootPackages = await readRootPackages(root, { debDirs });
+  const flavors: ImageInventory["flavors"] = [];
+  for (const f of o.layers.flavors) {
+    const all: DebPackage[] = await readRootPackages(await view(`flavor-${f.flavor}`, f.lower), { debDirs });
+    flavors.push({ flavor: f.flavor, packages: addedPackages(rootPackages, all) });
+  }
+  return {
+    name: o.loaded.recipe.name,
+    recipeSha256: o.loaded.sha256,
+    kilnVersion: KILN_VERSION,
+    created: await sbomTime(root),
+    ...(await distroOf(root)),
+    root: rootPackages,
+    flavors,
+    artifacts: [...o.artifacts],
+  };
+}
+
+/**
+ * The time the SBOMs state: SOURCE_DATE_EPOCH when set (reproducible builds), else when dpkg's
+ * database last changed, which an unchanged rebuild keeps; never the time of this run.
+ */
+async function sbomTime(root: string): Promise<Date> {
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  if (epoch && /^\d+$/.test(epoch)) return new Date(Number(epoch) * 1000);
+  const st = await stat(path.join(root, "var/lib/dpkg/status")).catch(() => undefined);
+  return new Date(Math.floor((st?.mtimeMs ?? 0) / 1000) * 1000);
+}
+
+/** purl's distro qualifier from the root's os-release: "debian-12" (ID-VERSION_ID, else ID-VERSION_CODENAME). */
+export async function distroOf(root: string): Promise<{ distro?: string }> {
+  const text = (await readFile(path.join(root, "etc/os-release"), "utf8").catch(() => undefined)) ?? (await readFile(path.join(root, "usr/lib/os-release"), "utf8").catch(() => ""));
+  const field = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?$`, "m").exec(text)?.[1];
+  const id = field("ID");
+  const v = field("VERSION_ID") ?? field("VERSION_CODENAME");
+  return id && v ? { distro: `${id}-${v}` } : {};
+}
