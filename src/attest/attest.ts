@@ -133,11 +133,11 @@ async function sbomTime(root: string): Promise<Date> {
   return new Date(Math.floor((st?.mtimeMs ?? 0) / 1000) * 1000);
 }
 
-/** purl's distro qualifier from the root's os-release: "debian-12" (ID-VERSION_ID, else ID-VERSION_CODENAME). */
-export async function distroOf(root: string): Promise<{ distro?: string }> {
+/** purl's vendor and distro qualifier from the root's os-release: debian, "debian-12" (ID-VERSION_ID, else ID-VERSION_CODENAME). */
+export async function distroOf(root: string): Promise<{ vendor?: string; distro?: string }> {
   const text = (await readFile(path.join(root, "etc/os-release"), "utf8").catch(() => undefined)) ?? (await readFile(path.join(root, "usr/lib/os-release"), "utf8").catch(() => ""));
   const field = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?$`, "m").exec(text)?.[1];
   const id = field("ID");
   const v = field("VERSION_ID") ?? field("VERSION_CODENAME");
-  return id && v ? { distro: `${id}-${v}` } : {};
+  return { ...(id && /^[a-z0-9._-]+$/.test(id) ? { vendor: id } : {}), ...(id && v ? { distro: `${id}-${v}` } : {}) };
 }

@@ -157,9 +157,12 @@ export function licenseFromCopyright(text: string | undefined, refs: Record<stri
   return unique.length === 1 ? unique[0]!.replace(/^\((.*)\)$/, "$1") : unique.join(" AND ");
 }
 
-/** `pkg:deb/debian/<name>@<version>?arch=<arch>&distro=debian-<n>` (the purl spec's deb type). */
-export function debPurl(p: Pick<DebPackage, "name" | "version" | "arch">, distro: string | undefined): string {
-  return new PackageURL("deb", "debian", p.name, p.version, { arch: p.arch, ...(distro ? { distro } : {}) }).toString();
+/**
+ * `pkg:deb/debian/<name>@<version>?arch=<arch>&distro=debian-<n>` (the purl spec's deb type, whose
+ * namespace is the vendor: "debian", or "ubuntu" for an imported Ubuntu root).
+ */
+export function debPurl(p: Pick<DebPackage, "name" | "version" | "arch">, os: { vendor?: string; distro?: string }): string {
+  return new PackageURL("deb", os.vendor ?? "debian", p.name, p.version, { arch: p.arch, ...(os.distro ? { distro: os.distro } : {}) }).toString();
 }
 
 /** The file name apt gives a downloaded .deb: name_version_arch.deb, the epoch's ":" as "%3a". */

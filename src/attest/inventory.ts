@@ -19,6 +19,8 @@ export interface ImageInventory {
   kilnVersion: string;
   /** The time the SBOMs state (SOURCE_DATE_EPOCH or the root's package database), never "now". */
   created: Date;
+  /** purl namespace: the root's os-release ID ("debian" when it does not say). */
+  vendor?: string;
   /** purl distro qualifier, e.g. "debian-12"; undefined when the root does not say. */
   distro?: string;
   root: DebPackage[];
@@ -37,7 +39,7 @@ export function addedPackages(root: readonly DebPackage[], flavorRoot: readonly 
 export function allPackages(inv: ImageInventory): Array<{ purl: string; pkg: DebPackage; inRoot: boolean; flavors: string[] }> {
   const byPurl = new Map<string, { purl: string; pkg: DebPackage; inRoot: boolean; flavors: string[] }>();
   const add = (pkg: DebPackage, flavor?: string) => {
-    const purl = debPurl(pkg, inv.distro);
+    const purl = debPurl(pkg, inv);
     const e = byPurl.get(purl) ?? { purl, pkg, inRoot: false, flavors: [] };
     if (flavor) e.flavors.push(flavor);
     else e.inRoot = true;

@@ -42,7 +42,7 @@ const flavorRef = (flavor: string) => `kiln:flavor:${flavor}`;
 const artifactRef = (p: string) => `kiln:artifact:${p}`;
 
 export function cyclonedxSbom(inv: ImageInventory): CdxBom {
-  const purl = (p: DebPackage) => debPurl(p, inv.distro);
+  const purl = (p: DebPackage) => debPurl(p, inv);
   const components: CdxComponent[] = [];
   for (const f of inv.flavors) components.push({ type: "operating-system", "bom-ref": flavorRef(f.flavor), name: `${inv.name} flavor ${f.flavor}` });
   for (const a of inv.artifacts) {

@@ -78,7 +78,7 @@ export function spdxSbom(inv: ImageInventory): SpdxDocument {
   }
 
   const all = allPackages(inv);
-  const idFor = (p: DebPackage) => debId(debPurl(p, inv.distro), p);
+  const idFor = (p: DebPackage) => debId(debPurl(p, inv), p);
   const refs: Record<string, string> = {};
   for (const e of all) {
     const p = e.pkg;

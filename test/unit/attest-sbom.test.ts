@@ -228,3 +228,21 @@ test("the vendored CycloneDX schemas are those CycloneDX's library ships (schema
     assert.equal(await readFile(path.join(REPO, "schema/vendor", f), "utf8"), await readFile(path.join(REPO, "node_modules/@cyclonedx/cyclonedx-library/res/schema", f), "utf8"), f);
   }
 });
+
+test("purl vendor and distro come from the root's os-release", async () => {
+  const { distroOf } = await import("../../src/attest/attest.js");
+  const { debPurl } = await import("../../src/attest/debian.js");
+  const cases: Array<[string, { vendor?: string; distro?: string }]> = [
+    ['PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n', { vendor: "debian", distro: "debian-12" }],
+    ['PRETTY_NAME="Debian GNU/Linux trixie/sid"\nVERSION_CODENAME=trixie\nID=debian\n', { vendor: "debian", distro: "debian-trixie" }],
+    ['NAME="Ubuntu"\nVERSION_ID="22.04"\nID=ubuntu\nID_LIKE=debian\n', { vendor: "ubuntu", distro: "ubuntu-22.04" }],
+  ];
+  for (const [text, want] of cases) {
+    const r = path.join(dir, `os-${want.distro}`);
+    await mkdir(path.join(r, "etc"), { recursive: true });
+    await writeFile(path.join(r, "etc/os-release"), text);
+    assert.deepEqual(await distroOf(r), want);
+  }
+  assert.deepEqual(await distroOf(path.join(dir, "no-root")), {});
+  assert.equal(debPurl({ name: "bash", version: "5.1-6ubuntu1", arch: "amd64" }, { vendor: "ubuntu", distro: "ubuntu-22.04" }), "pkg:deb/ubuntu/bash@5.1-6ubuntu1?arch=amd64&distro=ubuntu-22.04");
+});
