@@ -18,7 +18,7 @@ import { Scope } from "../host/scope.js";
 import type { LoadedRecipe } from "../recipe/load.js";
 import { openSigner } from "../streams/sign.js";
 import { KILN_VERSION } from "../version.js";
-import { readRootPackages, type DebPackage } from "./debian.js";
+import { DebDigestCache, readRootPackages, type DebPackage } from "./debian.js";
 import { addedPackages, type ImageInventory } from "./inventory.js";
 import { CLI_BUILDER_ID, provenanceStatement } from "./provenance.js";
 import { cyclonedxSbom } from "./sbom-cyclonedx.js";
@@ -57,8 +57,9 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
       return a;
     };
 
+    const since = (t: number) => `${((Date.now() - t) / 1000).toFixed(2)} s`;
     const inv = await readInventory(o, log);
-    log.line(`${inv.root.length} packages in the root${inv.flavors.map((f) => `, ${f.packages.length} added by ${f.flavor}`).join("")}; distro ${inv.distro ?? "unknown"}`);
+    log.line(`${inv.root.length} packages in the root${inv.flavors.map((f) => `, ${f.packages.length} added by ${f.flavor}`).join("")}; distro ${inv.distro ?? "unknown"}; read in ${since(t0)}`);
     const all = [...inv.root, ...inv.flavors.flatMap((f) => f.packages)];
     const noDeb = all.filter((p) => !p.debSha256);
     if (noDeb.length) log.line(`no .deb at hand for ${noDeb.length} packages (their checksums are not stated): ${noDeb.slice(0, 20).map((p) => p.name).join(" ")}${noDeb.length > 20 ? " …" : ""}`);
@@ -76,6 +77,7 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
       finishedOn: new Date(),
     });
     await put(ARTIFACT_KINDS.provenance, JSON.stringify(statement, null, 2) + "\n");
+    log.line(`SBOMs and provenance written after ${since(t0)}`);
 
     const sums = formatSums([...o.artifacts, ...made]);
     await put(ARTIFACT_KINDS.checksums, sums);
@@ -103,13 +105,15 @@ async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInven
   const view = async (name: string, lower: string[]) =>
     scope.use(await mountOverlay(path.join(o.workDir, "mnt", `attest-${name.replace(/[^a-z0-9-]/gi, "-")}`), { lower }, { log, workDir: o.workDir })).path;
   const debDirs = [o.aptArchives];
+  const digests = await DebDigestCache.open(path.join(path.dirname(o.aptArchives), "deb-sha256.json"));
   const root = await view("root", o.layers.root);
-  const rootPackages = await readRootPackages(root, { debDirs });
+  const rootPackages = await readRootPackages(root, { debDirs, digests });
   const flavors: ImageInventory["flavors"] = [];
   for (const f of o.layers.flavors) {
-    const all: DebPackage[] = await readRootPackages(await view(`flavor-${f.flavor}`, f.lower), { debDirs });
+    const all: DebPackage[] = await readRootPackages(await view(`flavor-${f.flavor}`, f.lower), { debDirs, digests });
     flavors.push({ flavor: f.flavor, packages: addedPackages(rootPackages, all) });
   }
+  await digests.save();
   return {
     name: o.loaded.recipe.name,
     recipeSha256: o.loaded.sha256,

@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { lstat, readFile, stat } from "node:fs/promises";
+import { lstat, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { PackageURL } from "packageurl-js";
 import { createRequire } from "node:module";
@@ -173,6 +173,8 @@ export function debFileName(p: Pick<DebPackage, "name" | "version" | "arch">): s
 export interface ReadRootOptions {
   /** Dirs to look for .debs in (Kiln's shared apt archive cache, the root's own apt cache), first found wins. */
   debDirs: readonly string[];
+  /** Digests of .debs hashed before (an unchanged rebuild hashes none again). */
+  digests?: DebDigestCache;
 }
 
 /**
@@ -188,7 +190,8 @@ export async function readRootPackages(root: string, opts: ReadRootOptions): Pro
     // source: followed as the image would follow it, never onto the build host.
     const copyright = await readRegular(await resolveInRoot(root, `/usr/share/doc/${p.name}/copyright`));
     const license = licenseFromCopyright(copyright, refs);
-    const debSha256 = await debDigest(p, [...opts.debDirs, path.join(root, "var/cache/apt/archives")]);
+    // The root's own apt cache is looked in too, but its digests are not kept (its path is this run's mount).
+    const debSha256 = (await debDigest(p, opts.debDirs, opts.digests)) ?? (await debDigest(p, [path.join(root, "var/cache/apt/archives")]));
     packages.push({ ...p, license, licenseRefs: refs, ...(debSha256 ? { debSha256 } : {}) });
   }
   return packages;
@@ -200,15 +203,66 @@ async function readRegular(file: string): Promise<string | undefined> {
   return readFile(file, "utf8");
 }
 
-async function debDigest(p: DebPackage | Omit<DebPackage, "license" | "licenseRefs" | "debSha256">, dirs: readonly string[]): Promise<string | undefined> {
+async function debDigest(p: Pick<DebPackage, "name" | "version" | "arch">, dirs: readonly string[], digests?: DebDigestCache): Promise<string | undefined> {
   const name = debFileName(p);
   for (const dir of dirs) {
     const file = path.join(dir, name);
-    const st = await stat(file).catch(() => undefined);
+    const st = await lstat(file).catch(() => undefined);
     if (!st?.isFile()) continue;
+    const known = digests?.get(file, st);
+    if (known) return known;
     const hash = createHash("sha256");
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-    return hash.digest("hex");
+    const sha256 = hash.digest("hex");
+    digests?.set(file, st, sha256);
+    return sha256;
   }
   return undefined;
+}
+
+/**
+ * sha256 of .debs by path, valid while the file's device, inode, size and mtime are unchanged: a
+ * .deb in apt's cache is never rewritten in place (apt and mmdebstrap replace files), so hashing
+ * 100+ MB of packages again on every build is not needed. Kept as JSON beside the archive cache;
+ * written whole and renamed into place, so concurrent builds at worst each keep their own.
+ */
+export class DebDigestCache {
+  private entries = new Map<string, { id: string; sha256: string }>();
+  private changed = false;
+  constructor(private readonly file: string) {}
+
+  static async open(file: string): Promise<DebDigestCache> {
+    const c = new DebDigestCache(file);
+    try {
+      const data = JSON.parse(await readFile(file, "utf8")) as Record<string, { id: string; sha256: string }>;
+      for (const [k, v] of Object.entries(data)) if (typeof v?.id === "string" && /^[0-9a-f]{64}$/.test(v.sha256)) c.entries.set(k, v);
+    } catch {
+      // Missing or unreadable: start empty, it is only a cache.
+    }
+    return c;
+  }
+
+  private static id(st: { dev: number; ino: number; size: number; mtimeMs: number }): string {
+    return `${st.dev}:${st.ino}:${st.size}:${Math.round(st.mtimeMs)}`;
+  }
+
+  get(file: string, st: { dev: number; ino: number; size: number; mtimeMs: number }): string | undefined {
+    const e = this.entries.get(file);
+    return e && e.id === DebDigestCache.id(st) ? e.sha256 : undefined;
+  }
+
+  set(file: string, st: { dev: number; ino: number; size: number; mtimeMs: number }, sha256: string): void {
+    this.entries.set(file, { id: DebDigestCache.id(st), sha256 });
+    this.changed = true;
+  }
+
+  /** Writes the cache, dropping entries of files that are gone. */
+  async save(): Promise<void> {
+    if (!this.changed) return;
+    const keep: Record<string, { id: string; sha256: string }> = {};
+    for (const [k, v] of this.entries) if (await lstat(k).catch(() => undefined)) keep[k] = v;
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(keep));
+    await rename(tmp, this.file);
+  }
 }

@@ -56,12 +56,7 @@ export function allPackages(inv: ImageInventory): Array<{ purl: string; pkg: Deb
  * (a dependency on a package of another architecture not installed) are left out.
  */
 export function resolveDepends(pkg: DebPackage, installed: readonly DebPackage[]): DebPackage[] {
-  const byName = new Map<string, DebPackage[]>();
-  const providers = new Map<string, DebPackage[]>();
-  for (const p of installed) {
-    byName.set(p.name, [...(byName.get(p.name) ?? []), p]);
-    for (const v of p.provides) providers.set(v, [...(providers.get(v) ?? []), p]);
-  }
+  const { byName, providers } = indexOf(installed);
   const pick = (cands: DebPackage[] | undefined) => cands?.find((c) => c.arch === pkg.arch) ?? cands?.find((c) => c.arch === "all") ?? cands?.[0];
   const out: DebPackage[] = [];
   for (const group of pkg.depends) {
@@ -69,6 +64,22 @@ export function resolveDepends(pkg: DebPackage, installed: readonly DebPackage[]
     if (hit && hit !== pkg && !out.includes(hit)) out.push(hit);
   }
   return out;
+}
+
+const indexes = new WeakMap<readonly DebPackage[], { byName: Map<string, DebPackage[]>; providers: Map<string, DebPackage[]> }>();
+
+/** Packages by name and by what they provide, made once per package list (every package of it is resolved against it). */
+function indexOf(installed: readonly DebPackage[]) {
+  let index = indexes.get(installed);
+  if (!index) {
+    index = { byName: new Map(), providers: new Map() };
+    for (const p of installed) {
+      index.byName.set(p.name, [...(index.byName.get(p.name) ?? []), p]);
+      for (const v of p.provides) index.providers.set(v, [...(index.providers.get(v) ?? []), p]);
+    }
+    indexes.set(installed, index);
+  }
+  return index;
 }
 
 /** A name-based UUID (RFC 4122 version 5, URL namespace) of `name`: the same inputs give the same document ids. */
