@@ -5,7 +5,7 @@
  * artifacts it made, for result.json and the IMS manifest. What is covered is always the list of
  * artifacts the build hands in, so a new artifact kind is covered without changes here.
  */
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { lstat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ARTIFACT_KINDS, type ArtifactKind } from "../artifacts/types.js";
 import type { ResultArtifact, ResultStage } from "../artifacts/result.js";
@@ -14,11 +14,12 @@ import type { EventSink } from "../engine/events.js";
 import { openStageLog } from "../engine/stage-log.js";
 import type { LogSink } from "../host/exec.js";
 import { mountOverlay } from "../host/mount.js";
+import { resolveInRoot } from "../host/root-path.js";
 import { Scope } from "../host/scope.js";
 import type { LoadedRecipe } from "../recipe/load.js";
 import { openSigner } from "../streams/sign.js";
 import { KILN_VERSION } from "../version.js";
-import { DebDigestCache, readRootPackages, type DebPackage } from "./debian.js";
+import { DebDigestCache, readInRoot, readRootPackages, type DebPackage } from "./debian.js";
 import { addedPackages, type ImageInventory } from "./inventory.js";
 import { CLI_BUILDER_ID, provenanceStatement } from "./provenance.js";
 import { cyclonedxSbom } from "./sbom-cyclonedx.js";
@@ -133,13 +134,13 @@ async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInven
 async function sbomTime(root: string): Promise<Date> {
   const epoch = process.env.SOURCE_DATE_EPOCH;
   if (epoch && /^\d+$/.test(epoch)) return new Date(Number(epoch) * 1000);
-  const st = await stat(path.join(root, "var/lib/dpkg/status")).catch(() => undefined);
+  const st = await lstat(await resolveInRoot(root, "/var/lib/dpkg/status")).catch(() => undefined);
   return new Date(Math.floor((st?.mtimeMs ?? 0) / 1000) * 1000);
 }
 
 /** purl's vendor and distro qualifier from the root's os-release: debian, "debian-12" (ID-VERSION_ID, else ID-VERSION_CODENAME). */
 export async function distroOf(root: string): Promise<{ vendor?: string; distro?: string }> {
-  const text = (await readFile(path.join(root, "etc/os-release"), "utf8").catch(() => undefined)) ?? (await readFile(path.join(root, "usr/lib/os-release"), "utf8").catch(() => ""));
+  const text = (await readInRoot(root, "/etc/os-release")) ?? (await readInRoot(root, "/usr/lib/os-release")) ?? "";
   const field = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?$`, "m").exec(text)?.[1];
   const id = field("ID");
   const v = field("VERSION_ID") ?? field("VERSION_CODENAME");

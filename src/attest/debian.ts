@@ -182,23 +182,26 @@ export interface ReadRootOptions {
  * licenses and .deb digests. A root without a dpkg database (not Debian) has none.
  */
 export async function readRootPackages(root: string, opts: ReadRootOptions): Promise<DebPackage[]> {
-  const status = await readFile(path.join(root, "var/lib/dpkg/status"), "utf8").catch(() => "");
+  // Every path in the root is resolved as the image resolves it: its links never lead onto the build host.
+  const status = (await readInRoot(root, "/var/lib/dpkg/status")) ?? "";
+  const rootArchives = await resolveInRoot(root, "/var/cache/apt/archives");
   const packages: DebPackage[] = [];
   for (const p of parseDpkgStatus(status)) {
     const refs: Record<string, string> = {};
     // A package's doc dir is /usr/share/doc/<name>, often a link to another package's of the same
     // source: followed as the image would follow it, never onto the build host.
-    const copyright = await readRegular(await resolveInRoot(root, `/usr/share/doc/${p.name}/copyright`));
+    const copyright = await readInRoot(root, `/usr/share/doc/${p.name}/copyright`);
     const license = licenseFromCopyright(copyright, refs);
     // The root's own apt cache is looked in too, but its digests are not kept (its path is this run's mount).
-    const debSha256 = (await debDigest(p, opts.debDirs, opts.digests)) ?? (await debDigest(p, [path.join(root, "var/cache/apt/archives")]));
+    const debSha256 = (await debDigest(p, opts.debDirs, opts.digests)) ?? (await debDigest(p, [rootArchives]));
     packages.push({ ...p, license, licenseRefs: refs, ...(debSha256 ? { debSha256 } : {}) });
   }
   return packages;
 }
 
-/** A regular file's text (resolved in the root already); undefined when it is missing or anything else. */
-async function readRegular(file: string): Promise<string | undefined> {
+/** A regular file of the root, its links followed inside the root; undefined when it is missing or anything else. */
+export async function readInRoot(root: string, imagePath: string): Promise<string | undefined> {
+  const file = await resolveInRoot(root, imagePath);
   if (!(await lstat(file).catch(() => undefined))?.isFile()) return undefined;
   return readFile(file, "utf8");
 }

@@ -246,3 +246,28 @@ test("purl vendor and distro come from the root's os-release", async () => {
   assert.deepEqual(await distroOf(path.join(dir, "no-root")), {});
   assert.equal(debPurl({ name: "bash", version: "5.1-6ubuntu1", arch: "amd64" }, { vendor: "ubuntu", distro: "ubuntu-22.04" }), "pkg:deb/ubuntu/bash@5.1-6ubuntu1?arch=amd64&distro=ubuntu-22.04");
 });
+
+test("a root whose dpkg status, os-release and apt cache are links to host paths gives nothing of the host", async () => {
+  const { distroOf } = await import("../../src/attest/attest.js");
+  // Host files an image's absolute links name: followed on the host they would be read.
+  const host = path.join(dir, "host");
+  await mkdir(path.join(host, "archives"), { recursive: true });
+  await writeFile(path.join(host, "status"), pkg("host-secret", "1.0", "amd64"));
+  await writeFile(path.join(host, "os-release"), "ID=hostos\nVERSION_ID=99\n");
+  await writeFile(path.join(host, "archives", "bash_5.2.15-2+b7_amd64.deb"), "host bytes");
+  const evil = path.join(dir, "evil");
+  await mkdir(path.join(evil, "var/lib/dpkg"), { recursive: true });
+  await mkdir(path.join(evil, "etc"), { recursive: true });
+  await mkdir(path.join(evil, "var/cache/apt"), { recursive: true });
+  await symlink(path.join(host, "status"), path.join(evil, "var/lib/dpkg/status"));
+  await symlink(path.join(host, "os-release"), path.join(evil, "etc/os-release"));
+  assert.deepEqual(await readRootPackages(evil, { debDirs: [] }), [], "the host's status file is not read");
+  assert.deepEqual(await distroOf(evil), {}, "nor its os-release");
+  // A real status, but the root's apt cache links to a host dir holding a .deb of that name.
+  await rm(path.join(evil, "var/lib/dpkg/status"));
+  await writeFile(path.join(evil, "var/lib/dpkg/status"), pkg("bash", "5.2.15-2+b7", "amd64"));
+  await symlink(path.join(host, "archives"), path.join(evil, "var/cache/apt/archives"));
+  const [bash] = await readRootPackages(evil, { debDirs: [] });
+  assert.equal(bash!.name, "bash");
+  assert.equal(bash!.debSha256, undefined, "the host's .deb is not hashed as the image's");
+});
