@@ -5,11 +5,11 @@
  * artifacts it made, for result.json and the IMS manifest. What is covered is always the list of
  * artifacts the build hands in, so a new artifact kind is covered without changes here.
  */
-import { lstat, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ARTIFACT_KINDS, type ArtifactKind } from "../artifacts/types.js";
 import type { ResultArtifact, ResultStage } from "../artifacts/result.js";
-import { fileDigests } from "../cache/key.js";
+import { canonicalJson, fileDigests, sha256Hex } from "../cache/key.js";
 import type { EventSink } from "../engine/events.js";
 import { openStageLog } from "../engine/stage-log.js";
 import type { LogSink } from "../host/exec.js";
@@ -41,9 +41,15 @@ export interface AttestOptions {
   /** A GnuPG key (file or key id) to sign SHA256SUMS with, as `kiln streams publish --sign-key`. */
   signKey?: string;
   passphraseFile?: string;
+  /** SLSA builder id; `kiln build`'s when not given. */
   builderId?: string;
+  /** Kiln's cache dir: SBOMs made before from the very same layers and artifacts are kept in `attest/` there. */
+  cacheDir?: string;
   emit: EventSink;
 }
+
+/** SBOMs kept for unchanged rebuilds; the oldest beyond this many are removed. */
+const KEPT_SBOMS = 32;
 
 export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
   const t0 = Date.now();
@@ -59,14 +65,21 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
     };
 
     const since = (t: number) => `${((Date.now() - t) / 1000).toFixed(2)} s`;
-    const inv = await readInventory(o, log);
-    log.line(`${inv.root.length} packages in the root${inv.flavors.map((f) => `, ${f.packages.length} added by ${f.flavor}`).join("")}; distro ${inv.distro ?? "unknown"}; read in ${since(t0)}`);
-    const all = [...inv.root, ...inv.flavors.flatMap((f) => f.packages)];
-    const noDeb = all.filter((p) => !p.debSha256);
-    if (noDeb.length) log.line(`no .deb at hand for ${noDeb.length} packages (their checksums are not stated): ${noDeb.slice(0, 20).map((p) => p.name).join(" ")}${noDeb.length > 20 ? " …" : ""}`);
-    log.line(`${all.filter((p) => p.license === "NOASSERTION").length} packages have no machine-readable copyright file (NOASSERTION)`);
-    await put(ARTIFACT_KINDS.sbomSpdx, JSON.stringify(spdxSbom(inv), null, 2) + "\n");
-    await put(ARTIFACT_KINDS.sbomCycloneDx, JSON.stringify(cyclonedxSbom(inv), null, 2) + "\n");
+    const kept = o.cacheDir ? path.join(o.cacheDir, "attest", `${sbomKey(o)}.json`) : undefined;
+    let sboms = kept ? await readKept(kept) : undefined;
+    if (sboms) log.line(`SBOMs of the same layers and artifacts made before: ${kept!}`);
+    else {
+      const inv = await readInventory(o, log);
+      log.line(`${inv.root.length} packages in the root${inv.flavors.map((f) => `, ${f.packages.length} added by ${f.flavor}`).join("")}; distro ${inv.distro ?? "unknown"}; read in ${since(t0)}`);
+      const all = [...inv.root, ...inv.flavors.flatMap((f) => f.packages)];
+      const noDeb = all.filter((p) => !p.debSha256);
+      if (noDeb.length) log.line(`no .deb at hand for ${noDeb.length} packages (their checksums are not stated): ${noDeb.slice(0, 20).map((p) => p.name).join(" ")}${noDeb.length > 20 ? " …" : ""}`);
+      log.line(`${all.filter((p) => p.license === "NOASSERTION").length} packages have no machine-readable copyright file (NOASSERTION)`);
+      sboms = { spdx: JSON.stringify(spdxSbom(inv), null, 2) + "\n", cyclonedx: JSON.stringify(cyclonedxSbom(inv), null, 2) + "\n" };
+      if (kept) await keep(kept, sboms);
+    }
+    await put(ARTIFACT_KINDS.sbomSpdx, sboms.spdx);
+    await put(ARTIFACT_KINDS.sbomCycloneDx, sboms.cyclonedx);
 
     const statement = provenanceStatement({
       loaded: o.loaded,
@@ -98,6 +111,50 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
   } finally {
     await log.close();
   }
+}
+
+interface KeptSboms {
+  spdx: string;
+  cyclonedx: string;
+}
+
+/**
+ * What the SBOMs are a function of: Kiln's version, the recipe, the layer entries (their trees'
+ * paths name the generation, so a rebuilt layer is another path), the artifacts and the stated time.
+ */
+function sbomKey(o: AttestOptions): string {
+  return sha256Hex(
+    canonicalJson({
+      kiln: KILN_VERSION,
+      recipe: [o.loaded.recipe.name, o.loaded.sha256],
+      layers: o.layers,
+      artifacts: o.artifacts.map((a) => [a.name, a.path, a.type, a.sha256, a.md5, a.flavor ?? null]),
+      epoch: process.env.SOURCE_DATE_EPOCH ?? null,
+    }),
+  );
+}
+
+async function readKept(file: string): Promise<KeptSboms | undefined> {
+  try {
+    const k = JSON.parse(await readFile(file, "utf8")) as KeptSboms;
+    if (typeof k.spdx !== "string" || typeof k.cyclonedx !== "string") return undefined;
+    await utimes(file, new Date(), new Date()); // most recently used: kept longest
+    return k;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keeps the SBOMs for the next unchanged rebuild (written whole, then renamed), and at most KEPT_SBOMS of them. */
+async function keep(file: string, sboms: KeptSboms): Promise<void> {
+  const dir = path.dirname(file);
+  await mkdir(dir, { recursive: true });
+  await writeFile(`${file}.${process.pid}.tmp`, JSON.stringify(sboms));
+  await rename(`${file}.${process.pid}.tmp`, file);
+  const entries = await Promise.all(
+    (await readdir(dir)).filter((n) => n.endsWith(".json")).map(async (n) => ({ n, t: (await lstat(path.join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
+  );
+  for (const e of entries.sort((a, b) => b.t - a.t).slice(KEPT_SBOMS)) await rm(path.join(dir, e.n), { force: true });
 }
 
 /** The packages of the root and of each flavor, read from read-only overlays of their layers. */

@@ -68,6 +68,8 @@ export interface BuildOptions {
   signKey?: string;
   /** The sign key's passphrase, in a file. */
   passphraseFile?: string;
+  /** The SLSA builder id provenance.json names (docs/attest.md); `kiln build`'s by default. */
+  builderId?: string;
   signal: AbortSignal;
   emit: EventSink;
 }
@@ -291,7 +293,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
   artifacts.push(...(await attestOut({
-    out, loaded, stages, artifacts, emit, workDir: work.path, aptArchives: store.aptArchives, startedOn: new Date(started), signKey: opts.signKey, passphraseFile: opts.passphraseFile,
+    out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started),
+    signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
     layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [kernelTree(k.flavor!), ...chain] })) },
   })));
   const created = new Date();
