@@ -5,6 +5,7 @@
  * artifacts it made, for result.json and the IMS manifest. What is covered is always the list of
  * artifacts the build hands in, so a new artifact kind is covered without changes here.
  */
+import { randomUUID } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ARTIFACT_KINDS, type ArtifactKind } from "../artifacts/types.js";
@@ -149,8 +150,9 @@ async function readKept(file: string): Promise<KeptSboms | undefined> {
 async function keep(file: string, sboms: KeptSboms): Promise<void> {
   const dir = path.dirname(file);
   await mkdir(dir, { recursive: true });
-  await writeFile(`${file}.${process.pid}.tmp`, JSON.stringify(sboms));
-  await rename(`${file}.${process.pid}.tmp`, file);
+  const tmp = `${file}.${randomUUID()}.tmp`; // builds in one process (the service's workers) may keep the same SBOMs at once
+  await writeFile(tmp, JSON.stringify(sboms));
+  await rename(tmp, file);
   const entries = await Promise.all(
     (await readdir(dir)).filter((n) => n.endsWith(".json")).map(async (n) => ({ n, t: (await lstat(path.join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
   );

@@ -4,7 +4,7 @@
  * (/usr/share/doc/<package>/copyright, format https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/)
  * and the sha256 of each .deb where a copy of it is still at hand.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -264,7 +264,8 @@ export class DebDigestCache {
     if (!this.changed) return;
     const keep: Record<string, { id: string; sha256: string }> = {};
     for (const [k, v] of this.entries) if (await lstat(k).catch(() => undefined)) keep[k] = v;
-    const tmp = `${this.file}.${process.pid}.tmp`;
+    // One tmp name per write: builds in one process (the service's workers) save concurrently.
+    const tmp = `${this.file}.${randomUUID()}.tmp`;
     await writeFile(tmp, JSON.stringify(keep));
     await rename(tmp, this.file);
   }

@@ -271,3 +271,32 @@ test("a root whose dpkg status, os-release and apt cache are links to host paths
   assert.equal(bash!.name, "bash");
   assert.equal(bash!.debSha256, undefined, "the host's .deb is not hashed as the image's");
 });
+
+test(".deb digests are kept by inode, size and mtime: a replaced .deb is hashed again", async () => {
+  const { DebDigestCache } = await import("../../src/attest/debian.js");
+  const { utimes } = await import("node:fs/promises");
+  const p = path.join(dir, "digest-pool");
+  const r = path.join(dir, "digest-root");
+  await mkdir(p, { recursive: true });
+  await mkdir(path.join(r, "var/lib/dpkg"), { recursive: true });
+  await writeFile(path.join(r, "var/lib/dpkg/status"), pkg("bash", "5.2.15-2+b7", "amd64"));
+  const deb = path.join(p, "bash_5.2.15-2+b7_amd64.deb");
+  await writeFile(deb, "first");
+  const file = path.join(dir, "deb-sha256.json");
+  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+  let cache = await DebDigestCache.open(file);
+  assert.equal((await readRootPackages(r, { debDirs: [p], digests: cache }))[0]!.debSha256, sha("first"));
+  await cache.save();
+  // A kept digest is used as long as the file is the same file: shown by a stale entry for it.
+  const { readFile: rf } = await import("node:fs/promises");
+  const saved = JSON.parse(await rf(file, "utf8")) as Record<string, { id: string; sha256: string }>;
+  saved[deb]!.sha256 = "9".repeat(64);
+  await writeFile(file, JSON.stringify(saved));
+  cache = await DebDigestCache.open(file);
+  assert.equal((await readRootPackages(r, { debDirs: [p], digests: cache }))[0]!.debSha256, "9".repeat(64), "not hashed again");
+  // Replaced (new inode, size, mtime): hashed again.
+  await rm(deb);
+  await writeFile(deb, "second!");
+  await utimes(deb, new Date(1e9), new Date(1e9));
+  assert.equal((await readRootPackages(r, { debDirs: [p], digests: cache }))[0]!.debSha256, sha("second!"));
+});
