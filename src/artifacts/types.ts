@@ -29,6 +29,12 @@ export const ARTIFACT_KINDS = {
   iso: { name: "live.iso", type: "application/x-iso9660-image", ftype: "iso" },
   /** A live ISO with a site's cloud-init seed (kiln iso --seed): in result.json's `seeded`, never published. */
   seededIso: { name: "live-seeded.iso", type: "application/x-iso9660-image", ftype: "iso-seeded" },
+  // Attestations (docs/attest.md): SBOMs, provenance and checksums, each a file at the top of out/.
+  sbomSpdx: { name: "sbom.spdx.json", type: "application/spdx+json", ftype: "sbom.spdx.json" },
+  sbomCycloneDx: { name: "sbom.cdx.json", type: "application/vnd.cyclonedx+json", ftype: "sbom.cdx.json" },
+  provenance: { name: "provenance.json", type: "application/vnd.in-toto+json", ftype: "provenance.json" },
+  checksums: { name: "SHA256SUMS", type: "text/plain", ftype: "sha256sums" },
+  checksumsSignature: { name: "SHA256SUMS.gpg", type: "application/pgp-signature", ftype: "sha256sums.gpg" },
 } as const satisfies Record<string, ArtifactKind>;
 
 /** The kinds a service job uploads, by media type (first kind of a type wins). */

@@ -42,12 +42,14 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .option("--verify", "boot-verify every flavor (default: the recipe's verify)")
     .option("--no-verify", "skip boot verification")
     .option("--reverify", "boot even when these very bytes booted before (cached boot results)", false)
+    .option("--sign-key <key>", "sign out/SHA256SUMS (SHA256SUMS.gpg) with this OpenPGP key: a secret key file, or a key id in your GnuPG keyring")
+    .option("--passphrase-file <file>", "passphrase of --sign-key, if it has one")
     .option("--json", "JSON lines instead of progress text", false)
     .option("-v, --verbose", "print every stage's full log", false)
-    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v")
+    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v\n  kiln build recipe.yaml --sign-key ops@example.org")
     .action(async (recipe: string, o) => {
       const { buildCommand } = await import("./commands/build.js");
-      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, json: o.json, verbose: o.verbose }, io));
+      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, signKey: o.signKey, passphraseFile: o.passphraseFile, json: o.json, verbose: o.verbose }, io));
     });
 
   program
@@ -132,6 +134,20 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
       ];
       if (o.json) io.stdout.write(JSON.stringify(rows, null, 2) + "\n");
       else for (const r of rows) io.stdout.write(`${r.kind.padEnd(16)} ${r.type.padEnd(9)} ${r.summary}\n`);
+    });
+
+  program
+    .command("attest")
+    .description("Check a build's attestations (docs/attest.md)")
+    .command("verify")
+    .description("Check out/SHA256SUMS's signature (gpgv), every checksum, and that provenance.json names this build's recipe")
+    .argument("<out>", "a build's out dir")
+    .option("--keyring <file>", "the signer's public keyring (binary or armored); without it gpgv uses its default keyring")
+    .option("--json", "print the findings as JSON", false)
+    .addHelpText("after", "\nExit codes: 0 all good, 1 a check failed (each failure is named), 2 bad command line or no out dir\n\nExamples:\n  kiln attest verify out --keyring ops-key.gpg\n  kiln attest verify /srv/images/web --json")
+    .action(async (out: string, o) => {
+      const { attestVerifyCommand } = await import("./commands/attest.js");
+      setExit(await attestVerifyCommand(out, { keyring: o.keyring, json: o.json }, io));
     });
 
   registerStreamsCommands(program, io, setExit);

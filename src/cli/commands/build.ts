@@ -1,5 +1,6 @@
 /** `kiln build RECIPE`: plan, build (reusing the cache), assemble out/, boot-verify if asked. */
 import { build } from "../../engine/build.js";
+import { openSigner } from "../../streams/sign.js";
 import { createRenderer } from "../render.js";
 import type { CommandIo } from "../io.js";
 
@@ -10,11 +11,22 @@ export interface BuildFlags {
   from?: string;
   verify?: boolean;
   reverify?: boolean;
+  signKey?: string;
+  passphraseFile?: string;
   json: boolean;
   verbose: boolean;
 }
 
 export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo): Promise<number> {
+  // A key gpg cannot sign with (unknown, or a passphrase missing) fails now, not after the build.
+  if (f.signKey) {
+    const signer = await openSigner(f.signKey, { passphraseFile: f.passphraseFile });
+    try {
+      await signer.detachSign("kiln: can this key sign?\n");
+    } finally {
+      await signer.close();
+    }
+  }
   const r = createRenderer({ json: f.json, verbose: f.verbose, stream: io.stdout });
   try {
     const result = await build({
@@ -25,6 +37,8 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
       from: f.from,
       verify: f.verify,
       reverify: f.reverify,
+      signKey: f.signKey,
+      passphraseFile: f.passphraseFile,
       signal: io.signal,
       emit: r.emit,
     });
