@@ -43,9 +43,12 @@ import { diffPackages, formatPackageDiff, parsePackageList } from "./package-dif
 import { publishImage } from "./publish.js";
 import type { JobContext } from "./runner.js";
 
-const KERNEL_TYPE = "application/vnd.cray.image.kernel";
-const INITRD_TYPE = "application/vnd.cray.image.initrd";
-const PARAMS_TYPE = "application/vnd.cray.image.parameters.boot";
+/** What each per-flavor artifact of a source image is to the job, by its media type. */
+const FLAVOR_ROLE_OF_TYPE: ReadonlyMap<string, "kernel" | "initrd" | "params"> = new Map([
+  [ARTIFACT_KINDS.kernel.type, "kernel"],
+  [ARTIFACT_KINDS.initrd.type, "initrd"],
+  [ARTIFACT_KINDS.bootParams.type, "params"],
+]);
 
 /**
  * What goes into a flavor's kernel and initramfs, besides the kernel layer itself: a session that
@@ -189,7 +192,7 @@ async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Pro
   if (!rootfs) throw jobError(`image ${image.id}: its manifest lists no rootfs (${ROOTFS_TYPE})`);
   const flavors = new Map<string, SourceFlavor>();
   for (const a of manifest.artifacts) {
-    const role = a.type === KERNEL_TYPE ? "kernel" : a.type === INITRD_TYPE ? "initrd" : a.type === PARAMS_TYPE ? "params" : undefined;
+    const role = FLAVOR_ROLE_OF_TYPE.get(a.type);
     if (!role) continue;
     const flavor = typeof a.flavor === "string" && /^[a-z0-9][a-z0-9.-]*$/.test(a.flavor) ? a.flavor : "default";
     const f = flavors.get(flavor) ?? { flavor };
