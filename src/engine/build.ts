@@ -24,11 +24,11 @@ import { createWorkDir } from "../host/workdir.js";
 import { kernelCmdline, planBuild, toolsFor, type Plan, type PlannedStage } from "../plan/plan.js";
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.js";
 import { playbookFolderDigest } from "../stages/ansible.js";
-import { ARTIFACT_STAGES, LAYER_STAGES } from "../stages/index.js";
+import { ARTIFACT_STAGES, LAYER_STAGES, stageOf } from "../stages/index.js";
 import { detectImageFormat } from "../stages/import-image.js";
 import { ISO_FILE } from "../stages/iso.js";
 import { QCOW2_FILE } from "../stages/qcow2.js";
-import type { StageContext } from "../stages/stage.js";
+import { checkedOptions, factsOf, type StageContext } from "../stages/stage.js";
 import { BootResultCache } from "../verify/boot-cache.js";
 import { verifyOut } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
@@ -71,20 +71,13 @@ export interface BuildOptions {
 export async function prepareBuild(recipeFile: string, siteCaFiles: readonly string[] = []): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
   const loaded = await loadRecipe(recipeFile);
   const r = loaded.recipe;
-  const tools = await toolVersions(toolsFor(r));
   const importFormat = "image" in r.base && r.base.format === "auto" ? await detectImageFormat(r.base.image) : undefined;
   const playbookTrees: Record<string, string> = {};
   for (const a of r.ansible) playbookTrees[a.playbook] ??= await playbookFolderDigest(a.playbook);
   const siteCas: Record<string, string> = {};
   for (const f of siteCaFiles) siteCas[f] = `sha256:${(await fileDigests(f)).sha256}`;
-  const plan = planBuild(loaded, {
-    tools,
-    hostSources: await readHostSources(),
-    initramfsDigest: await initramfsDigest(),
-    importFormat,
-    playbookTrees,
-    siteCas,
-  });
+  const host = { hostSources: await readHostSources(), initramfsDigest: await initramfsDigest(), importFormat, playbookTrees, siteCas };
+  const plan = planBuild(loaded, { ...host, tools: await toolVersions(toolsFor(loaded, host)) });
   return { loaded, plan };
 }
 
@@ -176,6 +169,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const mountName = s.name.replace(/[^a-z0-9-]/gi, "-");
     if (s.section === "layers") {
       const stage = LAYER_STAGES[s.kind]!;
+      const options = checkedOptions(stage, s.options);
       let root = pending.tree;
       if (!stage.base) {
         const m = await mountOverlay(
@@ -198,7 +192,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       };
       for (;;) {
         try {
-          await stage.run(layerCtx, s.options);
+          await stage.run(layerCtx, options);
           break;
         } catch (e) {
           if (!opts.onStageFailure || signal.aborted) throw e;
@@ -210,6 +204,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       }
     } else {
       const stage = ARTIFACT_STAGES[s.kind]!;
+      const options = checkedOptions(stage, s.options);
       let root = "";
       if (stage.needsRoot) {
         const m = await mountOverlay(path.join(work.path, "mnt", mountName), { lower }, { log, workDir: work.path });
@@ -217,9 +212,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         root = m.path;
       }
       const inputs = Object.fromEntries(Object.entries(s.uses ?? {}).map(([n, u]) => [n, path.join(used.get(u.key)!.outputs, u.file)]));
-      await stage.run({ ...ctx, root, inputs }, s.options);
+      await stage.run({ ...ctx, root, inputs }, options);
     }
     await stageScope.release(); // unmount before the layer moves into the cache
+    const stage = stageOf(s.kind);
+    if (stage.facts) factsOf(stage, ctx.facts); // what out/ and the catalog read back must be there
     ctx.facts.files = await digestOutputs(pending.outputs);
     // Entries built on a hand-fixed layer are not what their keys say: dropped when the build ends.
     if (handMade.size > 0) scope.defer(() => store.remove(s.section, s.key, nullLog));
@@ -247,9 +244,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     return result;
   }
   for (const k of plan.kernels) await runStage(k, [...chain]);
-  // qcow2 reads the first flavor's kernel layer over the sealed root.
-  const kernelTree = (flavor: string) => used.get(plan.kernels.find((k) => k.flavor === flavor)!.key)!.tree;
-  for (const a of plan.artifacts) await runStage(a, a.flavor ? [kernelTree(a.flavor), ...chain] : [...chain]);
+  // An artifact reads the layer it is built on: the sealed root, or a flavor's kernel layer over it (qcow2).
+  const kernelUnder = (a: PlannedStage) => plan.kernels.find((k) => k.key === a.record.parent);
+  for (const a of plan.artifacts) await runStage(a, kernelUnder(a) ? [used.get(kernelUnder(a)!.key)!.tree, ...chain] : [...chain]);
 
   // Assemble out/.
   const artifacts: ResultArtifact[] = [];

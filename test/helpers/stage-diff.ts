@@ -29,6 +29,7 @@ import { mountOverlay } from "../../src/host/mount.js";
 import { Scope } from "../../src/host/scope.js";
 import { createWorkDir } from "../../src/host/workdir.js";
 import type { LayerStage } from "../../src/stages/stage.js";
+import type { z } from "zod";
 
 export type Change = { sign: "+" | "~" | "-"; path: string; detail?: string };
 
@@ -48,7 +49,7 @@ export interface StageRun {
  * Runs `stage` with `options` on an overlay over `lower` (host dirs, top first) in `dir` (made
  * here; its upper/ and outputs/ stay for the test to read). Nothing stays mounted afterwards.
  */
-export async function runStageOnRoot<O>(stage: LayerStage<O>, options: O, lower: string[], dir: string, opts: { aptArchives: string }): Promise<StageRun> {
+export async function runStageOnRoot<S extends z.ZodType>(stage: LayerStage<S>, options: z.input<S>, lower: string[], dir: string, opts: { aptArchives: string }): Promise<StageRun> {
   const upper = path.join(dir, "upper");
   const outputs = path.join(dir, "outputs");
   await mkdir(dir, { recursive: true });
