@@ -6,11 +6,11 @@
  *
  * The CLI runs this directly; the service runs the same function in its workers.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
-import { ARTIFACT_KINDS, bootParams } from "../artifacts/types.js";
-import { imsManifest, type BuildResult, type ResultArtifact, type ResultStage } from "../artifacts/result.js";
+import { bootParams } from "../artifacts/types.js";
+import type { BuildResult, ResultArtifact, ResultStage } from "../artifacts/result.js";
 import { explainMiss as explainKeyChange, fileDigests, sameBinding, type Binding } from "../cache/key.js";
 import { CacheStore, type Entry } from "../cache/store.js";
 import { readHostSources } from "../host/apt-sources.js";
@@ -26,14 +26,13 @@ import { loadRecipe, type LoadedRecipe } from "../recipe/load.js";
 import { playbookFolderDigest } from "../stages/ansible.js";
 import { ARTIFACT_STAGES, LAYER_STAGES, stageOf } from "../stages/index.js";
 import { detectImageFormat } from "../stages/import-image.js";
-import { ISO_FILE } from "../stages/iso.js";
-import { QCOW2_FILE } from "../stages/qcow2.js";
+import { kernel } from "../stages/kernel.js";
 import { checkedOptions, factsOf, type StageContext } from "../stages/stage.js";
 import { BootResultCache } from "../verify/boot-cache.js";
 import { verifyOut } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
 import { initramfsDigest } from "./initramfs-digest.js";
-import { placeFile, prepareOutDir, writeJson } from "./out-dir.js";
+import { OutputDigests, placeStageOutputs, prepareOutDir, writeBootParams, writeOutDocuments } from "./out-dir.js";
 import { openStageLog } from "./stage-log.js";
 import { KILN_VERSION } from "../version.js";
 
@@ -248,38 +247,18 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const kernelUnder = (a: PlannedStage) => plan.kernels.find((k) => k.key === a.record.parent);
   for (const a of plan.artifacts) await runStage(a, kernelUnder(a) ? [used.get(kernelUnder(a)!.key)!.tree, ...chain] : [...chain]);
 
-  // Assemble out/.
-  const artifacts: ResultArtifact[] = [];
-  const place = async (_section: "layers" | "artifacts", key: string, file: string, rel: string, kind: (typeof ARTIFACT_KINDS)[keyof typeof ARTIFACT_KINDS], extra: Partial<ResultArtifact> = {}) => {
-    const entry = used.get(key)!;
-    const digests = (entry.meta.facts.files as Record<string, FileDigest>)[file]!;
-    await placeFile(path.join(entry.outputs, file), out, rel);
-    artifacts.push({ name: kind.name, path: rel, type: kind.type, ftype: kind.ftype, ...extra, ...digests });
-  };
+  // Assemble out/: each stage's files as its outputs declare, and a boot-params per flavor.
   const wants = new Set(loaded.recipe.outputs);
   const flavorFacts = (flavor: string) => {
     const k = plan.kernels.find((x) => x.flavor === flavor)!;
-    return { flavor, kpackage: k.package, kernelVersion: used.get(k.key)!.meta.facts.kernelVersion as string };
+    return { flavor, kpackage: k.package, kernelVersion: factsOf(kernel, used.get(k.key)!.meta.facts).kernelVersion };
   };
-  for (const a of plan.artifacts) {
-    // The ISO needs the squashfs even when the recipe does not ask for it in out/.
-    if (a.name === "squashfs" && wants.has("squashfs")) await place("artifacts", a.key, "squashfs", "squashfs", ARTIFACT_KINDS.squashfs);
-    if (a.name === "qcow2") await place("artifacts", a.key, QCOW2_FILE, `${a.flavor!}/${QCOW2_FILE}`, ARTIFACT_KINDS.qcow2, flavorFacts(a.flavor!));
-    if (a.name === "iso") {
-      const flavor = (a.options as { flavor: string }).flavor;
-      await place("artifacts", a.key, ISO_FILE, `${flavor}/${ISO_FILE}`, ARTIFACT_KINDS.iso, flavorFacts(flavor));
-    }
-    if (a.name === "manifest") await place("artifacts", a.key, "squashfs.manifest", "squashfs.manifest", ARTIFACT_KINDS.manifest);
-    if (a.name === "tarball") await place("artifacts", a.key, "rootfs.tar.zst", "rootfs.tar.zst", ARTIFACT_KINDS.tarball);
-  }
-  for (const k of plan.kernels) {
-    const facts = used.get(k.key)!.meta.facts;
-    const extra = { flavor: k.flavor, kpackage: k.package, kernelVersion: facts.kernelVersion as string };
-    if (wants.has("kernel")) await place("layers", k.key, "boot-kernel", `${k.flavor}/boot-kernel`, ARTIFACT_KINDS.kernel, extra);
-    if (wants.has("initrd")) await place("layers", k.key, "boot-initrd", `${k.flavor}/boot-initrd`, ARTIFACT_KINDS.initrd, extra);
-    const rel = `${k.flavor}/boot-params`;
-    await writeFile(path.join(out, rel), bootParams(kernelCmdline(loaded.recipe)) + "\n");
-    artifacts.push({ name: ARTIFACT_KINDS.bootParams.name, path: rel, type: ARTIFACT_KINDS.bootParams.type, ftype: ARTIFACT_KINDS.bootParams.ftype, ...extra, ...(await fileDigests(path.join(out, rel))) });
+  const artifacts: ResultArtifact[] = [];
+  for (const s of [...plan.artifacts, ...plan.kernels]) {
+    const entry = used.get(s.key)!;
+    const flavor = s.flavor === undefined ? undefined : flavorFacts(s.flavor);
+    artifacts.push(...(await placeStageOutputs(stageOf(s.kind), entry.outputs, out, { wants, flavor, digests: OutputDigests.parse(entry.meta.facts.files) })));
+    if (s.section === "layers" && flavor) artifacts.push(await writeBootParams(out, flavor, bootParams(kernelCmdline(loaded.recipe)) + "\n"));
   }
   const created = new Date();
   const result: BuildResult = {
@@ -293,9 +272,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     verify: [],
     kiln: { version: KILN_VERSION, created: created.toISOString(), seconds: 0, unchangedImport: plan.unchangedImport },
   };
-  await writeJson(path.join(out, "manifest.json"), imsManifest(artifacts, created), 4);
   result.kiln.seconds = round1((Date.now() - started) / 1000);
-  await writeJson(path.join(out, "result.json"), result);
+  await writeOutDocuments(out, result, created);
 
   const wantVerify = opts.verify ?? loaded.recipe.verify === "boot";
   if (wantVerify) {
