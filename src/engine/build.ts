@@ -21,17 +21,14 @@ import { Scope } from "../host/scope.js";
 import { sweepDeadBuilds } from "../host/sweep.js";
 import { toolVersions } from "../host/tools.js";
 import { createWorkDir } from "../host/workdir.js";
-import { kernelCmdline, planBuild, toolsFor, type Plan, type PlannedStage } from "../plan/plan.js";
+import { kernelCmdline, planBuild, toolsFor, type Plan, type PlanHost, type PlannedStage } from "../plan/plan.js";
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.js";
-import { playbookFolderDigest } from "../stages/ansible.js";
-import { ARTIFACT_STAGES, LAYER_STAGES, stageOf } from "../stages/index.js";
-import { detectImageFormat } from "../stages/import-image.js";
+import { ARTIFACT_STAGES, LAYER_STAGES, STAGES, stageOf } from "../stages/index.js";
 import { kernel } from "../stages/kernel.js";
 import { checkedOptions, factsOf, type StageContext } from "../stages/stage.js";
 import { BootResultCache } from "../verify/boot-cache.js";
 import { verifyOut } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
-import { initramfsDigest } from "./initramfs-digest.js";
 import { OutputDigests, placeStageOutputs, prepareOutDir, writeBootParams, writeOutDocuments } from "./out-dir.js";
 import { openStageLog } from "./stage-log.js";
 import { KILN_VERSION } from "../version.js";
@@ -66,16 +63,14 @@ export interface BuildOptions {
   emit: EventSink;
 }
 
-/** Loads the recipe and plans it against this host (tool versions, apt sources, image format). */
+/** Loads the recipe and plans it against this host (tool versions, apt sources, and what each stage's hostFacts looks up). */
 export async function prepareBuild(recipeFile: string, siteCaFiles: readonly string[] = []): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
   const loaded = await loadRecipe(recipeFile);
   const r = loaded.recipe;
-  const importFormat = "image" in r.base && r.base.format === "auto" ? await detectImageFormat(r.base.image) : undefined;
-  const playbookTrees: Record<string, string> = {};
-  for (const a of r.ansible) playbookTrees[a.playbook] ??= await playbookFolderDigest(a.playbook);
   const siteCas: Record<string, string> = {};
   for (const f of siteCaFiles) siteCas[f] = `sha256:${(await fileDigests(f)).sha256}`;
-  const host = { hostSources: await readHostSources(), initramfsDigest: await initramfsDigest(), importFormat, playbookTrees, siteCas };
+  const host: PlanHost = { hostSources: await readHostSources(), siteCas };
+  for (const s of STAGES) Object.assign(host, await s.hostFacts?.(r));
   const plan = planBuild(loaded, { ...host, tools: await toolVersions(toolsFor(loaded, host)) });
   return { loaded, plan };
 }

@@ -57,6 +57,8 @@ export interface PlanInputs extends PlanHost {
   tools: ToolVersions;
 }
 
+export type { PlanHost };
+
 export function planBuild(loaded: LoadedRecipe, env: PlanInputs): Plan {
   return planStages(loaded, env, (tool, kind) => {
     const v = env.tools[tool];

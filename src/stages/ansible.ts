@@ -39,6 +39,11 @@ export const ansible = defineLayerStage({
     });
     return [{ options: { plays }, inputs }];
   },
+  async hostFacts(r) {
+    const playbookTrees: Record<string, string> = {};
+    for (const a of r.ansible) playbookTrees[a.playbook] ??= await playbookFolderDigest(a.playbook);
+    return { playbookTrees };
+  },
   base: false,
   tools: ["ansible-playbook", "chroot"],
   async run(ctx, o) {

@@ -19,6 +19,8 @@ export const importImage = defineLayerStage({
     if (!("image" in r.base)) return [];
     return [{ options: { image: ref("base.image", r.base.image), format: host.importFormat ?? r.base.format }, inputs: { "base.image": digestOf(r.base.image) } }];
   },
+  // "auto" is resolved before planning: the format is part of the key (and says whether a squashfs is copied).
+  hostFacts: async (r) => ("image" in r.base && r.base.format === "auto" ? { importFormat: await detectImageFormat(r.base.image) } : {}),
   base: true,
   tools: ["unsquashfs", "qemu-img", "tar", "sfdisk"],
   async run(ctx, o) {

@@ -13,6 +13,7 @@
 import { chmod, copyFile, cp, lstat, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { treeDigest } from "../cache/tree-digest.js";
 import { KilnError } from "../errors.js";
 import type { ChrootSession } from "../host/chroot.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
@@ -58,8 +59,9 @@ export const kernel = defineLayerStage({
         suiteAptLine: k.suite && archive ? `deb ${archive} ${k.suite} main` : undefined,
         dkms: r.config.dkms?.length ? r.config.dkms : undefined,
       },
-      inputs: { "initramfs-assets": host.initramfsDigest },
+      inputs: { "initramfs-assets": host.initramfsDigest ?? "missing" },
     })),
+  hostFacts: async () => ({ initramfsDigest: await treeDigest(INITRAMFS_ASSETS) }),
   outputs: [
     { file: "boot-kernel", artifact: "kernel", output: "kernel" },
     { file: "boot-initrd", artifact: "initrd", output: "initrd" },

@@ -84,12 +84,21 @@ export interface PlanContext {
   planned(kind: string): readonly PlannedRef[];
 }
 
-export interface PlanHost {
+/** What the planner knows of this host: its apt sources, the service's site CAs, and each stage's `hostFacts`. */
+export interface PlanHost extends HostFacts {
   hostSources: AptSource[];
-  importFormat?: "squashfs" | "qcow2" | "raw" | "tar";
-  initramfsDigest: string;
-  playbookTrees?: Record<string, string>;
+  /** The service's site CA certificates (absolute path → "sha256:…"), added to the root before the seal. */
   siteCas?: Record<string, string>;
+}
+
+/** Facts a stage looks up on the host before planning (its `hostFacts`), so the planner stays pure. */
+export interface HostFacts {
+  /** The import's format after magic detection ("auto" resolved). */
+  importFormat?: "squashfs" | "qcow2" | "raw" | "tar";
+  /** sha256 of Kiln's initramfs assets: a change to the diskless hook rebuilds every kernel layer. */
+  initramfsDigest?: string;
+  /** Per playbook (absolute path): "sha256:…" over the Ansible folders beside it (roles/, templates/ …). */
+  playbookTrees?: Record<string, string>;
 }
 
 export interface InputRef {
@@ -148,6 +157,8 @@ interface StageCommon<S extends z.ZodType, F extends z.ZodType> {
   tools: readonly Tool[];
   /** Its instances in a build of this recipe (none: the stage is left out). */
   plan(ctx: PlanContext): PlanItem[];
+  /** What it must know of the host to be planned (read files, probe an image), looked up before planning. */
+  hostFacts?(recipe: Recipe): Promise<HostFacts>;
   outputs?: readonly StageOutput[];
 }
 
