@@ -4,6 +4,8 @@
  * artifacts with md5; docs/architecture.md#artifacts) with `file` links relative to the out dir; the service
  * rewrites them to s3 links when it uploads.
  */
+import { ARTIFACT_KINDS } from "./types.js";
+
 export interface ResultArtifact {
   name: string;
   path: string;
@@ -94,25 +96,22 @@ export function imsTimestamp(d: Date): string {
   return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
 }
 
+/**
+ * The artifact kinds manifest.json lists. IMS knows rootfs, kernel, initrd and boot parameters
+ * (BOS boots only those); it stores any typed artifact, so Kiln's disk and live ISO go in too, and
+ * the SBOMs (docs/attest.md: what is in the image, for whoever holds the IMS record).
+ * The package list and the tarball are not IMS artifacts.
+ */
+const IMS_TYPES: ReadonlySet<string> = new Set(
+  [ARTIFACT_KINDS.squashfs, ARTIFACT_KINDS.kernel, ARTIFACT_KINDS.initrd, ARTIFACT_KINDS.bootParams, ARTIFACT_KINDS.qcow2, ARTIFACT_KINDS.iso, ARTIFACT_KINDS.sbomSpdx, ARTIFACT_KINDS.sbomCycloneDx].map((k) => k.type),
+);
+
 export function imsManifest(artifacts: ResultArtifact[], created: Date): ImsManifest {
-  // IMS knows rootfs, kernel, initrd and boot parameters; the package list is not an IMS artifact.
-  const imsTypes = new Set([
-    "application/vnd.cray.image.rootfs.squashfs",
-    "application/vnd.cray.image.kernel",
-    "application/vnd.cray.image.initrd",
-    "application/vnd.cray.image.parameters.boot",
-    // Kiln's disk and live ISO: IMS stores any typed artifact; BOS boots only the four above.
-    "application/x-qemu-disk",
-    "application/x-iso9660-image",
-    // The SBOMs (docs/attest.md): what is in the image, for whoever holds the IMS record.
-    "application/spdx+json",
-    "application/vnd.cyclonedx+json",
-  ]);
   return {
     version: "1.0",
     created: imsTimestamp(created),
     artifacts: artifacts
-      .filter((a) => imsTypes.has(a.type))
+      .filter((a) => IMS_TYPES.has(a.type))
       .map((a) => ({ type: a.type, md5: a.md5, link: { type: "file" as const, path: a.path }, ...(a.flavor ? { flavor: a.flavor } : {}) })),
   };
 }

@@ -8,6 +8,7 @@
  */
 import type { Readable } from "node:stream";
 import { imsTimestamp } from "../artifacts/result.js";
+import { ARTIFACT_KINDS } from "../artifacts/types.js";
 import { KilnError, type ErrorCode, type Problem } from "../errors.js";
 import { ObjectNotFound, type ObjectInfo, type ObjectStore } from "../store/object-store.js";
 import type { ArtifactLink, ImageRecord, RecipeRecord } from "./records.js";
@@ -19,7 +20,9 @@ export const BUCKETS = [IMS_BUCKET, BOOT_IMAGES_BUCKET] as const;
 /** IMS' MAX_IMAGE_MANIFEST_SIZE_BYTES. */
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 
-export const ROOTFS_TYPE = "application/vnd.cray.image.rootfs.squashfs";
+/** The rootfs artifact an IMS manifest must list exactly once (the media-type table: artifacts/types.ts). */
+export const ROOTFS_TYPE = ARTIFACT_KINDS.squashfs.type;
+/** The type of an IMS image's manifest.json object itself, not of an artifact Kiln makes. */
 export const MANIFEST_TYPE = "application/vnd.cray.image.manifest";
 
 export interface ManifestArtifact {

@@ -127,11 +127,8 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .description("List the stage kinds Kiln has")
     .option("--json", "", false)
     .action(async (o) => {
-      const { LAYER_STAGES, ARTIFACT_STAGES } = await import("../stages/index.js");
-      const rows = [
-        ...Object.values(LAYER_STAGES).map((s) => ({ kind: s.kind, type: "layer", summary: s.summary, tools: s.tools })),
-        ...Object.values(ARTIFACT_STAGES).map((s) => ({ kind: s.kind, type: "artifact", summary: s.summary, tools: s.tools })),
-      ];
+      const { STAGES } = await import("../stages/index.js");
+      const rows = STAGES.map((s) => ({ kind: s.kind, type: s.section === "layers" ? "layer" : "artifact", summary: s.summary, tools: s.tools }));
       if (o.json) io.stdout.write(JSON.stringify(rows, null, 2) + "\n");
       else for (const r of rows) io.stdout.write(`${r.kind.padEnd(16)} ${r.type.padEnd(9)} ${r.summary}\n`);
     });

@@ -6,12 +6,12 @@
  *
  * The CLI runs this directly; the service runs the same function in its workers.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
-import { ARTIFACT_KINDS, bootParams } from "../artifacts/types.js";
+import { bootParams } from "../artifacts/types.js";
 import { attestOut } from "../attest/attest.js";
-import { imsManifest, type BuildResult, type ResultArtifact, type ResultStage } from "../artifacts/result.js";
+import type { BuildResult, ResultArtifact, ResultStage } from "../artifacts/result.js";
 import { explainMiss as explainKeyChange, fileDigests, sameBinding, type Binding } from "../cache/key.js";
 import { CacheStore, type Entry } from "../cache/store.js";
 import { readHostSources } from "../host/apt-sources.js";
@@ -22,19 +22,15 @@ import { Scope } from "../host/scope.js";
 import { sweepDeadBuilds } from "../host/sweep.js";
 import { toolVersions } from "../host/tools.js";
 import { createWorkDir } from "../host/workdir.js";
-import { kernelCmdline, planBuild, toolsFor, type Plan, type PlannedStage } from "../plan/plan.js";
+import { kernelCmdline, planBuild, toolsFor, type Plan, type PlanHost, type PlannedStage } from "../plan/plan.js";
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.js";
-import { playbookFolderDigest } from "../stages/ansible.js";
-import { ARTIFACT_STAGES, LAYER_STAGES } from "../stages/index.js";
-import { detectImageFormat } from "../stages/import-image.js";
-import { ISO_FILE } from "../stages/iso.js";
-import { QCOW2_FILE } from "../stages/qcow2.js";
-import type { StageContext } from "../stages/stage.js";
+import { ARTIFACT_STAGES, LAYER_STAGES, STAGES, stageOf } from "../stages/index.js";
+import { kernel } from "../stages/kernel.js";
+import { checkedOptions, factsOf, type StageContext } from "../stages/stage.js";
 import { BootResultCache } from "../verify/boot-cache.js";
 import { verifyOut } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
-import { initramfsDigest } from "./initramfs-digest.js";
-import { placeFile, prepareOutDir, writeJson } from "./out-dir.js";
+import { OutputDigests, placeStageOutputs, prepareOutDir, writeBootParams, writeOutDocuments } from "./out-dir.js";
 import { openStageLog } from "./stage-log.js";
 import { KILN_VERSION } from "../version.js";
 
@@ -74,24 +70,15 @@ export interface BuildOptions {
   emit: EventSink;
 }
 
-/** Loads the recipe and plans it against this host (tool versions, apt sources, image format). */
+/** Loads the recipe and plans it against this host (tool versions, apt sources, and what each stage's hostFacts looks up). */
 export async function prepareBuild(recipeFile: string, siteCaFiles: readonly string[] = []): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
   const loaded = await loadRecipe(recipeFile);
   const r = loaded.recipe;
-  const tools = await toolVersions(toolsFor(r));
-  const importFormat = "image" in r.base && r.base.format === "auto" ? await detectImageFormat(r.base.image) : undefined;
-  const playbookTrees: Record<string, string> = {};
-  for (const a of r.ansible) playbookTrees[a.playbook] ??= await playbookFolderDigest(a.playbook);
   const siteCas: Record<string, string> = {};
   for (const f of siteCaFiles) siteCas[f] = `sha256:${(await fileDigests(f)).sha256}`;
-  const plan = planBuild(loaded, {
-    tools,
-    hostSources: await readHostSources(),
-    initramfsDigest: await initramfsDigest(),
-    importFormat,
-    playbookTrees,
-    siteCas,
-  });
+  const host: PlanHost = { hostSources: await readHostSources(), siteCas };
+  for (const s of STAGES) Object.assign(host, await s.hostFacts?.(r));
+  const plan = planBuild(loaded, { ...host, tools: await toolVersions(toolsFor(loaded, host)) });
   return { loaded, plan };
 }
 
@@ -183,6 +170,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const mountName = s.name.replace(/[^a-z0-9-]/gi, "-");
     if (s.section === "layers") {
       const stage = LAYER_STAGES[s.kind]!;
+      const options = checkedOptions(stage, s.options);
       let root = pending.tree;
       if (!stage.base) {
         const m = await mountOverlay(
@@ -205,7 +193,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       };
       for (;;) {
         try {
-          await stage.run(layerCtx, s.options);
+          await stage.run(layerCtx, options);
           break;
         } catch (e) {
           if (!opts.onStageFailure || signal.aborted) throw e;
@@ -217,6 +205,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       }
     } else {
       const stage = ARTIFACT_STAGES[s.kind]!;
+      const options = checkedOptions(stage, s.options);
       let root = "";
       if (stage.needsRoot) {
         const m = await mountOverlay(path.join(work.path, "mnt", mountName), { lower }, { log, workDir: work.path });
@@ -224,9 +213,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         root = m.path;
       }
       const inputs = Object.fromEntries(Object.entries(s.uses ?? {}).map(([n, u]) => [n, path.join(used.get(u.key)!.outputs, u.file)]));
-      await stage.run({ ...ctx, root, inputs }, s.options);
+      await stage.run({ ...ctx, root, inputs }, options);
     }
     await stageScope.release(); // unmount before the layer moves into the cache
+    const stage = stageOf(s.kind);
+    if (stage.facts) factsOf(stage, ctx.facts); // what out/ and the catalog read back must be there
     ctx.facts.files = await digestOutputs(pending.outputs);
     // Entries built on a hand-fixed layer are not what their keys say: dropped when the build ends.
     if (handMade.size > 0) scope.defer(() => store.remove(s.section, s.key, nullLog));
@@ -254,48 +245,28 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     return result;
   }
   for (const k of plan.kernels) await runStage(k, [...chain]);
-  // qcow2 reads the first flavor's kernel layer over the sealed root.
-  const kernelTree = (flavor: string) => used.get(plan.kernels.find((k) => k.flavor === flavor)!.key)!.tree;
-  for (const a of plan.artifacts) await runStage(a, a.flavor ? [kernelTree(a.flavor), ...chain] : [...chain]);
+  // An artifact reads the layer it is built on: the sealed root, or a flavor's kernel layer over it (qcow2).
+  const kernelUnder = (a: PlannedStage) => plan.kernels.find((k) => k.key === a.record.parent);
+  for (const a of plan.artifacts) await runStage(a, kernelUnder(a) ? [used.get(kernelUnder(a)!.key)!.tree, ...chain] : [...chain]);
 
-  // Assemble out/.
-  const artifacts: ResultArtifact[] = [];
-  const place = async (_section: "layers" | "artifacts", key: string, file: string, rel: string, kind: (typeof ARTIFACT_KINDS)[keyof typeof ARTIFACT_KINDS], extra: Partial<ResultArtifact> = {}) => {
-    const entry = used.get(key)!;
-    const digests = (entry.meta.facts.files as Record<string, FileDigest>)[file]!;
-    await placeFile(path.join(entry.outputs, file), out, rel);
-    artifacts.push({ name: kind.name, path: rel, type: kind.type, ftype: kind.ftype, ...extra, ...digests });
-  };
+  // Assemble out/: each stage's files as its outputs declare, and a boot-params per flavor.
   const wants = new Set(loaded.recipe.outputs);
   const flavorFacts = (flavor: string) => {
     const k = plan.kernels.find((x) => x.flavor === flavor)!;
-    return { flavor, kpackage: k.package, kernelVersion: used.get(k.key)!.meta.facts.kernelVersion as string };
+    return { flavor, kpackage: k.package, kernelVersion: factsOf(kernel, used.get(k.key)!.meta.facts).kernelVersion };
   };
-  for (const a of plan.artifacts) {
-    // The ISO needs the squashfs even when the recipe does not ask for it in out/.
-    if (a.name === "squashfs" && wants.has("squashfs")) await place("artifacts", a.key, "squashfs", "squashfs", ARTIFACT_KINDS.squashfs);
-    if (a.name === "qcow2") await place("artifacts", a.key, QCOW2_FILE, `${a.flavor!}/${QCOW2_FILE}`, ARTIFACT_KINDS.qcow2, flavorFacts(a.flavor!));
-    if (a.name === "iso") {
-      const flavor = (a.options as { flavor: string }).flavor;
-      await place("artifacts", a.key, ISO_FILE, `${flavor}/${ISO_FILE}`, ARTIFACT_KINDS.iso, flavorFacts(flavor));
-    }
-    if (a.name === "manifest") await place("artifacts", a.key, "squashfs.manifest", "squashfs.manifest", ARTIFACT_KINDS.manifest);
-    if (a.name === "tarball") await place("artifacts", a.key, "rootfs.tar.zst", "rootfs.tar.zst", ARTIFACT_KINDS.tarball);
-  }
-  for (const k of plan.kernels) {
-    const facts = used.get(k.key)!.meta.facts;
-    const extra = { flavor: k.flavor, kpackage: k.package, kernelVersion: facts.kernelVersion as string };
-    if (wants.has("kernel")) await place("layers", k.key, "boot-kernel", `${k.flavor}/boot-kernel`, ARTIFACT_KINDS.kernel, extra);
-    if (wants.has("initrd")) await place("layers", k.key, "boot-initrd", `${k.flavor}/boot-initrd`, ARTIFACT_KINDS.initrd, extra);
-    const rel = `${k.flavor}/boot-params`;
-    await writeFile(path.join(out, rel), bootParams(kernelCmdline(loaded.recipe)) + "\n");
-    artifacts.push({ name: ARTIFACT_KINDS.bootParams.name, path: rel, type: ARTIFACT_KINDS.bootParams.type, ftype: ARTIFACT_KINDS.bootParams.ftype, ...extra, ...(await fileDigests(path.join(out, rel))) });
+  const artifacts: ResultArtifact[] = [];
+  for (const s of [...plan.artifacts, ...plan.kernels]) {
+    const entry = used.get(s.key)!;
+    const flavor = s.flavor === undefined ? undefined : flavorFacts(s.flavor);
+    artifacts.push(...(await placeStageOutputs(stageOf(s.kind), entry.outputs, out, { wants, flavor, digests: OutputDigests.parse(entry.meta.facts.files) })));
+    if (s.section === "layers" && flavor) artifacts.push(await writeBootParams(out, flavor, bootParams(kernelCmdline(loaded.recipe)) + "\n"));
   }
   // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
   artifacts.push(...(await attestOut({
     out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started),
     signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
-    layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [kernelTree(k.flavor!), ...chain] })) },
+    layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [used.get(k.key)!.tree, ...chain] })) },
   })));
   const created = new Date();
   const result: BuildResult = {
@@ -309,9 +280,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     verify: [],
     kiln: { version: KILN_VERSION, created: created.toISOString(), seconds: 0, unchangedImport: plan.unchangedImport },
   };
-  await writeJson(path.join(out, "manifest.json"), imsManifest(artifacts, created), 4);
   result.kiln.seconds = round1((Date.now() - started) / 1000);
-  await writeJson(path.join(out, "result.json"), result);
+  await writeOutDocuments(out, result, created);
 
   const wantVerify = opts.verify ?? loaded.recipe.verify === "boot";
   if (wantVerify) {

@@ -9,7 +9,8 @@ import { openChroot, type ChrootSession } from "../host/chroot.js";
 import { exec, type LogSink } from "../host/exec.js";
 import { readHostSources } from "../host/apt-sources.js";
 import { Scope } from "../host/scope.js";
-import type { ArtifactStage, LayerStage, StageContext } from "../stages/stage.js";
+import type { z } from "zod";
+import { checkedOptions, type ArtifactStage, type LayerStage, type StageContext } from "../stages/stage.js";
 
 export interface StageRunOptions {
   name: string;
@@ -37,8 +38,9 @@ function context(o: StageRunOptions): StageContext {
   };
 }
 
-/** Runs a layer stage on `root` (already writable: an overlay whose upper is `upper`). Returns the stage's facts. */
-export async function runLayerStage<O>(stage: LayerStage<O>, options: O, root: string, upper: string, o: StageRunOptions): Promise<Record<string, unknown>> {
+/** Runs a layer stage on `root` (already writable: an overlay whose upper is `upper`), options checked first. Returns the stage's facts. */
+export async function runLayerStage<S extends z.ZodType>(stage: LayerStage<S>, options: z.input<S>, root: string, upper: string, o: StageRunOptions): Promise<Record<string, unknown>> {
+  const checked = checkedOptions(stage, options);
   await mkdir(o.outputs, { recursive: true });
   await mkdir(o.aptArchives, { recursive: true });
   const ctx = context(o);
@@ -53,15 +55,16 @@ export async function runLayerStage<O>(stage: LayerStage<O>, options: O, root: s
       hostSources: await readHostSources(),
       chroot: async () => (session ??= scope.use(await openChroot(root, { log: o.log, signal: o.signal, workDir: o.workDir, aptArchives: o.aptArchives, env: ctx.env }))),
     },
-    options,
+    checked,
   );
   return ctx.facts;
 }
 
-/** Runs an artifact stage against a read-only `root`. Returns the stage's facts. */
-export async function runArtifactStage<O>(stage: ArtifactStage<O>, options: O, root: string, o: StageRunOptions): Promise<Record<string, unknown>> {
+/** Runs an artifact stage against a read-only `root`, options checked first. Returns the stage's facts. */
+export async function runArtifactStage<S extends z.ZodType>(stage: ArtifactStage<S>, options: z.input<S>, root: string, o: StageRunOptions): Promise<Record<string, unknown>> {
+  const checked = checkedOptions(stage, options);
   await mkdir(o.outputs, { recursive: true });
   const ctx = context(o);
-  await stage.run({ ...ctx, root, inputs: {} }, options);
+  await stage.run({ ...ctx, root, inputs: {} }, checked);
   return ctx.facts;
 }

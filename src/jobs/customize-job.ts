@@ -16,20 +16,21 @@
  * Everything is mounted under a work dir of the cache (host/workdir.ts), so a worker killed
  * mid-session leaves nothing the next start's sweep does not find.
  */
-import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { bootParams, ARTIFACT_KINDS } from "../artifacts/types.js";
-import { imsManifest, type BuildResult, type ResultArtifact } from "../artifacts/result.js";
-import { fileDigests } from "../cache/key.js";
+import type { BuildResult, ResultArtifact } from "../artifacts/result.js";
 import { CacheStore } from "../cache/store.js";
 import { MAX_MANIFEST_BYTES, parseS3Path, readAll, ROOTFS_TYPE, type ImageManifest } from "../catalog/objects.js";
 import type { ImageRecord } from "../catalog/records.js";
+import { placeStageOutputs, writeBootParams, writeOutDocuments } from "../engine/out-dir.js";
 import { runArtifactStage, runLayerStage, type StageRunOptions } from "../engine/run-stage.js";
 import { capture } from "../host/exec.js";
 import { mountImageFile, mountOverlay } from "../host/mount.js";
 import { Scope } from "../host/scope.js";
 import { createWorkDir } from "../host/workdir.js";
 import { kernel } from "../stages/kernel.js";
+import { factsOf } from "../stages/stage.js";
 import { manifest } from "../stages/manifest.js";
 import { seal } from "../stages/seal.js";
 import { siteCa } from "../stages/site-ca.js";
@@ -43,9 +44,12 @@ import { diffPackages, formatPackageDiff, parsePackageList } from "./package-dif
 import { publishImage } from "./publish.js";
 import type { JobContext } from "./runner.js";
 
-const KERNEL_TYPE = "application/vnd.cray.image.kernel";
-const INITRD_TYPE = "application/vnd.cray.image.initrd";
-const PARAMS_TYPE = "application/vnd.cray.image.parameters.boot";
+/** What each per-flavor artifact of a source image is to the job, by its media type. */
+const FLAVOR_ROLE_OF_TYPE: ReadonlyMap<string, "kernel" | "initrd" | "params"> = new Map([
+  [ARTIFACT_KINDS.kernel.type, "kernel"],
+  [ARTIFACT_KINDS.initrd.type, "initrd"],
+  [ARTIFACT_KINDS.bootParams.type, "params"],
+]);
 
 /**
  * What goes into a flavor's kernel and initramfs, besides the kernel layer itself: a session that
@@ -104,11 +108,8 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
   const out = path.join(work.path, "out");
   await runArtifactStage(squashfs, { compression: "zstd" }, view.path, stageOpts("squashfs", out));
   await runArtifactStage(manifest, {}, view.path, stageOpts("manifest", out));
-  const artifacts: ResultArtifact[] = [];
-  const add = async (rel: string, kind: (typeof ARTIFACT_KINDS)[keyof typeof ARTIFACT_KINDS], extra: Partial<ResultArtifact> = {}) =>
-    artifacts.push({ name: kind.name, path: rel, type: kind.type, ftype: kind.ftype, ...extra, ...(await fileDigests(path.join(out, rel))) });
-  await add("squashfs", ARTIFACT_KINDS.squashfs);
-  await add("squashfs.manifest", ARTIFACT_KINDS.manifest);
+  // out/ as a build assembles it (engine/out-dir.ts): the stages wrote straight into it.
+  const artifacts: ResultArtifact[] = [...(await placeStageOutputs(squashfs, out, out)), ...(await placeStageOutputs(manifest, out, out))];
 
   if (touched.length > 0) log.line(`the session changed what goes into the initramfs (${touched.slice(0, 5).join(", ")}${touched.length > 5 ? ", …" : ""}): rebuilding each flavor's kernel and initrd`);
   const flavors: Array<{ flavor: string; kpackage: string; kernel_version: string }> = [];
@@ -125,18 +126,15 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
         await mountOverlay(path.join(work.path, "mnt", `kernel-${f.flavor}`), { lower: [upper, sourceRoot.path], upper: kupper, work: path.join(work.path, "kernel", f.flavor, "ovl") }, { log, workDir: work.path }),
       );
       const facts = await runLayerStage(kernel, { flavor: f.flavor, package: known.kpackage }, m.path, kupper, stageOpts(`kernel:${f.flavor}`, dir));
-      version = String(facts.kernelVersion ?? version);
+      version = factsOf(kernel, facts).kernelVersion;
     } else {
       if (touched.length > 0) log.line(`warning: flavor ${f.flavor}: the source image does not say which kernel package it came from; its kernel and initrd are carried over unchanged`);
       await copyFile(f.kernel, path.join(dir, "boot-kernel"));
       await copyFile(f.initrd, path.join(dir, "boot-initrd"));
     }
-    if (f.params) await copyFile(f.params, path.join(dir, "boot-params"));
-    else await writeFile(path.join(dir, "boot-params"), bootParams([]) + "\n");
     const extra = { flavor: f.flavor, ...(known?.kpackage ? { kpackage: known.kpackage } : {}), ...(version ? { kernelVersion: version } : {}) };
-    await add(`${f.flavor}/boot-kernel`, ARTIFACT_KINDS.kernel, extra);
-    await add(`${f.flavor}/boot-initrd`, ARTIFACT_KINDS.initrd, extra);
-    await add(`${f.flavor}/boot-params`, ARTIFACT_KINDS.bootParams, extra);
+    artifacts.push(...(await placeStageOutputs(kernel, dir, out, { flavor: extra })));
+    artifacts.push(await writeBootParams(out, extra, f.params ? await readFile(f.params) : bootParams([]) + "\n"));
     flavors.push({ flavor: f.flavor, kpackage: known?.kpackage ?? "", kernel_version: version });
   }
 
@@ -147,7 +145,6 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
   log.line(`package changes: ${lines.length === 0 ? "none" : `\n  ${lines.join("\n  ")}`}`);
 
   const created = new Date();
-  await writeFile(path.join(out, "manifest.json"), JSON.stringify(imsManifest(artifacts, created), null, 4) + "\n");
   const result: BuildResult = {
     recipe: { name: job.image_root_archive_name, sha256: "" },
     image: { arch: await capture(["dpkg", `--admindir=${path.join(view.path, "var/lib/dpkg")}`, "--print-architecture"]).catch(() => "") },
@@ -156,7 +153,7 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
     verify: [],
     kiln: { version: KILN_VERSION, created: created.toISOString(), seconds: 0, unchangedImport: false },
   };
-  await writeFile(path.join(out, "result.json"), JSON.stringify(result, null, 2) + "\n");
+  await writeOutDocuments(out, result, created);
   if (ctx.verify === "always" && flavors.length > 0) {
     const verified = await verifyOut(out, { signal: ctx.signal, log, workDir: work.path });
     const failed = verified.filter((v) => !v.ok);
@@ -189,7 +186,7 @@ async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Pro
   if (!rootfs) throw jobError(`image ${image.id}: its manifest lists no rootfs (${ROOTFS_TYPE})`);
   const flavors = new Map<string, SourceFlavor>();
   for (const a of manifest.artifacts) {
-    const role = a.type === KERNEL_TYPE ? "kernel" : a.type === INITRD_TYPE ? "initrd" : a.type === PARAMS_TYPE ? "params" : undefined;
+    const role = FLAVOR_ROLE_OF_TYPE.get(a.type);
     if (!role) continue;
     const flavor = typeof a.flavor === "string" && /^[a-z0-9][a-z0-9.-]*$/.test(a.flavor) ? a.flavor : "default";
     const f = flavors.get(flavor) ?? { flavor };

@@ -20,11 +20,11 @@ import { treeDigest } from "../cache/tree-digest.js";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../host/root-path.js";
 import { openToolJail } from "../host/tool-jail.js";
+import { z } from "zod";
 import { defineLayerStage } from "./stage.js";
 
-export interface AnsibleOptions {
-  plays: Array<{ playbook: string; vars: Record<string, unknown> }>;
-}
+const AnsibleOptions = z.strictObject({ plays: z.array(z.strictObject({ playbook: z.string(), vars: z.record(z.string(), z.unknown()) })) });
+export type AnsibleOptions = z.output<typeof AnsibleOptions>;
 
 /** Folders beside a playbook that Ansible reads from (roles, includes, templates …): part of the key. */
 export const PLAYBOOK_FOLDERS = [
@@ -35,9 +35,25 @@ export const PLAYBOOK_FOLDERS = [
 /** CAP_SYS_CHROOT (linux/capability.h): the chroot connection's one need beyond the jail's set. */
 const SYS_CHROOT = 18;
 
-export const ansible = defineLayerStage<AnsibleOptions>({
+export const ansible = defineLayerStage({
   kind: "ansible",
   summary: "Run the recipe's Ansible playbooks against the image (chroot connection, controller jailed)",
+  options: AnsibleOptions,
+  plan({ recipe: r, host, digestOf, ref }) {
+    if (r.ansible.length === 0) return [];
+    const inputs: Record<string, string> = {};
+    const plays = r.ansible.map((a, i) => {
+      inputs[`ansible[${i}].playbook`] = digestOf(a.playbook);
+      inputs[`ansible[${i}].folder`] = host.playbookTrees?.[a.playbook] ?? "missing";
+      return { playbook: ref(`ansible[${i}].playbook`, a.playbook), vars: a.vars };
+    });
+    return [{ options: { plays }, inputs }];
+  },
+  async hostFacts(r) {
+    const playbookTrees: Record<string, string> = {};
+    for (const a of r.ansible) playbookTrees[a.playbook] ??= await playbookFolderDigest(a.playbook);
+    return { playbookTrees };
+  },
   base: false,
   tools: ["ansible-playbook", "chroot"],
   async run(ctx, o) {

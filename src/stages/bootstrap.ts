@@ -6,18 +6,36 @@
  */
 import { writeFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { z } from "zod";
+import { KilnError } from "../errors.js";
+import { debianArchiveUri, debianLinesFor } from "../host/apt-sources.js";
 import { defineLayerStage } from "./stage.js";
 
-export interface BootstrapOptions {
-  suite: string;
-  variant: string;
+const BootstrapOptions = z.strictObject({
+  suite: z.string(),
+  variant: z.string(),
   /** Complete apt lines (`deb URI SUITE COMPONENTS`); the first is the primary mirror. */
-  aptLines: string[];
-}
+  aptLines: z.array(z.string()).min(1),
+});
+export type BootstrapOptions = z.output<typeof BootstrapOptions>;
 
-export const bootstrap = defineLayerStage<BootstrapOptions>({
+export const bootstrap = defineLayerStage({
   kind: "bootstrap",
   summary: "Bootstrap a Debian root filesystem with mmdebstrap",
+  options: BootstrapOptions,
+  plan({ recipe: r, host, file }) {
+    if (!("debian" in r.base)) return [];
+    const b = r.base;
+    const aptLines = b.mirror ? [`deb ${b.mirror} ${b.debian} ${b.components.join(" ")}`] : debianLinesFor(b.debian, b.components, host.hostSources);
+    if (aptLines.length === 0) {
+      const uri = debianArchiveUri(host.hostSources);
+      if (!uri) {
+        throw new KilnError("RECIPE_INVALID", `${file}: base.mirror: this host has no Debian apt source to default to; set base.mirror, e.g. http://deb.debian.org/debian`);
+      }
+      aptLines.push(`deb ${uri} ${b.debian} ${b.components.join(" ")}`);
+    }
+    return [{ options: { suite: b.debian, variant: b.variant, aptLines } }];
+  },
   base: true,
   tools: ["mmdebstrap"],
   async run(ctx, o) {

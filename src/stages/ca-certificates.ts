@@ -6,11 +6,18 @@ import { access, copyFile } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
+import { z } from "zod";
 import { defineLayerStage } from "./stage.js";
 
-export const caCertificates = defineLayerStage<{ certificates: string[] }>({
+export const caCertificates = defineLayerStage({
   kind: "ca-certificates",
   summary: "Add CA certificates to the image's trust store",
+  options: z.strictObject({ certificates: z.array(z.string()) }),
+  plan({ recipe: r, digestOf, ref }) {
+    if (r.caCertificates.length === 0) return [];
+    const inputs = Object.fromEntries(r.caCertificates.map((c, i) => [`caCertificates[${i}]`, digestOf(c)]));
+    return [{ options: { certificates: r.caCertificates.map((c, i) => ref(`caCertificates[${i}]`, c)) }, inputs }];
+  },
   base: false,
   tools: ["chroot"],
   async run(ctx, o) {

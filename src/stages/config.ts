@@ -17,27 +17,34 @@ import path from "node:path";
 import { KilnError } from "../errors.js";
 import type { ChrootSession } from "../host/chroot.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
-import type { Group, Limit, Permission, User } from "../recipe/schema.js";
+import { z } from "zod";
+import { GroupSchema, LimitSchema, PermissionSchema, UserSchema, type Group, type Permission, type Recipe, type User } from "../recipe/schema.js";
 import { resolveOwner } from "./image-accounts.js";
 import { defineLayerStage, type LayerContext } from "./stage.js";
 
-export interface ConfigOptions {
+const ConfigOptions = z.strictObject({
   /** [name, value] in recipe order. */
-  sysctl: Array<[string, string]>;
-  limits: Limit[];
-  modules: string[];
-  blacklist: string[];
-  permissions: Permission[];
-  groups: Group[];
-  users: User[];
-  units: { enable: string[]; disable: string[]; mask: string[] };
-}
+  sysctl: z.array(z.tuple([z.string(), z.string()])),
+  limits: z.array(LimitSchema),
+  modules: z.array(z.string()),
+  blacklist: z.array(z.string()),
+  permissions: z.array(PermissionSchema),
+  groups: z.array(GroupSchema),
+  users: z.array(UserSchema),
+  units: z.strictObject({ enable: z.array(z.string()), disable: z.array(z.string()), mask: z.array(z.string()) }),
+});
+export type ConfigOptions = z.output<typeof ConfigOptions>;
 
 const HEADER = "# Written by Kiln from the recipe's config; rebuild the image to change it.\n";
 
-export const config = defineLayerStage<ConfigOptions>({
+export const config = defineLayerStage({
   kind: "config",
   summary: "Apply the host profile: sysctl, limits, modules, users, permissions, units",
+  options: ConfigOptions,
+  plan({ recipe }) {
+    const o = configOptions(recipe);
+    return o ? [{ options: o }] : [];
+  },
   base: false,
   tools: ["chroot"],
   async run(ctx, o) {
@@ -72,6 +79,23 @@ export const config = defineLayerStage<ConfigOptions>({
     }
   },
 });
+
+/** The config layer's options, or undefined when the profile changes no file in the root. */
+function configOptions(r: Recipe): ConfigOptions | undefined {
+  const c = r.config;
+  const o: ConfigOptions = {
+    sysctl: Object.entries(c.sysctl ?? {}).map(([key, value]) => [key, String(value)] as [string, string]),
+    limits: c.limits ?? [],
+    modules: c.modules ?? [],
+    blacklist: c.blacklist ?? [],
+    permissions: c.permissions ?? [],
+    groups: c.groups ?? [],
+    users: c.users ?? [],
+    units: { enable: c.units?.enable ?? [], disable: c.units?.disable ?? [], mask: c.units?.mask ?? [] },
+  };
+  const count = o.sysctl.length + o.limits.length + o.modules.length + o.blacklist.length + o.permissions.length + o.groups.length + o.users.length + o.units.enable.length + o.units.disable.length + o.units.mask.length;
+  return count > 0 ? o : undefined;
+}
 
 async function writeImageFile(ctx: LayerContext, imagePath: string, content: string, mode = 0o644): Promise<void> {
   await mkdirInRoot(ctx.root, path.posix.dirname(imagePath));

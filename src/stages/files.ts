@@ -7,19 +7,25 @@ import path from "node:path";
 import { KilnError } from "../errors.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
 import { resolveOwner } from "./image-accounts.js";
+import { z } from "zod";
 import { defineLayerStage } from "./stage.js";
 
-export interface FileOptions {
-  path: string;
-  content?: string;
-  sourceFile?: string;
-  mode: string;
-  owner: string;
-}
+const FileOptions = z.strictObject({ path: z.string(), content: z.string().optional(), sourceFile: z.string().optional(), mode: z.string(), owner: z.string() });
+export type FileOptions = z.output<typeof FileOptions>;
 
-export const files = defineLayerStage<{ files: FileOptions[] }>({
+export const files = defineLayerStage({
   kind: "files",
   summary: "Write files into the image",
+  options: z.strictObject({ files: z.array(FileOptions) }),
+  plan({ recipe: r, digestOf, ref }) {
+    if (r.files.length === 0) return [];
+    const inputs: Record<string, string> = {};
+    const files = r.files.map((f, i) => {
+      if (f.source) inputs[`files[${i}].source`] = digestOf(f.source);
+      return { path: f.path, content: f.content, sourceFile: f.source ? ref(`files[${i}].source`, f.source) : undefined, mode: f.mode, owner: f.owner };
+    });
+    return [{ options: { files }, inputs }];
+  },
   base: false,
   tools: [],
   async run(ctx, o) {

@@ -1,4 +1,9 @@
-/** Every stage Kiln has, listed once: the engine dispatches on kind, `kiln stages` prints them. */
+/**
+ * Every stage Kiln has, listed once, in plan order: the planner asks each in turn for its
+ * instances (docs/architecture.md#adding-a-stage), the engine dispatches on kind, `kiln stages`
+ * prints them. Root stages run in this order, each on the one before; then the flavors, each on
+ * the sealed root; then the artifacts.
+ */
 import { ansible } from "./ansible.js";
 import { bootstrap } from "./bootstrap.js";
 import { caCertificates } from "./ca-certificates.js";
@@ -15,16 +20,23 @@ import { scripts } from "./scripts.js";
 import { seal } from "./seal.js";
 import { siteCa } from "./site-ca.js";
 import { squashfs, squashfsCopy } from "./squashfs.js";
-import type { ArtifactStage, LayerStage } from "./stage.js";
+import type { ArtifactStage, LayerStage, Stage } from "./stage.js";
 import { tarball } from "./tarball.js";
 
-// Options are typed per stage; the registry only dispatches on kind.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- heterogenous registry, see above
-export const LAYER_STAGES: Record<string, LayerStage<any>> = Object.fromEntries(
-  [bootstrap, importImage, repositories, packages, files, caCertificates, scripts, config, ansible, siteCa, seal, kernel].map((s) => [s.kind, s]),
-);
+export const STAGES: readonly Stage[] = [
+  // the root chain
+  bootstrap, importImage, repositories, packages, files, caCertificates, scripts, config, ansible, siteCa, seal,
+  // a layer per flavor on the sealed root
+  kernel,
+  // artifacts (squashfs-copy before squashfs: an unchanged squashfs import is copied, not packed)
+  squashfsCopy, squashfs, manifest, tarball, qcow2, iso,
+];
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
-export const ARTIFACT_STAGES: Record<string, ArtifactStage<any>> = Object.fromEntries(
-  [squashfs, squashfsCopy, manifest, tarball, qcow2, iso].map((s) => [s.kind, s]),
-);
+export const LAYER_STAGES: Readonly<Record<string, LayerStage>> = Object.fromEntries(STAGES.filter((s) => s.section === "layers").map((s) => [s.kind, s]));
+export const ARTIFACT_STAGES: Readonly<Record<string, ArtifactStage>> = Object.fromEntries(STAGES.filter((s) => s.section === "artifacts").map((s) => [s.kind, s]));
+
+export function stageOf(kind: string): Stage {
+  const s = STAGES.find((x) => x.kind === kind);
+  if (!s) throw new Error(`no stage of kind ${kind}`);
+  return s;
+}

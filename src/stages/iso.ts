@@ -13,20 +13,38 @@ import path from "node:path";
 import { efiBootFiles, EFI_FILES, writeFatImage } from "./boot/efi.js";
 import { GRUB_I386_PC, liveGrubCfg, makeBiosCore } from "./boot/grub.js";
 import { isoLabel, LIVE_FILES, masterIso } from "./live/iso-image.js";
+import { z } from "zod";
 import { defineArtifactStage } from "./stage.js";
 
-export interface IsoOptions {
-  name: string;
-  flavor: string;
+const IsoOptions = z.strictObject({
+  name: z.string(),
+  flavor: z.string(),
   /** Kernel command-line words after root=live:…. */
-  cmdline: string[];
-}
+  cmdline: z.array(z.string()),
+});
+export type IsoOptions = z.output<typeof IsoOptions>;
 
 export const ISO_FILE = "live.iso";
 
-export const iso = defineArtifactStage<IsoOptions>({
+export const iso = defineArtifactStage({
   kind: "iso",
   summary: "Make a hybrid BIOS + UEFI live ISO of the squashfs, kernel and initrd",
+  options: IsoOptions,
+  facts: z.object({ label: z.string(), mediumId: z.string() }),
+  // Built from files only (the squashfs and the first flavor's kernel and initrd), not on a layer.
+  plan({ recipe: r, wants, cmdline, planned }) {
+    const ga = planned("kernel")[0];
+    const squashfs = planned("squashfs")[0] ?? planned("squashfs-copy")[0];
+    if (!wants.has("iso") || !ga?.flavor || !squashfs) return [];
+    const uses = {
+      squashfs: { stage: squashfs, section: "artifacts" as const, file: "squashfs" },
+      kernel: { stage: ga, section: "layers" as const, file: "boot-kernel" },
+      initrd: { stage: ga, section: "layers" as const, file: "boot-initrd" },
+    };
+    const inputs = Object.fromEntries(Object.entries(uses).map(([n, u]) => [n, `stage:${u.stage.key}/${u.file}`]));
+    return [{ options: { name: r.name, flavor: ga.flavor, cmdline }, inputs, uses, parent: null, flavor: ga.flavor }];
+  },
+  outputs: [{ file: ISO_FILE, artifact: "iso", output: "iso" }],
   tools: ["xorriso", "grub-mkimage", "mkfs.vfat", "mcopy", "grub-pc-bin", "grub-efi-amd64-signed", "shim-signed"],
   needsRoot: false,
   async run(ctx, o) {

@@ -13,30 +13,59 @@
 import { chmod, copyFile, cp, lstat, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { treeDigest } from "../cache/tree-digest.js";
 import { KilnError } from "../errors.js";
 import type { ChrootSession } from "../host/chroot.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
+import { z } from "zod";
 import { defineLayerStage } from "./stage.js";
 
-export interface KernelOptions {
-  flavor: string;
-  package: string;
+const KernelOptions = z.strictObject({
+  flavor: z.string(),
+  package: z.string(),
   /** Install the kernel from this suite (e.g. bookworm-backports), added for the stage only. */
-  suite?: string;
+  suite: z.string().optional(),
   /** `deb …` line for `suite`. */
-  suiteAptLine?: string;
+  suiteAptLine: z.string().optional(),
   /** DKMS packages to build against this kernel (config.dkms). */
-  dkms?: string[];
-}
+  dkms: z.array(z.string()).optional(),
+});
+export type KernelOptions = z.output<typeof KernelOptions>;
+
+/** What a flavor's layer records: out/ and the catalog name the kernel by it. */
+export const KernelFacts = z.object({ kernelVersion: z.string(), kpackage: z.string(), dkmsModules: z.array(z.string()).optional() });
 
 /** The initramfs-tools files of the diskless-root hook, shipped with Kiln. */
 export const INITRAMFS_ASSETS = fileURLToPath(new URL("../../../assets/initramfs", import.meta.url));
 
 const INITRAMFS_PACKAGES = ["initramfs-tools", "busybox", "zstd"];
 
-export const kernel = defineLayerStage<KernelOptions>({
+export const kernel = defineLayerStage({
   kind: "kernel",
   summary: "Install a kernel flavor and build its diskless initramfs",
+  place: "flavor",
+  options: KernelOptions,
+  facts: KernelFacts,
+  // One sibling layer per flavor on the sealed root; a change to the diskless hook rebuilds them all.
+  plan: ({ recipe: r, archive, host }) =>
+    r.kernels.map((k) => ({
+      name: `kernel:${k.flavor}`,
+      flavor: k.flavor,
+      package: k.package,
+      options: {
+        flavor: k.flavor,
+        package: k.package,
+        suite: k.suite,
+        suiteAptLine: k.suite && archive ? `deb ${archive} ${k.suite} main` : undefined,
+        dkms: r.config.dkms?.length ? r.config.dkms : undefined,
+      },
+      inputs: { "initramfs-assets": host.initramfsDigest ?? "missing" },
+    })),
+  hostFacts: async () => ({ initramfsDigest: await treeDigest(INITRAMFS_ASSETS) }),
+  outputs: [
+    { file: "boot-kernel", artifact: "kernel", output: "kernel" },
+    { file: "boot-initrd", artifact: "initrd", output: "initrd" },
+  ],
   base: false,
   tools: ["chroot"],
   async run(ctx, o) {

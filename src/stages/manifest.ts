@@ -5,11 +5,16 @@
  */
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
+import { z } from "zod";
 import { defineArtifactStage } from "./stage.js";
 
-export const manifest = defineArtifactStage<Record<string, never>>({
+export const manifest = defineArtifactStage({
   kind: "manifest",
   summary: "List the installed packages (squashfs.manifest)",
+  options: z.strictObject({}),
+  facts: z.object({ packages: z.int() }),
+  plan: ({ wants }) => (wants.has("manifest") ? [{ options: {} }] : []),
+  outputs: [{ file: "squashfs.manifest", artifact: "manifest", output: "manifest" }],
   tools: ["dpkg-query"],
   needsRoot: true,
   async run(ctx) {

@@ -7,18 +7,28 @@
 import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { mkdirInRoot } from "../host/root-path.js";
+import { z } from "zod";
 import { defineLayerStage } from "./stage.js";
 
-export interface PackagesOptions {
-  install: string[];
-  upgrade: string[];
+const PackagesOptions = z.strictObject({
+  install: z.array(z.string()),
+  upgrade: z.array(z.string()),
   /** Suites of the extra repositories, where `upgrade` packages come from. */
-  upgradeSuites: string[];
-}
+  upgradeSuites: z.array(z.string()),
+});
+export type PackagesOptions = z.output<typeof PackagesOptions>;
 
-export const packages = defineLayerStage<PackagesOptions>({
+export const packages = defineLayerStage({
   kind: "packages",
   summary: "Install packages and upgrade from extra repositories",
+  options: PackagesOptions,
+  facts: z.object({ versions: z.record(z.string(), z.string()).optional() }),
+  plan({ recipe: r }) {
+    // config.apparmor: true needs the apparmor package (its parser and profiles) in the image.
+    const install = r.config.apparmor === true && !r.packages.some((p) => /^apparmor([=/]|$)/.test(p)) ? [...r.packages, "apparmor"] : r.packages;
+    if (install.length + r.upgrade.length === 0) return [];
+    return [{ options: { install, upgrade: r.upgrade, upgradeSuites: r.repositories.map((x) => x.suite) } }];
+  },
   base: false,
   tools: ["chroot"],
   async run(ctx, o) {

@@ -20,29 +20,43 @@ import { mountOverlay } from "../host/mount.js";
 import { resolveInRoot } from "../host/root-path.js";
 import { Scope } from "../host/scope.js";
 import { removeTree } from "../host/workdir.js";
+import { DiskPartitionSchema, QCOW2_COMPRESSIONS } from "../recipe/schema.js";
 import { parseSize } from "../size.js";
 import { efiBootFiles, EFI_FILES, fatUuid, writeFatImage } from "./boot/efi.js";
 import { biosBootSectors, diskGrubCfg, espStubCfg, GRUB_I386_PC, makeBiosCore } from "./boot/grub.js";
 import { ESP_SIZE, MIB, planDiskLayout, rootSizeFor, sfdiskScript, type DiskLayout } from "./disk/layout.js";
+import { z } from "zod";
 import { defineArtifactStage, type ArtifactContext } from "./stage.js";
 
-export interface Qcow2Options {
-  name: string;
-  flavor: string;
+const Qcow2Options = z.strictObject({
+  name: z.string(),
+  flavor: z.string(),
   /** Kernel command-line words after root=UUID=… ro. */
-  cmdline: string[];
+  cmdline: z.array(z.string()),
   /** Whole disk, e.g. "8G"; computed from the content when absent. */
-  size?: string;
-  filesystem: "ext4";
-  partitions: Array<{ name: string; size: string; mountpoint: string; filesystem: "ext4" }>;
-  compression: "zstd" | "zlib" | "none";
-}
+  size: z.string().optional(),
+  filesystem: z.literal("ext4"),
+  partitions: z.array(DiskPartitionSchema),
+  compression: z.enum(QCOW2_COMPRESSIONS),
+});
+export type Qcow2Options = z.output<typeof Qcow2Options>;
 
 export const QCOW2_FILE = "disk.qcow2";
 
-export const qcow2 = defineArtifactStage<Qcow2Options>({
+export const qcow2 = defineArtifactStage({
   kind: "qcow2",
   summary: "Make a BIOS + UEFI bootable qcow2 disk (GPT, ext4 root, GRUB, shim)",
+  options: Qcow2Options,
+  facts: z.object({ kernelVersion: z.string(), rootUuid: z.string(), espUuid: z.string(), diskBytes: z.number(), rootBytes: z.number() }),
+  // The disk boots the first flavor (the GA kernel, as maas-images calls it): built on its layer.
+  plan({ recipe: r, wants, cmdline, planned }) {
+    const ga = planned("kernel")[0];
+    if (!wants.has("qcow2") || !ga?.flavor) return [];
+    const d = r.disk ?? { filesystem: "ext4" as const, partitions: [], compression: "zstd" as const };
+    const options = { name: r.name, flavor: ga.flavor, cmdline, size: d.size, filesystem: d.filesystem, partitions: d.partitions, compression: d.compression };
+    return [{ options, parent: ga, flavor: ga.flavor }];
+  },
+  outputs: [{ file: QCOW2_FILE, artifact: "qcow2", output: "qcow2" }],
   tools: ["qemu-img", "sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "grub-mkimage", "du", "grub-pc-bin", "grub-efi-amd64-signed", "shim-signed"],
   needsRoot: true,
   async run(ctx, o) {

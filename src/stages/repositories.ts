@@ -4,21 +4,38 @@
  */
 import { copyFile, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { z } from "zod";
+import { KilnError } from "../errors.js";
 import { mkdirInRoot } from "../host/root-path.js";
 import { defineLayerStage } from "./stage.js";
 
-export interface RepositoryOptions {
-  name: string;
-  uri: string;
-  suite: string;
-  components: string[];
-  pin?: number;
-  keyFile?: string;
-}
+const RepositoryOptions = z.strictObject({
+  name: z.string(),
+  uri: z.string(),
+  suite: z.string(),
+  components: z.array(z.string()),
+  pin: z.number().int().optional(),
+  keyFile: z.string().optional(),
+});
+export type RepositoryOptions = z.output<typeof RepositoryOptions>;
 
-export const repositories = defineLayerStage<{ repositories: RepositoryOptions[] }>({
+export const repositories = defineLayerStage({
   kind: "repositories",
   summary: "Add extra apt repositories, keys and pins",
+  options: z.strictObject({ repositories: z.array(RepositoryOptions) }),
+  plan({ recipe: r, file, archive, digestOf, ref }) {
+    if (r.repositories.length === 0) return [];
+    const inputs: Record<string, string> = {};
+    const repos = r.repositories.map((repo, i) => {
+      if (repo.key) inputs[`repositories[${i}].key`] = digestOf(repo.key);
+      const uri = repo.uri ?? archive;
+      if (!uri) {
+        throw new KilnError("RECIPE_INVALID", `${file}: repositories[${i}].uri: required here, because this host has no Debian apt source to default to; give the archive's URL`);
+      }
+      return { name: repo.name, uri, suite: repo.suite, components: repo.components, pin: repo.pin, keyFile: repo.key ? ref(`repositories[${i}].key`, repo.key) : undefined };
+    });
+    return [{ options: { repositories: repos }, inputs }];
+  },
   base: false,
   tools: [],
   async run(ctx, o) {

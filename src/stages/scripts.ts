@@ -5,17 +5,25 @@
 import { copyFile, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
 import { resolveInRoot } from "../host/root-path.js";
+import { z } from "zod";
 import { defineLayerStage } from "./stage.js";
 
-export interface ScriptOptions {
-  name: string;
-  run?: string;
-  sourceFile?: string;
-}
+const ScriptOptions = z.strictObject({ name: z.string(), run: z.string().optional(), sourceFile: z.string().optional() });
+export type ScriptOptions = z.output<typeof ScriptOptions>;
 
-export const scripts = defineLayerStage<{ scripts: ScriptOptions[]; recipeName: string }>({
+export const scripts = defineLayerStage({
   kind: "scripts",
   summary: "Run the recipe's scripts in the image",
+  options: z.strictObject({ scripts: z.array(ScriptOptions), recipeName: z.string() }),
+  plan({ recipe: r, digestOf, ref }) {
+    if (r.scripts.length === 0) return [];
+    const inputs: Record<string, string> = {};
+    const scripts = r.scripts.map((s, i) => {
+      if (s.source) inputs[`scripts[${i}].source`] = digestOf(s.source);
+      return { name: s.name, run: s.run, sourceFile: s.source ? ref(`scripts[${i}].source`, s.source) : undefined };
+    });
+    return [{ options: { scripts, recipeName: r.name }, inputs }];
+  },
   base: false,
   tools: ["chroot"],
   async run(ctx, o) {

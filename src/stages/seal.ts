@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { emptyAptLists } from "../host/chroot.js";
 import { resolveInRoot } from "../host/root-path.js";
+import { z } from "zod";
 import { defineLayerStage, type LayerContext } from "./stage.js";
 
 const SSH_KEYGEN_UNIT = `[Unit]
@@ -26,9 +27,12 @@ ExecStart=/usr/bin/ssh-keygen -A
 WantedBy=multi-user.target ssh.service
 `;
 
-export const seal = defineLayerStage<Record<string, never>>({
+export const seal = defineLayerStage({
   kind: "seal",
   summary: "Seal the root: no machine identity, host keys, apt lists or host settings",
+  options: z.strictObject({}),
+  // The root's last link; an import nothing is asked of is published as it came.
+  plan: ({ unchangedImport }) => (unchangedImport ? [] : [{ options: {} }]),
   base: false,
   tools: [],
   async run(ctx) {

@@ -10,13 +10,21 @@ import { access, copyFile, readFile } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
+import { z } from "zod";
 import { defineLayerStage } from "./stage.js";
 
 export const SITE_CA_DIR = "/usr/local/share/ca-certificates/kiln-site";
 
-export const siteCa = defineLayerStage<{ certificates: string[] }>({
+export const siteCa = defineLayerStage({
   kind: "site-ca",
   summary: "Add the service's site CA certificates to the image's trust store",
+  options: z.strictObject({ certificates: z.array(z.string()) }),
+  plan({ host, ref }) {
+    const siteCas = Object.entries(host.siteCas ?? {});
+    if (siteCas.length === 0) return [];
+    const inputs = Object.fromEntries(siteCas.map(([, digest], i) => [`siteCa[${i}]`, digest]));
+    return [{ options: { certificates: siteCas.map(([file], i) => ref(`siteCa[${i}]`, file)) }, inputs }];
+  },
   base: false,
   tools: ["chroot"],
   async run(ctx, o) {

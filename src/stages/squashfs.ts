@@ -6,16 +6,25 @@
 import os from "node:os";
 import path from "node:path";
 import { copyFile } from "node:fs/promises";
+import { z } from "zod";
 import { defineArtifactStage } from "./stage.js";
 
-export interface SquashfsOptions {
-  compression: "zstd" | "xz";
-  level?: number;
-}
+const SquashfsOptions = z.strictObject({ compression: z.enum(["zstd", "xz"]), level: z.int().optional() });
+export type SquashfsOptions = z.output<typeof SquashfsOptions>;
 
-export const squashfs = defineArtifactStage<SquashfsOptions>({
+/** The ISO carries the squashfs, so it is made (and cached) even when out/ does not ask for it. */
+const squashfsNeeded = (wants: ReadonlySet<string>) => wants.has("squashfs") || wants.has("iso");
+const SQUASHFS_OUTPUTS = [{ file: "squashfs", artifact: "squashfs", output: "squashfs" }] as const;
+
+export const squashfs = defineArtifactStage({
   kind: "squashfs",
   summary: "Pack the sealed root into a squashfs image",
+  options: SquashfsOptions,
+  plan({ recipe: r, wants, planned }) {
+    if (!squashfsNeeded(wants) || planned("squashfs-copy").length > 0) return [];
+    return [{ options: r.squashfs.compression === "xz" ? { compression: "xz" } : { compression: "zstd", level: r.squashfs.level ?? 3 } }];
+  },
+  outputs: SQUASHFS_OUTPUTS,
   tools: ["mksquashfs"],
   needsRoot: true,
   async run(ctx, o) {
@@ -34,9 +43,15 @@ export const squashfs = defineArtifactStage<SquashfsOptions>({
 });
 
 /** An unchanged import of a squashfs publishes the original file, byte for byte (as maas-images does). */
-export const squashfsCopy = defineArtifactStage<{ image: string }>({
+export const squashfsCopy = defineArtifactStage({
   kind: "squashfs-copy",
   summary: "Publish the imported squashfs unchanged",
+  options: z.strictObject({ image: z.string() }),
+  plan({ recipe: r, wants, unchangedImport, host, digestOf, ref }) {
+    if (!squashfsNeeded(wants) || !unchangedImport || !("image" in r.base) || (host.importFormat ?? r.base.format) !== "squashfs") return [];
+    return [{ name: "squashfs", options: { image: ref("base.image", r.base.image) }, inputs: { "base.image": digestOf(r.base.image) }, parent: null }];
+  },
+  outputs: SQUASHFS_OUTPUTS,
   tools: [],
   needsRoot: false,
   async run(ctx, o) {

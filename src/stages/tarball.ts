@@ -4,11 +4,15 @@
  * cores: a gzip of a 320 MiB root costs tens of seconds on two cores, zstd -T0 a few.
  */
 import path from "node:path";
+import { z } from "zod";
 import { defineArtifactStage } from "./stage.js";
 
-export const tarball = defineArtifactStage<Record<string, never>>({
+export const tarball = defineArtifactStage({
   kind: "tarball",
   summary: "Pack the sealed root into rootfs.tar.zst",
+  options: z.strictObject({}),
+  plan: ({ wants }) => (wants.has("tarball") ? [{ options: {} }] : []),
+  outputs: [{ file: "rootfs.tar.zst", artifact: "tarball", output: "tarball" }],
   tools: ["tar", "zstd"],
   needsRoot: true,
   async run(ctx) {

@@ -7,10 +7,12 @@ import assert from "node:assert/strict";
 import { parseRecipe, type LoadedRecipe } from "../../src/recipe/load.js";
 import { kernelCmdline, planBuild, type Plan, type PlanInputs } from "../../src/plan/plan.js";
 import { parseDeb822Sources } from "../../src/host/apt-sources.js";
+import { TOOL_PACKAGES, type ToolVersions } from "../../src/host/tools.js";
 import type { ConfigOptions } from "../../src/stages/config.js";
 
 const env: PlanInputs = {
-  tools: { mmdebstrap: "1.3.5-2", mksquashfs: "1:4.5.1-1", "dpkg-query": "1.21.22", chroot: "9.1-1", xorriso: "1.5.4-4", "qemu-img": "1:7.2" },
+  // A version for every tool: the planner refuses to key a stage whose tool was not looked up.
+  tools: { ...(Object.fromEntries(Object.keys(TOOL_PACKAGES).map((t) => [t, "1.0"])) as ToolVersions), ...{ mmdebstrap: "1.3.5-2", mksquashfs: "1:4.5.1-1", "dpkg-query": "1.21.22", chroot: "9.1-1", xorriso: "1.5.4-4", "qemu-img": "1:7.2" } },
   hostSources: parseDeb822Sources("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n"),
   initramfsDigest: "sha256:aaaa",
   playbookTrees: { "/recipes/a/site.yml": "sha256:tree1" },

@@ -3,9 +3,11 @@ import assert from "node:assert/strict";
 import { parseRecipe, type LoadedRecipe } from "../../src/recipe/load.js";
 import { planBuild, type Plan, type PlanInputs } from "../../src/plan/plan.js";
 import { parseDeb822Sources } from "../../src/host/apt-sources.js";
+import { TOOL_PACKAGES, type ToolVersions } from "../../src/host/tools.js";
 
 const env: PlanInputs = {
-  tools: { mmdebstrap: "1.3.5-2", mksquashfs: "1:4.5.1-1", "dpkg-query": "1.21.22", chroot: "9.1-1" },
+  // A version for every tool: the planner refuses to key a stage whose tool was not looked up.
+  tools: { ...(Object.fromEntries(Object.keys(TOOL_PACKAGES).map((t) => [t, "1.0"])) as ToolVersions), ...{ mmdebstrap: "1.3.5-2", mksquashfs: "1:4.5.1-1", "dpkg-query": "1.21.22", chroot: "9.1-1" } },
   hostSources: parseDeb822Sources("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"),
   initramfsDigest: "sha256:aaaa",
 };
