@@ -1,5 +1,6 @@
 /** `kiln build RECIPE`: plan, build (reusing the cache), assemble out/, boot-verify if asked. */
 import { build } from "../../engine/build.js";
+import { KilnError } from "../../errors.js";
 import { createRenderer } from "../render.js";
 import type { CommandIo } from "../io.js";
 
@@ -10,11 +11,14 @@ export interface BuildFlags {
   from?: string;
   verify?: boolean;
   reverify?: boolean;
+  /** --jobs as typed. */
+  jobs?: string;
   json: boolean;
   verbose: boolean;
 }
 
 export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo): Promise<number> {
+  const jobs = parseJobs(f.jobs);
   const r = createRenderer({ json: f.json, verbose: f.verbose, stream: io.stdout });
   try {
     const result = await build({
@@ -25,6 +29,7 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
       from: f.from,
       verify: f.verify,
       reverify: f.reverify,
+      jobs,
       signal: io.signal,
       emit: r.emit,
     });
@@ -32,4 +37,15 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
   } finally {
     r.stop();
   }
+}
+
+/** --jobs N: a whole number ≥ 1; undefined (not given) lets the engine derive it from the host. */
+export function parseJobs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,3}$/.test(value.trim())) {
+    throw new KilnError("USAGE", `--jobs ${JSON.stringify(value)}: give how many stages may run at once, a whole number from 1, e.g. --jobs 2`, {
+      hint: "leave it out to use one per core (at most one per GiB of available memory)",
+    });
+  }
+  return Number(value.trim());
 }
