@@ -5,7 +5,8 @@
  * streamed from the store object behind them: nothing is copied. Off unless `--streams` turns it
  * on; `open` needs no token (MAAS sends none), `token` needs any API token.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import fp from "fastify-plugin";
@@ -19,6 +20,7 @@ import { signedIndex } from "../streams/commit.js";
 import { dumpJson } from "../streams/format.js";
 import { DEFAULT_PREFIX } from "../streams/names.js";
 import type { Signer } from "../streams/sign.js";
+import { StreamDir } from "../streams/stream-dir.js";
 
 export type StreamsAccess = "open" | "token" | "off";
 
@@ -27,6 +29,8 @@ export interface StreamsOptions {
   labels: string[];
   keep?: number;
   signer?: Signer;
+  /** A stream folder kept by `kiln streams bootloaders`, whose bootloader products the tree lists. */
+  bootloaders?: string;
 }
 
 /** An image's artifacts as the store holds them; images are immutable once linked, so cached by id and manifest etag. */
@@ -79,7 +83,11 @@ export const streamsPlugin = fp(
       // `updated` from the newest listed image, so an unchanged catalog renders the same bytes (and one signature).
       const newest = images.map((i) => i.created).sort().at(-1);
       const now = newest ? new Date(`${newest.slice(0, 19)}Z`) : new Date(0);
-      return renderCatalogTree(input, { labels: opts.labels, naming: { prefix: DEFAULT_PREFIX }, keep: opts.keep, now, pathPrefix: "streams/" });
+      // Read on every request: `kiln streams bootloaders` may have committed a new version since.
+      const bootloaders = opts.bootloaders
+        ? { root: opts.bootloaders, files: (await new StreamDir(opts.bootloaders).allProducts()).filter((f) => f.content_id.endsWith(":bootloader-download")) }
+        : undefined;
+      return renderCatalogTree(input, { labels: opts.labels, naming: { prefix: DEFAULT_PREFIX }, keep: opts.keep, now, pathPrefix: "streams/", ...(bootloaders ? { bootloaders } : {}) });
     };
     const json = "application/json";
     app.get("/streams/v1/index.json", { config, schema: { hide: true } }, async (_q, reply) => reply.type(json).send(dumpJson((await tree()).index)));
@@ -107,6 +115,10 @@ export const streamsPlugin = fp(
       const rel = (request.params as { "*": string })["*"];
       const obj = (await tree()).objects.get(`streams/${rel}`);
       if (!obj) throw apiError("NOT_FOUND", `no item ${rel} in the stream tree (only images under a published label are served)`);
+      if ("file" in obj) {
+        const size = (await stat(obj.file)).size;
+        return reply.type("application/octet-stream").header("content-length", size).send(createReadStream(obj.file));
+      }
       const info = await app.store.head(obj.bucket, obj.key);
       return reply.type("application/octet-stream").header("content-length", info.size).send(await app.store.get(obj.bucket, obj.key));
     });

@@ -104,6 +104,9 @@ export function imsManifest(artifacts: ResultArtifact[], created: Date): ImsMani
     // Kiln's disk and live ISO: IMS stores any typed artifact; BOS boots only the four above.
     "application/x-qemu-disk",
     "application/x-iso9660-image",
+    // The SBOMs (docs/attest.md): what is in the image, for whoever holds the IMS record.
+    "application/spdx+json",
+    "application/vnd.cyclonedx+json",
   ]);
   return {
     version: "1.0",

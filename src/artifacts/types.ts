@@ -7,21 +7,40 @@ export interface ArtifactKind {
   name: string;
   type: string;
   ftype: string;
+  /**
+   * Key of the object a service job uploads it as, under `<image_id>/` in the IMS bucket (IMS'
+   * own names for the four it knows); kinds without one stay in the out dir.
+   */
+  imsKey?: string;
+  /** One per kernel flavor (under `<flavor>/` in an out dir and a stream version). */
+  perFlavor?: boolean;
 }
 
 export const ARTIFACT_KINDS = {
-  squashfs: { name: "squashfs", type: "application/vnd.cray.image.rootfs.squashfs", ftype: "squashfs" },
-  manifest: { name: "squashfs.manifest", type: "text/tab-separated-values", ftype: "manifest" },
-  kernel: { name: "boot-kernel", type: "application/vnd.cray.image.kernel", ftype: "boot-kernel" },
-  initrd: { name: "boot-initrd", type: "application/vnd.cray.image.initrd", ftype: "boot-initrd" },
-  bootParams: { name: "boot-params", type: "application/vnd.cray.image.parameters.boot", ftype: "boot-params" },
+  squashfs: { name: "squashfs", type: "application/vnd.cray.image.rootfs.squashfs", ftype: "squashfs", imsKey: "rootfs" },
+  // The package list MAAS requires beside every squashfs; IMS clients skip a type they do not know.
+  manifest: { name: "squashfs.manifest", type: "text/tab-separated-values", ftype: "manifest", imsKey: "rootfs.manifest" },
+  kernel: { name: "boot-kernel", type: "application/vnd.cray.image.kernel", ftype: "boot-kernel", imsKey: "kernel", perFlavor: true },
+  initrd: { name: "boot-initrd", type: "application/vnd.cray.image.initrd", ftype: "boot-initrd", imsKey: "initrd", perFlavor: true },
+  bootParams: { name: "boot-params", type: "application/vnd.cray.image.parameters.boot", ftype: "boot-params", imsKey: "boot_parameters", perFlavor: true },
   tarball: { name: "rootfs.tar.zst", type: "application/vnd.kiln.image.rootfs.tar+zstd", ftype: "root-tar.zst" },
   // ftype disk1.img is the name Ubuntu's cloud-image streams give their qcow2 disks.
   qcow2: { name: "disk.qcow2", type: "application/x-qemu-disk", ftype: "disk1.img" },
   iso: { name: "live.iso", type: "application/x-iso9660-image", ftype: "iso" },
   /** A live ISO with a site's cloud-init seed (kiln iso --seed): in result.json's `seeded`, never published. */
   seededIso: { name: "live-seeded.iso", type: "application/x-iso9660-image", ftype: "iso-seeded" },
+  // Attestations (docs/attest.md): SBOMs, provenance and checksums, each a file at the top of out/.
+  sbomSpdx: { name: "sbom.spdx.json", type: "application/spdx+json", ftype: "sbom.spdx.json" },
+  sbomCycloneDx: { name: "sbom.cdx.json", type: "application/vnd.cyclonedx+json", ftype: "sbom.cdx.json" },
+  provenance: { name: "provenance.json", type: "application/vnd.in-toto+json", ftype: "provenance.json" },
+  checksums: { name: "SHA256SUMS", type: "text/plain", ftype: "sha256sums" },
+  checksumsSignature: { name: "SHA256SUMS.gpg", type: "application/pgp-signature", ftype: "sha256sums.gpg" },
 } as const satisfies Record<string, ArtifactKind>;
+
+/** The kinds a service job uploads, by media type (first kind of a type wins). */
+export function uploadedKindOf(type: string): ArtifactKind | undefined {
+  return Object.values(ARTIFACT_KINDS as Record<string, ArtifactKind>).find((k) => k.type === type && k.imsKey !== undefined);
+}
 
 /**
  * The kernel command line a flavor's initrd needs to boot diskless, with the literal

@@ -260,6 +260,7 @@ export class Catalog {
   readonly requeueJob: JobStates["requeueJob"] = (...a) => this.jobStates.requeueJob(...a);
   readonly waitingJobs: JobStates["waitingJobs"] = (...a) => this.jobStates.waitingJobs(...a);
   readonly swapJobQueueId: JobStates["swapJobQueueId"] = (...a) => this.jobStates.swapJobQueueId(...a);
+  readonly failWaitingJob: JobStates["failWaitingJob"] = (...a) => this.jobStates.failWaitingJob(...a);
 
   // remote build nodes (remote-build-nodes.ts)
   readonly remoteBuildNodesJson: RemoteBuildNodes["remoteBuildNodesJson"] = (...a) => this.remoteNodes.remoteBuildNodesJson(...a);

@@ -74,6 +74,20 @@ export class JobStates {
   }
 
   /**
+   * Ends a job no worker took, in one transaction with the same row lock a claim takes: false
+   * when a worker claimed it (or it ended) meanwhile.
+   */
+  async failWaitingJob(id: string, reason: string): Promise<boolean> {
+    return this.sql.transaction(async (tx) => {
+      const rows = await tx.query<{ doc: JobRecord }>("SELECT doc FROM jobs WHERE id = $1 AND worker IS NULL AND status = 'creating' FOR UPDATE", [id]);
+      const doc = rows[0]?.doc;
+      if (!doc) return false;
+      await tx.query("UPDATE jobs SET doc = $2 WHERE id = $1", [id, JSON.stringify(withStatus(doc, "error", { kiln: { error: reason } }))]);
+      return true;
+    }).finally(() => this.changed("jobs", id));
+  }
+
+  /**
    * Moves a job to `status` (recording the seconds spent in the one it leaves), merging `kiln`
    * fields. A job already ended stays ended: returns undefined then.
    */
@@ -158,15 +172,15 @@ export class JobStates {
    * process died between the catalog insert and the send). The reaper asks the queue which of
    * them really lack a live message.
    */
-  async waitingJobs(seconds: number): Promise<Array<{ id: string; jobType: JobRecord["job_type"]; queueId: string | null }>> {
-    const rows = await this.sql.query<{ id: string; job_type: JobRecord["job_type"]; queue_id: string | null }>(
-      `SELECT id::text AS id, job_type, queue_id FROM jobs
+  async waitingJobs(seconds: number): Promise<Array<{ id: string; job_type: JobRecord["job_type"]; arch: JobRecord["arch"]; queueId: string | null }>> {
+    const rows = await this.sql.query<{ id: string; job_type: JobRecord["job_type"]; arch: JobRecord["arch"] | null; queue_id: string | null }>(
+      `SELECT id::text AS id, job_type, doc->>'arch' AS arch, queue_id FROM jobs
        WHERE status = 'creating' AND worker IS NULL
          AND coalesce((doc->'kiln'->>'status_since')::timestamptz, created) < now() - make_interval(secs => $1)
        ORDER BY seq`,
       [seconds],
     );
-    return rows.map((r) => ({ id: r.id, jobType: r.job_type, queueId: r.queue_id }));
+    return rows.map((r) => ({ id: r.id, job_type: r.job_type, arch: r.arch ?? "x86_64", queueId: r.queue_id }));
   }
 
   /** Sets a job's queue message id if it is still `from` (compare and set); false when another process changed it. */

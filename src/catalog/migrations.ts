@@ -118,6 +118,12 @@ export const MIGRATIONS: Migration[] = [
       ALTER TABLE jobs ADD COLUMN worker_instance text;
       UPDATE jobs SET worker_instance = 'legacy-' || worker WHERE worker IS NOT NULL;`,
   },
+  {
+    version: 5,
+    name: "workers declare the arches they build",
+    // Workers from before built only their machine's arch, x86_64 everywhere Kiln ran.
+    sql: `ALTER TABLE workers ADD COLUMN arches text NOT NULL DEFAULT 'x86_64';`,
+  },
 ];
 
 /** Applies the migrations this catalog lacks; returns the versions applied now. */

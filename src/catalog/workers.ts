@@ -2,6 +2,7 @@
  * The worker registry: one row per worker process (instance), with its heartbeat. The reaper
  * (jobs/worker.ts) reads it through JobStates.orphanedJobs; GET /v3/workers lists it.
  */
+import type { Arch } from "./records.js";
 import type { Sql } from "./sql.js";
 
 export interface WorkerInfo {
@@ -12,6 +13,8 @@ export interface WorkerInfo {
   pid: number;
   version: string;
   concurrency: number;
+  /** The image arches it builds, native first. */
+  arches: Arch[];
 }
 
 export interface WorkerRow extends WorkerInfo {
@@ -32,9 +35,9 @@ export class WorkerRegistry {
    */
   async heartbeat(w: WorkerInfo, running: number): Promise<void> {
     await this.sql.query(
-      `INSERT INTO workers (instance, name, host, pid, version, concurrency, running) VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (instance) DO UPDATE SET last_seen = now(), running = $7, concurrency = $6`,
-      [w.instance, w.name, w.host, w.pid, w.version, w.concurrency, running],
+      `INSERT INTO workers (instance, name, host, pid, version, concurrency, running, arches) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (instance) DO UPDATE SET last_seen = now(), running = $7, concurrency = $6, arches = $8`,
+      [w.instance, w.name, w.host, w.pid, w.version, w.concurrency, running, w.arches.join(",")],
     );
   }
 
@@ -49,13 +52,13 @@ export class WorkerRegistry {
   }
 
   async workers(timeoutSeconds: number): Promise<WorkerRow[]> {
-    const rows = await this.sql.query<WorkerRow & { started: Date; last_seen: Date; stopped: Date | null }>(
-      `SELECT name, instance, host, pid, version, concurrency, running, started, last_seen, stopped,
+    const rows = await this.sql.query<Omit<WorkerRow, "arches"> & { arches: string; started: Date; last_seen: Date; stopped: Date | null }>(
+      `SELECT name, instance, host, pid, version, concurrency, running, arches, started, last_seen, stopped,
               (stopped IS NULL AND last_seen >= now() - make_interval(secs => $1)) AS alive
        FROM workers ORDER BY started`,
       [timeoutSeconds],
     );
-    return rows.map((r) => ({ ...r, started: new Date(r.started).toISOString(), last_seen: new Date(r.last_seen).toISOString(), stopped: r.stopped ? new Date(r.stopped).toISOString() : null }));
+    return rows.map((r) => ({ ...r, arches: r.arches.split(",").filter(Boolean) as Arch[], started: new Date(r.started).toISOString(), last_seen: new Date(r.last_seen).toISOString(), stopped: r.stopped ? new Date(r.stopped).toISOString() : null }));
   }
 
   /** Forgets workers stopped or silent for a day. */

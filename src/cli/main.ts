@@ -16,6 +16,7 @@ import type { CommandIo } from "./io.js";
 import { registerStreamsCommands } from "./commands/streams.js";
 import { registerServiceCommands } from "./commands/service.js";
 import { registerIsoCommands } from "./commands/iso.js";
+import { registerDiffCommand } from "./commands/diff.js";
 
 const DEFAULT_CACHE = process.env.KILN_CACHE_DIR ?? "/var/cache/kiln";
 
@@ -42,12 +43,14 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .option("--no-verify", "skip boot verification")
     .option("--reverify", "boot even when these very bytes booted before (cached boot results)", false)
     .option("-j, --jobs <n>", "stages and boot vCPUs at once (default: the cores, at most one per GiB of available memory)")
+    .option("--sign-key <key>", "sign out/SHA256SUMS (SHA256SUMS.gpg) with this OpenPGP key: a secret key file, or a key id in your GnuPG keyring")
+    .option("--passphrase-file <file>", "passphrase of --sign-key, if it has one")
     .option("--json", "JSON lines instead of progress text", false)
     .option("-v, --verbose", "print every stage's full log", false)
-    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v")
+    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v\n  kiln build recipe.yaml --sign-key ops@example.org")
     .action(async (recipe: string, o) => {
       const { buildCommand } = await import("./commands/build.js");
-      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, jobs: o.jobs, json: o.json, verbose: o.verbose }, io));
+      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, jobs: o.jobs, signKey: o.signKey, passphraseFile: o.passphraseFile, json: o.json, verbose: o.verbose }, io));
     });
 
   program
@@ -135,9 +138,24 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
       else for (const r of rows) io.stdout.write(`${r.kind.padEnd(16)} ${r.type.padEnd(9)} ${r.summary}\n`);
     });
 
+  program
+    .command("attest")
+    .description("Check a build's attestations (docs/attest.md)")
+    .command("verify")
+    .description("Check out/SHA256SUMS's signature (gpgv), every checksum, and that provenance.json names this build's recipe")
+    .argument("<out>", "a build's out dir")
+    .option("--keyring <file>", "the signer's public keyring (binary or armored); without it gpgv uses its default keyring")
+    .option("--json", "print the findings as JSON", false)
+    .addHelpText("after", "\nExit codes: 0 all good, 1 a check failed (each failure is named), 2 bad command line or no out dir\n\nExamples:\n  kiln attest verify out --keyring ops-key.gpg\n  kiln attest verify /srv/images/web --json")
+    .action(async (out: string, o) => {
+      const { attestVerifyCommand } = await import("./commands/attest.js");
+      setExit(await attestVerifyCommand(out, { keyring: o.keyring, json: o.json }, io));
+    });
+
   registerStreamsCommands(program, io, setExit);
   registerServiceCommands(program, io, setExit);
   registerIsoCommands(program, io, setExit);
+  registerDiffCommand(program, io, setExit);
   return program;
 }
 
@@ -160,6 +178,13 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("exit", killAllChildren);
+  // `kiln … | head`: the reader has gone. Stop quietly with the code so far, as a shell tool does
+  // on SIGPIPE, instead of crashing on an unhandled EPIPE.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    killAllChildren();
+    process.exit(exitCode);
+  });
 
   const io: CommandIo = { stdout: process.stdout, stderr: process.stderr, signal: controller.signal };
   const program = buildProgram(io, (c) => (exitCode = signals > 0 ? exitCode : c));

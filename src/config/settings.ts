@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { Option, type Command } from "commander";
 import { KilnError } from "../errors.js";
+import { ARCHES, type Arch } from "../catalog/records.js";
 import { parseSize } from "../size.js";
 
 export interface Listen {
@@ -312,6 +313,36 @@ export const SETTINGS = {
     description: "GnuPG key that signs index.sjson, as `kiln streams publish --sign-key` takes it (an exported secret key file, or a key id in GNUPGHOME); its public key is served at /streams/keyring.gpg. Without it only index.json is served",
     parse: (t: string) => t,
   },
+  streamsBootloaders: {
+    flag: "--streams-bootloaders <dir>",
+    env: "KILN_STREAMS_BOOTLOADERS",
+    default: "",
+    description: "a stream folder kept by `kiln streams bootloaders --to DIR` (run it from a timer): its bootloader products (shim, GRUB, PXELINUX) are listed in the stream tree and served from it, so MAAS can boot machines from this source alone",
+    parse: (t: string) => {
+      if (t === "") return t;
+      const dir = path.resolve(t);
+      return existsSync(dir) ? dir : fail(`no such folder: ${dir}; make it with \`kiln streams bootloaders --to ${dir}\``);
+    },
+  },
+  workerArch: {
+    flag: "--arch <arches>",
+    env: "KILN_WORKER_ARCH",
+    default: "",
+    shown: "native + binfmt_misc",
+    description: "the image arches this worker builds, comma-separated, native first (x86_64, aarch64): it takes only jobs of these, and those of the first ones first. Default: this machine's own, then each one a qemu-user-static binfmt_misc handler emulates",
+    parse: (t: string): Arch[] => {
+      const arches = t.split(",").map((a) => a.trim()).filter((a) => a !== "");
+      for (const a of arches) if (!(ARCHES as readonly string[]).includes(a)) fail(`${JSON.stringify(a)} is not an arch; use ${ARCHES.join(" or ")}`);
+      return arches as Arch[];
+    },
+  },
+  archWait: {
+    flag: "--arch-wait <seconds>",
+    env: "KILN_ARCH_WAIT",
+    default: "3600",
+    description: "how long a job may wait while no live worker builds its arch (an aarch64 recipe and x86_64 workers only) before it ends `error` saying so",
+    parse: positiveInt("seconds"),
+  },
   workerName: {
     flag: "--worker-name <name>",
     env: "KILN_WORKER_NAME",
@@ -327,8 +358,8 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "streams", "streamsLabels", "streamsKeep", "streamsSignKey", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
-  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "streams", "streamsLabels", "streamsKeep", "streamsSignKey", "streamsBootloaders", "workerName", "workerArch", "archWait", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "workerArch", "archWait", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;
 

@@ -11,6 +11,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { ARTIFACT_KINDS, bootParams } from "../artifacts/types.js";
+import { attestOut } from "../attest/attest.js";
 import { imsManifest, type BuildResult, type ResultArtifact, type ResultStage } from "../artifacts/result.js";
 import { explainMiss as explainKeyChange, fileDigests, sameBinding, type Binding } from "../cache/key.js";
 import { CacheStore, type Entry } from "../cache/store.js";
@@ -67,6 +68,12 @@ export interface BuildOptions {
   /** At most this many stages (and boot vCPUs) at once; default from the host (scheduler.ts defaultJobs). */
   jobs?: number;
   onStageFailure?: (failure: { stage: string; root: string; workDir: string; error: unknown }) => Promise<"retry" | "fail">;
+  /** Sign out/SHA256SUMS with this GnuPG key (a file or a key id; docs/attest.md). */
+  signKey?: string;
+  /** The sign key's passphrase, in a file. */
+  passphraseFile?: string;
+  /** The SLSA builder id provenance.json names (docs/attest.md); `kiln build`'s by default. */
+  builderId?: string;
   signal: AbortSignal;
   emit: EventSink;
 }
@@ -294,6 +301,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     await writeFile(path.join(out, rel), bootParams(kernelCmdline(loaded.recipe)) + "\n");
     artifacts.push({ name: ARTIFACT_KINDS.bootParams.name, path: rel, type: ARTIFACT_KINDS.bootParams.type, ftype: ARTIFACT_KINDS.bootParams.ftype, ...extra, ...(await fileDigests(path.join(out, rel))) });
   }
+  // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
+  const chain = plan.root.map((s) => used.get(s.key)!.tree).reverse(); // the sealed root's trees, top first
+  artifacts.push(...(await attestOut({
+    out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started),
+    signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
+    layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [used.get(k.key)!.tree, ...chain] })) },
+  })));
   const created = new Date();
   const result: BuildResult = {
     recipe: { name: plan.recipe.name, sha256: plan.recipe.sha256 },

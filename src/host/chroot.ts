@@ -3,8 +3,14 @@
  * DNS for the duration, no daemons starting, the shared apt archive cache, and on release
  * everything put back exactly as the image had it. (docs/architecture.md#chroot-steps says why each is needed.)
  *
- * /dev is a fresh tmpfs with the handful of nodes dpkg scripts use and a private devpts instance,
- * not a bind of the host's /dev: nothing in the chroot can reach the host's disks.
+ * Every command runs in a jail (host/jail.ts), not a bare chroot: a recipe's scripts and every
+ * package's maintainer scripts are untrusted, and root in a chroot reaches the host in a line
+ * (/proc/1/root, chroot() and "..", mknod of a disk). The jail has its own mount, PID, IPC and
+ * UTS namespaces with the root pivoted, not chrooted, and keeps only the capabilities apt and
+ * dpkg need. It shares the host's network, which apt needs (docs/architecture.md#chroot-steps).
+ *
+ * The jail's /dev is a fresh tmpfs with the handful of nodes dpkg scripts use and a private devpts
+ * instance, not a bind of the host's /dev: nothing in it can reach the host's disks.
  *
  * /var/cache/apt/archives is the session's own dir over the shared cache, never the shared dir
  * itself: apt locks that dir for a whole install, so concurrent builds would fail on
@@ -14,7 +20,8 @@ import { lstat, readFile, readlink, rm, symlink, unlink, writeFile, chmod, readd
 import path from "node:path";
 import { aptArchivesUse, openSessionArchives, type SessionArchives } from "./apt-archives.js";
 import { exec, type ExecOptions, type ExecResult, type LogSink } from "./exec.js";
-import { mountBind, mountFs, mountTmpfs, type Mount } from "./mount.js";
+import { openJail, type Jail } from "./jail.js";
+import { mountBind, mountTmpfs, type Mount } from "./mount.js";
 import { resolveInRoot } from "./root-path.js";
 import { Scope, type Releasable } from "./scope.js";
 
@@ -53,26 +60,13 @@ const APT_OPTIONS = [
   "-o", "Acquire::Retries=3",
 ];
 
-const DEV_NODES: Array<[string, string, number, number]> = [
-  ["null", "c", 1, 3], ["zero", "c", 1, 5], ["full", "c", 1, 7],
-  ["random", "c", 1, 8], ["urandom", "c", 1, 9], ["tty", "c", 5, 0],
-];
-
 export async function openChroot(root: string, opts: ChrootOptions): Promise<ChrootSession> {
   const scope = new Scope();
   const host = { log: opts.log, workDir: opts.workDir };
   let opened: SessionArchives | undefined;
+  let jail: Jail | undefined;
   try {
-    scope.use(await mountFs("proc", "proc", path.join(root, "proc"), ["nosuid,nodev,noexec"], host));
-    scope.use(await mountFs("sysfs", "sysfs", path.join(root, "sys"), ["ro,nosuid,nodev,noexec"], host));
-    const dev = scope.use(await mountTmpfs(path.join(root, "dev"), { ...host, mode: "0755", size: "16m" }));
-    for (const [name, type, major, minor] of DEV_NODES) {
-      await exec(["mknod", "-m", "0666", path.join(dev.path, name), type, String(major), String(minor)], { log: opts.log });
-    }
-    await symlink("/proc/self/fd", path.join(dev.path, "fd"));
-    await symlink("pts/ptmx", path.join(dev.path, "ptmx"));
-    scope.use(await mountFs("devpts", "devpts", path.join(dev.path, "pts"), ["newinstance,ptmxmode=0666,mode=0620"], host));
-    scope.use(await mountTmpfs(path.join(dev.path, "shm"), { ...host, mode: "1777" }));
+    // /proc, /sys and /dev are the jail's own (mounted in its namespace, never on the host).
     // Junk written to /run and /tmp during a stage must not end up in the layer.
     scope.use(await mountTmpfs(path.join(root, "run"), { ...host, mode: "0755" }));
     scope.use(await mountTmpfs(path.join(root, "tmp"), { ...host, mode: "1777" }));
@@ -85,17 +79,21 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
     // No daemon starts during the build (invoke-rc.d asks policy-rc.d; 101 = action forbidden).
     scope.use(await swapInFile(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755));
     scope.defer(() => emptyAptLists(root));
+    // Last, so it sees every mount above (its root is a recursive bind) and goes first on release.
+    jail = scope.use(await openJail(root, { log: opts.log, workDir: opts.workDir, network: "host", ownTmp: false }));
   } catch (e) {
     await scope.release();
     throw e;
   }
 
   const archives = opened;
+  const jailed = jail!;
   const run: ChrootSession["run"] = (argv, o = {}) =>
-    exec(["chroot", root, ...argv], {
+    exec(jailed.command(argv, "/"), {
       ...o,
       env: {
         PATH: CHROOT_PATH,
+        HOME: "/root",
         LC_ALL: "C.UTF-8",
         DEBIAN_FRONTEND: "noninteractive",
         DEBCONF_NONINTERACTIVE_SEEN: "true",
@@ -108,6 +106,8 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
       signal: opts.signal,
       workDir: opts.workDir,
       where: "(chroot)",
+      shownArgv: argv,
+      cleanEnv: true,
     });
 
   return {

@@ -31,6 +31,13 @@ export interface ExecOptions {
   okCodes?: number[];
   /** How this command is described in errors, e.g. `(chroot)`. */
   where?: string;
+  /** The command as logs and errors show it, when argv is a wrapper around it (the build jail's). */
+  shownArgv?: string[];
+  /**
+   * Start from an empty environment, not Kiln's: for what runs a recipe's code, which must not
+   * see the worker's store credentials or database URL. Only `env` (and KILN_WORK) is passed.
+   */
+  cleanEnv?: boolean;
   /** Sees every output line first; returning true consumes it (a progress bar redraw, not worth logging). */
   onLine?: (line: string) => boolean | void;
 }
@@ -69,10 +76,11 @@ export async function exec(argv: string[], opts: ExecOptions = {}): Promise<Exec
   if (argv.length === 0) throw new Error("exec: empty argv");
   const log = opts.log ?? nullLog;
   if (opts.signal?.aborted) throw cancelled(opts.signal.reason);
-  log.line(`$ ${formatArgv(argv)}${opts.where ? ` ${opts.where}` : ""}`);
+  const shown = formatArgv(opts.shownArgv ?? argv);
+  log.line(`$ ${shown}${opts.where ? ` ${opts.where}` : ""}`);
 
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, ...opts.env })) if (v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries({ ...(opts.cleanEnv ? {} : process.env), ...opts.env })) if (v !== undefined) env[k] = v;
   if (opts.workDir) env.KILN_WORK = opts.workDir;
 
   const child = spawn(argv[0]!, argv.slice(1), {
@@ -118,7 +126,7 @@ export async function exec(argv: string[], opts: ExecOptions = {}): Promise<Exec
     const ok = opts.okCodes ?? [0];
     if (!ok.includes(code)) {
       const summary = tail.filter((l) => l.trim() !== "").slice(-4).join(" · ");
-      throw new KilnError("STAGE_FAILED", `"${formatArgv(argv)}"${opts.where ? ` ${opts.where}` : ""} exited with code ${code}${summary ? ` · ${summary}` : ""}`);
+      throw new KilnError("STAGE_FAILED", `"${shown}"${opts.where ? ` ${opts.where}` : ""} exited with code ${code}${summary ? ` · ${summary}` : ""}`);
     }
     return { code, stdout: Buffer.concat(stdoutChunks).toString("utf8") };
   } catch (e) {

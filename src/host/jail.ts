@@ -85,6 +85,22 @@ export interface JailOptions {
   network?: "host" | "loopback";
   /** Capabilities kept on top of KEEP_CAPABILITIES. */
   extraCapabilities?: Record<string, number>;
+  /**
+   * false: keep the /tmp and /run the root already has mounted (a build's chroot session mounts
+   * its own tmpfs there and puts the scripts it runs in /tmp) instead of fresh ones.
+   */
+  ownTmp?: boolean;
+  /**
+   * With `image`: bind it recursively (the mounts a chroot session made in it come along) and
+   * mount the jail's own /proc, /sys and /dev in it, so a program in the jail can chroot into it
+   * (the Ansible controller's chroot connection) and find them there.
+   */
+  imageApi?: boolean;
+  /**
+   * false: leave the root's /etc/resolv.conf and /usr/sbin/policy-rc.d alone (a root Kiln made
+   * for the jail, whose /usr is the host's, read-only). Default: lend them for the session.
+   */
+  lendFiles?: boolean;
 }
 
 export interface Account {
@@ -242,42 +258,53 @@ const POLICY_RC_D = "#!/bin/sh\n# Kiln customize session: no daemon starts durin
 
 /**
  * Runs as PID 1 of the new namespaces, on the host's files. $1 root, $2 devpts, $3 init program,
- * $4 a host directory to bind at /mnt/image or "".
+ * $4 a host directory to bind at /mnt/image or "", $5 "1" to mount fresh tmpfs at /tmp and /run,
+ * $6 "1" to bind the image recursively and give it the jail's own /proc, /sys and /dev too.
  */
 const JAIL_SETUP = String.raw`
-root=$1 pts=$2 init=$3 image=$4
-shift 4
+root=$1 pts=$2 init=$3 image=$4 tmp=$5 imageapi=$6
+shift 6
+api() {
+  mount -t proc -o nosuid,nodev,noexec kiln-proc "$1/proc"
+  for p in sys sysrq-trigger irq bus fs; do
+    if [ -e "$1/proc/$p" ]; then
+      mount --bind "$1/proc/$p" "$1/proc/$p"
+      mount -o remount,bind,ro "$1/proc/$p"
+    fi
+  done
+  mount -t sysfs -o ro,nosuid,nodev,noexec kiln-sys "$1/sys"
+  mount -t tmpfs -o mode=0755,size=16m,nosuid kiln-dev "$1/dev"
+  mknod -m 0666 "$1/dev/null" c 1 3
+  mknod -m 0666 "$1/dev/zero" c 1 5
+  mknod -m 0666 "$1/dev/full" c 1 7
+  mknod -m 0666 "$1/dev/random" c 1 8
+  mknod -m 0666 "$1/dev/urandom" c 1 9
+  mknod -m 0666 "$1/dev/tty" c 5 0
+  ln -s /proc/self/fd "$1/dev/fd"
+  ln -s /proc/self/fd/0 "$1/dev/stdin"
+  ln -s /proc/self/fd/1 "$1/dev/stdout"
+  ln -s /proc/self/fd/2 "$1/dev/stderr"
+  ln -s pts/ptmx "$1/dev/ptmx"
+  mkdir -m 0755 "$1/dev/pts"
+  mkdir -m 1777 "$1/dev/shm"
+  mount --bind "$pts" "$1/dev/pts"
+  mount -t tmpfs -o mode=1777,nosuid,nodev kiln-shm "$1/dev/shm"
+  for p in kcore keys timer_list; do
+    if [ -f "$1/proc/$p" ]; then mount --bind "$1/dev/null" "$1/proc/$p"; fi
+  done
+}
 mount --rbind "$root" "$root"
-mount -t proc -o nosuid,nodev,noexec kiln-proc "$root/proc"
-for p in sys sysrq-trigger irq bus fs; do
-  if [ -e "$root/proc/$p" ]; then
-    mount --bind "$root/proc/$p" "$root/proc/$p"
-    mount -o remount,bind,ro "$root/proc/$p"
-  fi
-done
-mount -t sysfs -o ro,nosuid,nodev,noexec kiln-sys "$root/sys"
-mount -t tmpfs -o mode=0755,size=16m,nosuid kiln-dev "$root/dev"
-mknod -m 0666 "$root/dev/null" c 1 3
-mknod -m 0666 "$root/dev/zero" c 1 5
-mknod -m 0666 "$root/dev/full" c 1 7
-mknod -m 0666 "$root/dev/random" c 1 8
-mknod -m 0666 "$root/dev/urandom" c 1 9
-mknod -m 0666 "$root/dev/tty" c 5 0
-ln -s /proc/self/fd "$root/dev/fd"
-ln -s /proc/self/fd/0 "$root/dev/stdin"
-ln -s /proc/self/fd/1 "$root/dev/stdout"
-ln -s /proc/self/fd/2 "$root/dev/stderr"
-ln -s pts/ptmx "$root/dev/ptmx"
-mkdir -m 0755 "$root/dev/pts"
-mkdir -m 1777 "$root/dev/shm"
-mount --bind "$pts" "$root/dev/pts"
-mount -t tmpfs -o mode=1777,nosuid,nodev kiln-shm "$root/dev/shm"
-for p in kcore keys timer_list; do
-  if [ -f "$root/proc/$p" ]; then mount --bind "$root/dev/null" "$root/proc/$p"; fi
-done
-mount -t tmpfs -o mode=1777,nosuid,nodev kiln-tmp "$root/tmp"
-mount -t tmpfs -o mode=0755,nosuid,nodev kiln-run "$root/run"
-if [ -n "$image" ]; then mount --bind "$image" "$root/mnt/image"; fi
+api "$root"
+if [ -n "$tmp" ]; then
+  mount -t tmpfs -o mode=1777,nosuid,nodev kiln-tmp "$root/tmp"
+  mount -t tmpfs -o mode=0755,nosuid,nodev kiln-run "$root/run"
+fi
+if [ -n "$imageapi" ]; then
+  mount --rbind "$image" "$root/mnt/image"
+  api "$root/mnt/image"
+elif [ -n "$image" ]; then
+  mount --bind "$image" "$root/mnt/image"
+fi
 cd "$root"
 exec perl -e "$init" -- "$@"
 `;
@@ -408,8 +435,10 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
         scope.defer(() => image.rmdir(dir).catch((e: Error) => log.line(`jail: keeping ${dir}: ${e.message}`)));
       }
     }
-    scope.use(await lendFile(image, "/etc/resolv.conf", await hostResolvConf(), 0o644, log));
-    scope.use(await lendFile(image, "/usr/sbin/policy-rc.d", POLICY_RC_D, 0o755, log));
+    if (opts.lendFiles !== false) {
+      scope.use(await lendFile(image, "/etc/resolv.conf", await hostResolvConf(), 0o644, log));
+      scope.use(await lendFile(image, "/usr/sbin/policy-rc.d", POLICY_RC_D, 0o755, log));
+    }
     const account = await rootAccount(image);
 
     const own = path.join(opts.workDir, `jail-${randomBytes(4).toString("hex")}`);
@@ -425,7 +454,7 @@ export async function openJail(root: string, opts: JailOptions): Promise<Jail> {
     // prettier-ignore
     const init = spawnSessionProcess(
       ["unshare", ...namespaces, "--fork", "--kill-child", "--propagation", "private", "--",
-       "/bin/sh", "-euc", JAIL_SETUP, "kiln-jail", real, pts.path, JAIL_INIT, bound,
+       "/bin/sh", "-euc", JAIL_SETUP, "kiln-jail", real, pts.path, JAIL_INIT, bound, opts.ownTmp === false ? "" : "1", opts.imageApi ? "1" : "",
        String(sys.pivot_root), String(sys.umount2), ownNet ? "1" : ""],
       { env: { PATH: HOST_PATH, LC_ALL: "C" }, workDir: opts.workDir, log, logAs: `unshare ${namespaces.join(" ")} --fork … (the jail's init, root ${real}${bound ? `, ${bound} at /mnt/image` : ""})` },
     );

@@ -19,19 +19,13 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { BuildResult, ImsManifest } from "../artifacts/result.js";
+import { ARTIFACT_KINDS, uploadedKindOf } from "../artifacts/types.js";
 import type { Catalog } from "../catalog/catalog.js";
 import { BOOT_IMAGES_BUCKET, parseS3Path, s3Path, validateImageManifest } from "../catalog/objects.js";
 import { imsTime, type Arch, type ImageKiln, type ImageRecord } from "../catalog/records.js";
 import { KilnError } from "../errors.js";
 import type { ObjectStore } from "../store/object-store.js";
 import type { JobLog } from "./job-log.js";
-
-const KEY_OF_TYPE: Record<string, string> = {
-  "application/vnd.cray.image.rootfs.squashfs": "rootfs",
-  "application/vnd.cray.image.kernel": "kernel",
-  "application/vnd.cray.image.initrd": "initrd",
-  "application/vnd.cray.image.parameters.boot": "boot_parameters",
-};
 
 export interface PublishInput {
   outDir: string;
@@ -55,17 +49,24 @@ export function sortedJson(value: unknown): string {
 
 export async function publishImage(catalog: Catalog, store: ObjectStore, input: PublishInput, log: JobLog): Promise<ImageRecord> {
   const local = JSON.parse(await readFile(path.join(input.outDir, "manifest.json"), "utf8")) as ImsManifest;
-  const sha256 = new Map((JSON.parse(await readFile(path.join(input.outDir, "result.json"), "utf8")) as BuildResult).artifacts.map((a) => [a.path, a.sha256]));
+  const result = JSON.parse(await readFile(path.join(input.outDir, "result.json"), "utf8")) as BuildResult;
+  const sha256 = new Map(result.artifacts.map((a) => [a.path, a.sha256]));
+  // The IMS artifacts first, in manifest.json's order; then the package list, which IMS' manifest
+  // does not carry but a MAAS stream version needs (docs/service.md#maas-boot-source).
+  const toUpload: ImsManifest["artifacts"] = [
+    ...local.artifacts,
+    ...result.artifacts.filter((a) => a.type === ARTIFACT_KINDS.manifest.type && !a.flavor).map((a) => ({ type: a.type, md5: a.md5, link: { type: "file" as const, path: a.path } })),
+  ];
   const id = randomUUID();
   const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {}, ...(input.kiln ? { kiln: input.kiln } : {}) };
   await catalog.insert("images", image);
-  log.line(`image ${id} (${input.name}): uploading ${local.artifacts.length} artifacts to ${store.url} bucket ${BOOT_IMAGES_BUCKET}`);
+  log.line(`image ${id} (${input.name}): uploading ${toUpload.length} artifacts to ${store.url} bucket ${BOOT_IMAGES_BUCKET}`);
   const uploaded: string[] = [];
   try {
-    const firstFlavor = local.artifacts.find((a) => a.flavor)?.flavor;
+    const firstFlavor = toUpload.find((a) => a.flavor)?.flavor;
     const artifacts: Array<Record<string, unknown>> = [];
-    for (const a of local.artifacts) {
-      const base = KEY_OF_TYPE[a.type];
+    for (const a of toUpload) {
+      const base = uploadedKindOf(a.type)?.imsKey;
       if (!base) continue;
       const key = a.flavor && a.flavor !== firstFlavor ? `${id}/${a.flavor}/${base}` : `${id}/${base}`;
       const file = path.join(input.outDir, a.link.path);

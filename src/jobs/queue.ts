@@ -1,7 +1,8 @@
 /**
  * The job queue: pg-boss on the catalog's own database (PGlite or PostgreSQL, through the SQL
- * layer's executeSql adapter; docs/architecture.md#catalog-queue-and-workers). One pg-boss queue per IMS job type (`kiln.create`,
- * `kiln.customize`), so a worker can serve only the types it can run.
+ * layer's executeSql adapter; docs/architecture.md#catalog-queue-and-workers). One pg-boss queue per
+ * lane, a job type and an architecture (`kiln.create.x86_64`, `kiln.customize.aarch64` …), so a
+ * worker takes only the jobs it can run and build: those of the arches it declares (--arch).
  *
  * The catalog's job record, not the queue message, is the truth about a job: a message only says
  * "job X wants a worker". pg-boss never retries by itself (retryLimit 0); a job whose worker died
@@ -12,13 +13,27 @@
  */
 import PgBoss from "pg-boss";
 import type { Sql } from "../catalog/sql.js";
-import { JOB_TYPES, type JobType } from "../catalog/records.js";
+import { ARCHES, JOB_TYPES, type Arch, type JobType } from "../catalog/records.js";
+
+/** A job type and the architecture its image is built for: `create.x86_64`. */
+export type Lane = `${JobType}.${Arch}`;
+
+export function laneOf(job: { job_type: JobType; arch: Arch }): Lane {
+  return `${job.job_type}.${job.arch}`;
+}
+
+/** The lanes of these arches, every job type. */
+export function lanesFor(arches: readonly Arch[]): Lane[] {
+  return arches.flatMap((a) => JOB_TYPES.map((t): Lane => `${t}.${a}`));
+}
+
+export const ALL_LANES: readonly Lane[] = lanesFor(ARCHES);
 
 export interface QueueMessage {
   /** The queue's own id of this message. */
   queueId: string;
   jobId: string;
-  jobType: JobType;
+  lane: Lane;
 }
 
 /** What the queue holds for a job: one entry per message, whatever its state. */
@@ -34,21 +49,22 @@ export interface MessageState {
 
 export interface JobQueue {
   /** Asks for a worker for this job; returns the message id. */
-  enqueue(jobId: string, jobType: JobType): Promise<string>;
+  enqueue(jobId: string, lane: Lane): Promise<string>;
   /** Marks a message failed, so it is never delivered (again). Unknown ids are ignored. */
-  drop(jobType: JobType, queueId: string, reason: string): Promise<void>;
+  drop(lane: Lane, queueId: string, reason: string): Promise<void>;
   /**
-   * Calls `handle` for messages of these types, at most `concurrency` at a time. A message stays
-   * taken while `handle` runs. Returns a function that stops taking new messages.
+   * Calls `handle` for messages of these lanes, at most `concurrency` at a time per lane. A
+   * message stays taken while `handle` runs (the worker's own slots cap the total). Returns a
+   * function that stops taking new messages.
    */
-  work(types: readonly JobType[], concurrency: number, handle: (m: QueueMessage) => Promise<void>, pollSeconds?: number): Promise<() => Promise<void>>;
-  /** The messages the queue holds for these jobs of one type (none: never sent, or long gone). */
-  messagesFor(jobType: JobType, jobIds: string[]): Promise<MessageState[]>;
+  work(lanes: ReadonlyArray<{ lane: Lane; pollSeconds: number }>, concurrency: number, handle: (m: QueueMessage) => Promise<void>): Promise<() => Promise<void>>;
+  /** The messages the queue holds for these jobs of one lane (none: never sent, or long gone). */
+  messagesFor(lane: Lane, jobIds: string[]): Promise<MessageState[]>;
   stop(): Promise<void>;
 }
 
-export function queueName(t: JobType): string {
-  return `kiln.${t}`;
+export function queueName(lane: Lane): string {
+  return `kiln.${lane}`;
 }
 
 /** pg-boss' limit is 24 h; a build that runs longer is failed by pg-boss, not by Kiln. */
@@ -76,31 +92,31 @@ export class PgBossQueue implements JobQueue {
       // the catalog's own queries report the database's state.
     });
     await boss.start();
-    for (const t of JOB_TYPES) {
-      const name = queueName(t);
+    for (const lane of ALL_LANES) {
+      const name = queueName(lane);
       if (!(await boss.getQueue(name))) await boss.createQueue(name, { name, retryLimit: 0, expireInSeconds: EXPIRE_SECONDS });
     }
     return new PgBossQueue(boss, sql);
   }
 
-  async enqueue(jobId: string, jobType: JobType): Promise<string> {
-    const id = await this.boss.send(queueName(jobType), { jobId, jobType }, { retryLimit: 0, expireInSeconds: EXPIRE_SECONDS });
+  async enqueue(jobId: string, lane: Lane): Promise<string> {
+    const id = await this.boss.send(queueName(lane), { jobId, lane }, { retryLimit: 0, expireInSeconds: EXPIRE_SECONDS });
     if (!id) throw new Error(`pg-boss did not accept job ${jobId}`);
     return id;
   }
 
-  async drop(jobType: JobType, queueId: string, reason: string): Promise<void> {
-    await this.boss.fail(queueName(jobType), queueId, { reason }).catch(() => {});
+  async drop(lane: Lane, queueId: string, reason: string): Promise<void> {
+    await this.boss.fail(queueName(lane), queueId, { reason }).catch(() => {});
   }
 
-  async work(types: readonly JobType[], concurrency: number, handle: (m: QueueMessage) => Promise<void>, pollSeconds = 1): Promise<() => Promise<void>> {
+  async work(lanes: ReadonlyArray<{ lane: Lane; pollSeconds: number }>, concurrency: number, handle: (m: QueueMessage) => Promise<void>): Promise<() => Promise<void>> {
     const ids: string[] = [];
     // pg-boss 10 runs one batch at a time per work() call: N calls of batch 1 = N jobs at once.
-    for (const t of types) {
+    for (const { lane, pollSeconds } of lanes) {
       for (let i = 0; i < concurrency; i++) {
         ids.push(
-          await this.boss.work<{ jobId: string; jobType: JobType }>(queueName(t), { batchSize: 1, pollingIntervalSeconds: pollSeconds }, async ([job]) => {
-            if (job) await handle({ queueId: job.id, jobId: job.data.jobId, jobType: job.data.jobType });
+          await this.boss.work<{ jobId: string }>(queueName(lane), { batchSize: 1, pollingIntervalSeconds: pollSeconds }, async ([job]) => {
+            if (job) await handle({ queueId: job.id, jobId: job.data.jobId, lane });
           }),
         );
       }
@@ -110,14 +126,14 @@ export class PgBossQueue implements JobQueue {
     };
   }
 
-  async messagesFor(jobType: JobType, jobIds: string[]): Promise<MessageState[]> {
+  async messagesFor(lane: Lane, jobIds: string[]): Promise<MessageState[]> {
     if (jobIds.length === 0) return [];
     // pg-boss 10 keeps messages in <schema>.job, partitioned by queue name, until it archives
     // them (completed ones after 12 h); it has no lookup by payload, hence this query.
     const rows = await this.sql.query<{ job_id: string; id: string; state: string; created_on: Date; started_on: Date | null }>(
       `SELECT data->>'jobId' AS job_id, id::text AS id, state::text AS state, created_on, started_on
          FROM ${SCHEMA}.job WHERE name = $1 AND data->>'jobId' = ANY($2::text[])`,
-      [queueName(jobType), jobIds],
+      [queueName(lane), jobIds],
     );
     return rows.map((r) => ({ jobId: r.job_id, queueId: r.id, state: r.state, created: new Date(r.created_on), started: r.started_on ? new Date(r.started_on) : null }));
   }

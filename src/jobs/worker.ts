@@ -21,7 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { rm } from "node:fs/promises";
 import type { Catalog, WorkerInfo } from "../catalog/catalog.js";
-import { JOB_TYPES, type JobRecord, type JobType } from "../catalog/records.js";
+import type { Arch, JobRecord, JobType } from "../catalog/records.js";
 import type { BuildEvent } from "../engine/events.js";
 import { cancelled, isKilnError } from "../errors.js";
 import { isProcessAlive } from "../host/process-alive.js";
@@ -32,7 +32,8 @@ import type { ObjectStore } from "../store/object-store.js";
 import { KILN_VERSION } from "../version.js";
 import { jobError } from "./job-error.js";
 import { JobLog } from "./job-log.js";
-import type { JobQueue, MessageState, QueueMessage } from "./queue.js";
+import { ALL_LANES, laneOf, lanesFor, type JobQueue, type MessageState, type QueueMessage } from "./queue.js";
+import { nativeArch } from "../host/arches.js";
 import { JOB_RUNNERS, type JobContext, type JobSettings } from "./runner.js";
 
 /** How long the end of a job waits for its log lines to reach a catalog that is away. */
@@ -48,6 +49,14 @@ export interface WorkerOptions extends JobSettings {
   workDir: string;
   /** How often an idle worker asks the queue for work. */
   pollSeconds?: number;
+  /**
+   * The image arches this worker builds, native first (default: this machine's own). It takes
+   * jobs of these only; for the others than the first it asks the queue 5 times less often, so a
+   * native worker of that arch, when there is one, usually takes the job first.
+   */
+  arches?: Arch[];
+  /** See ReaperOptions.archWaitSeconds. */
+  archWaitSeconds?: number;
   /** Service log (stderr); job logs go to the catalog. */
   say?: (message: string) => void;
   /** Told when jobs end and sees their engine events (kiln serve's metrics, src/api/metrics.ts). */
@@ -57,6 +66,14 @@ export interface WorkerOptions extends JobSettings {
 export interface JobObserver {
   jobEnded(type: JobType, status: "success" | "error", seconds: number): void;
   buildEvent(e: BuildEvent): void;
+}
+
+/** "the live workers build x86_64 (w1, w2)", for a job's log when none builds its arch. */
+export function describeArches(alive: Array<{ name: string; arches: Arch[] }>): string {
+  if (alive.length === 0) return "no worker is alive";
+  const by = new Map<string, string[]>();
+  for (const w of alive) for (const a of w.arches) by.set(a, [...(by.get(a) ?? []), w.name]);
+  return `the live workers build ${[...by].map(([a, names]) => `${a} (${names.join(", ")})`).join(", ")}`;
 }
 
 /** Why a job failed, in one line for the job record. */
@@ -97,6 +114,7 @@ export class Worker {
   private readonly lost = new Set<string>();
   readonly reaper: Reaper;
   private readonly info: WorkerInfo;
+  private readonly arches: Arch[];
 
   constructor(
     private readonly catalog: Catalog,
@@ -106,7 +124,8 @@ export class Worker {
   ) {
     this.slots = new Slots(opts.concurrency);
     this.reaper = new Reaper(catalog, queue, opts);
-    this.info = { name: opts.name, instance: randomUUID(), host: os.hostname(), pid: process.pid, version: KILN_VERSION, concurrency: opts.concurrency };
+    this.arches = opts.arches && opts.arches.length > 0 ? opts.arches : [nativeArch()];
+    this.info = { name: opts.name, instance: randomUUID(), host: os.hostname(), pid: process.pid, version: KILN_VERSION, concurrency: opts.concurrency, arches: this.arches };
   }
 
   get name(): string {
@@ -129,8 +148,10 @@ export class Worker {
     this.lastBeat = Date.now();
     await this.forgetDeadPredecessors();
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatSeconds * 1000);
-    this.stopTaking = await this.queue.work(JOB_TYPES, this.opts.concurrency, (m) => this.handle(m), this.opts.pollSeconds);
-    this.say(`worker ${this.opts.name}: taking jobs (${this.opts.concurrency} at a time), heartbeat every ${this.opts.heartbeatSeconds} s`);
+    const poll = this.opts.pollSeconds ?? 1;
+    const lanes = this.arches.flatMap((arch, i) => lanesFor([arch]).map((lane) => ({ lane, pollSeconds: i === 0 ? poll : 5 * poll })));
+    this.stopTaking = await this.queue.work(lanes, this.opts.concurrency, (m) => this.handle(m));
+    this.say(`worker ${this.opts.name}: taking ${this.arches.join(", ")} jobs (${this.opts.concurrency} at a time), heartbeat every ${this.opts.heartbeatSeconds} s`);
   }
 
   /**
@@ -195,7 +216,7 @@ export class Worker {
   private async handle(m: QueueMessage): Promise<void> {
     if (this.stopping) {
       // Taken while stopping: hand the job back (a failed message would leave it `creating` forever).
-      await this.catalog.setJobQueueId(m.jobId, await this.queue.enqueue(m.jobId, m.jobType));
+      await this.catalog.setJobQueueId(m.jobId, await this.queue.enqueue(m.jobId, m.lane));
       return;
     }
     await this.slots.acquire();
@@ -256,6 +277,8 @@ export class Worker {
       if (!runner) {
         throw jobError(`${job.job_type} jobs are not supported by this Kiln`);
       }
+      // Routing by arch is in place; the engine itself builds x86_64 images only so far.
+      if (job.arch !== "x86_64") throw jobError(`this Kiln builds x86_64 images only; the job's ${job.arch} (from its recipe or image) is not built yet`);
       await runner(ctx);
       // The log is whole before the status says the job ended: a log reader stops at that status.
       log.line("status success");
@@ -296,7 +319,7 @@ export class Worker {
     log.line(note);
     await log.settle(LOG_SETTLE_MS);
     if (!(await this.catalog.releaseJob(job.id, this.info.instance)) || !(await this.catalog.requeueJob(job.id, note))) return false;
-    await this.catalog.setJobQueueId(job.id, await this.queue.enqueue(job.id, job.job_type));
+    await this.catalog.setJobQueueId(job.id, await this.queue.enqueue(job.id, laneOf(job)));
     this.say(`job ${job.id}: ${note}`);
     return true;
   }
@@ -321,6 +344,11 @@ export interface ReaperOptions {
    * (default: 2 × timeoutSeconds).
    */
   lostAfterSeconds?: number;
+  /**
+   * A job that waits this long in `creating` while no live worker builds its arch ends `error`
+   * saying so (--arch-wait; default 3600).
+   */
+  archWaitSeconds?: number;
   say?: (message: string) => void;
 }
 
@@ -372,13 +400,35 @@ export class Reaper {
       // last heartbeat looks old, live ones too: reap only once the catalog has been reachable
       // from here for a whole timeout, which gives every live worker time to report back.
       const reap = Date.now() - this.lastTrouble >= this.opts.timeoutSeconds * 1000;
-      return (reap ? await this.reapOrphans() : 0) + (await this.resendLost());
+      return (reap ? (await this.reapOrphans()) + (await this.failUnbuildable()) : 0) + (await this.resendLost());
     } catch (e) {
       this.noteTrouble();
       throw e;
     } finally {
       this.sweeping = false;
     }
+  }
+
+  /**
+   * Ends the jobs no live worker can build: waiting for longer than --arch-wait, and no worker
+   * alive declares their arch (a cluster of x86_64 workers given an aarch64 recipe).
+   */
+  private async failUnbuildable(): Promise<number> {
+    const wait = this.opts.archWaitSeconds ?? 3600;
+    const waiting = await this.catalog.waitingJobs(wait);
+    if (waiting.length === 0) return 0;
+    const alive = (await this.catalog.workers(this.opts.timeoutSeconds)).filter((w) => w.alive);
+    let ended = 0;
+    for (const j of waiting) {
+      if (alive.some((w) => w.arches.includes(j.arch))) continue;
+      const reason = `no worker builds ${j.arch}: the job waited ${wait} s (--arch-wait) and ${describeArches(alive)}; start \`kiln worker --arch ${j.arch}\` on a machine that builds it (its own arch, or one with qemu-user-static's binfmt_misc handler)`;
+      if (!(await this.catalog.failWaitingJob(j.id, reason))) continue;
+      if (j.queueId) await this.queue.drop(laneOf(j), j.queueId, reason);
+      await this.catalog.appendLog(j.id, `${new Date().toISOString().slice(11, 19)} error: ${reason}\n`);
+      this.opts.say?.(`reaper: job ${j.id}: ${reason}`);
+      ended++;
+    }
+    return ended;
   }
 
   /** Tells the reaper this process could not reach the catalog (a failed heartbeat). */
@@ -398,16 +448,16 @@ export class Reaper {
     if (waiting.length === 0) return 0;
     const liveStarts = (await this.catalog.workers(this.opts.timeoutSeconds)).filter((w) => w.alive).map((w) => new Date(w.started).getTime());
     let sent = 0;
-    for (const type of JOB_TYPES) {
-      const jobs = waiting.filter((j) => j.jobType === type);
+    for (const lane of ALL_LANES) {
+      const jobs = waiting.filter((j) => laneOf(j) === lane);
       if (jobs.length === 0) continue;
-      const messages = await this.queue.messagesFor(type, jobs.map((j) => j.id));
+      const messages = await this.queue.messagesFor(lane, jobs.map((j) => j.id));
       for (const j of jobs) {
         const why = lostMessageReason(messages.filter((m) => m.jobId === j.id), liveStarts, bound);
         if (!why) continue;
-        const queueId = await this.queue.enqueue(j.id, type);
+        const queueId = await this.queue.enqueue(j.id, lane);
         if (!(await this.catalog.swapJobQueueId(j.id, j.queueId, queueId))) {
-          await this.queue.drop(type, queueId, "another reaper sent a message for this job first, or a worker took it");
+          await this.queue.drop(lane, queueId, "another reaper sent a message for this job first, or a worker took it");
           continue;
         }
         sent++;
@@ -442,7 +492,7 @@ export class Reaper {
         : o.lastSeen
           ? `worker ${o.worker} stopped sending heartbeats (${proc}last at ${o.lastSeen}, timeout ${this.opts.timeoutSeconds} s) while the job was ${o.job.status}`
           : `worker ${o.worker} (${proc.slice(0, -2) || "process unknown"}) is not registered any more; the job was ${o.job.status}`;
-      if (o.queueId) await this.queue.drop(o.job.job_type, o.queueId, why);
+      if (o.queueId) await this.queue.drop(laneOf(o.job), o.queueId, why);
       if (o.job.kiln.cancel_requested) {
         const reason = `cancelled: the job was cancelled through the API and its worker is gone (${why})`;
         await this.catalog.setJobStatus(o.job.id, "error", { kiln: { error: reason } });
@@ -451,7 +501,7 @@ export class Reaper {
         const note = `${why}; queued again (attempt ${o.job.kiln.attempt + 1} of ${this.opts.retries + 1})`;
         if (await this.catalog.requeueJob(o.job.id, note)) {
           await this.catalog.appendLog(o.job.id, `${new Date().toISOString().slice(11, 19)} ${note}\n`);
-          await this.catalog.setJobQueueId(o.job.id, await this.queue.enqueue(o.job.id, o.job.job_type));
+          await this.catalog.setJobQueueId(o.job.id, await this.queue.enqueue(o.job.id, laneOf(o.job)));
         }
       } else {
         const reason = `${why}; the worker died (killed, crashed or its machine went away)${this.opts.retries > 0 ? ` and the job's ${this.opts.retries} retries are used up` : "; --job-retries would queue it again"}`;

@@ -804,7 +804,7 @@ export const RecipeSchema = z
       ansible: z
         .array(AnsibleSchema, speak({ noun: "a list of playbooks", example: "[{playbook: ./site.yml}]" }))
         .default([])
-        .describe("Ansible playbooks run against the image (ansible-playbook from the build host, chroot connection), in order, after config; the image needs python3.")
+        .describe("Ansible playbooks run against the image, in order, after config (the build host's ansible-playbook in a jail that sees only the playbook's folder and the image, chroot connection); the image needs python3.")
         .meta({ examples: [[{ playbook: "./site.yml", vars: { ntp_server: "ntp.example" } }]] }),
       outputs: z
         .array(

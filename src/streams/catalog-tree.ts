@@ -1,16 +1,22 @@
 /**
- * The service's stream tree, rendered from the catalog (issue 10 item 2): the same documents
+ * The service's stream tree, rendered from the catalog: the same documents
  * `kiln streams publish` writes into an out dir (format.ts, names.ts, retention.ts), built from
  * image records instead of out dirs. One products file per published label; a product per image
  * name and kernel flavor; a version per image record; items with the sha256 and size the store
  * holds for each artifact (publishing records `sha256` as object metadata, so nothing is read back).
  *
+ * Bootloader products (what MAAS PXE/UEFI-boots anything with) come from a stream folder that
+ * `kiln streams bootloaders --to DIR` keeps: they are listed as that folder's products files say,
+ * and their files are served from it.
+ *
  * Only images whose upload finished (a `link`) and whose job succeeded (a `kiln.label`, set only
  * then) are listed, and only under a label the service publishes: an image in no published label
  * has no path in the tree, so it cannot be fetched through it.
  */
+import path from "node:path";
+import { uploadedKindOf } from "../artifacts/types.js";
 import type { ImageRecord } from "../catalog/records.js";
-import { buildIndex, streamTimestamp, type IndexFile, type ProductsFile, type StreamItem } from "./format.js";
+import { buildIndex, streamTimestamp, type IndexFile, type ProductsFile, type StreamItem, type StreamProduct } from "./format.js";
 import { imageContentId, imageProductName, type StreamNaming } from "./names.js";
 import { pruneVersions } from "./retention.js";
 import { emptyProducts } from "./stream-dir.js";
@@ -31,20 +37,22 @@ export interface TreeImage {
   artifacts: TreeArtifact[];
 }
 
+/** What an item path of the tree is served from: a store object, or a file of the bootloader folder. */
+export type TreeObject = { bucket: string; key: string } | { file: string };
+
 export interface CatalogTree {
   index: IndexFile;
   /** content id → products file. */
   products: Map<string, ProductsFile>;
-  /** Item path in the tree → the store object behind it (only paths of listed versions). */
-  objects: Map<string, { bucket: string; key: string }>;
+  /** Item path in the tree → what is behind it (only paths of listed versions). */
+  objects: Map<string, TreeObject>;
 }
 
-const FTYPE_OF_TYPE: Record<string, { ftype: string; file: string; perFlavor: boolean }> = {
-  "application/vnd.cray.image.rootfs.squashfs": { ftype: "squashfs", file: "squashfs", perFlavor: false },
-  "application/vnd.cray.image.kernel": { ftype: "boot-kernel", file: "boot-kernel", perFlavor: true },
-  "application/vnd.cray.image.initrd": { ftype: "boot-initrd", file: "boot-initrd", perFlavor: true },
-  "application/vnd.cray.image.parameters.boot": { ftype: "boot-params", file: "boot-params", perFlavor: true },
-};
+/** Bootloader products files read from a stream folder, and that folder (their item paths are relative to it). */
+export interface TreeBootloaders {
+  root: string;
+  files: ProductsFile[];
+}
 
 /** IMS arch names → the Debian/MAAS ones simplestreams uses. */
 const STREAM_ARCH: Record<string, string> = { x86_64: "amd64", aarch64: "arm64" };
@@ -71,12 +79,13 @@ export interface TreeOptions {
    * `streams/v1`), and the service's root is its own `/`, so its items live under `streams/`.
    */
   pathPrefix?: string;
+  bootloaders?: TreeBootloaders;
 }
 
 export function renderCatalogTree(images: TreeImage[], o: TreeOptions): CatalogTree {
   const subarch = o.subarch ?? "generic";
   const products = new Map<string, ProductsFile>();
-  const objects = new Map<string, { bucket: string; key: string }>();
+  const objects = new Map<string, TreeObject>();
   const pending = new Map<string, Map<string, { bucket: string; key: string }>>();
   // Oldest first, so version names count up within a day in creation order.
   const sorted = images.filter((t) => listable(t.image, o.labels)).sort((a, b) => a.image.created.localeCompare(b.image.created) || a.image.id.localeCompare(b.image.id));
@@ -99,10 +108,11 @@ export function renderCatalogTree(images: TreeImage[], o: TreeOptions): CatalogT
     const flavors = new Map<string, Record<string, StreamItem>>();
     const where = new Map<string, { bucket: string; key: string }>();
     for (const a of artifacts) {
-      const t = FTYPE_OF_TYPE[a.type];
+      // Named and placed as `kiln streams publish` places an out dir's files.
+      const t = uploadedKindOf(a.type);
       if (!t) continue;
       const flavor = a.flavor ?? firstFlavor;
-      const rel = t.perFlavor ? `${base}/${subarch}/${flavor}/${t.file}` : `${base}/${t.file}`;
+      const rel = t.perFlavor ? `${base}/${subarch}/${flavor}/${t.name}` : `${base}/${t.name}`;
       const kpackage = image.kiln?.flavors.find((f) => f.flavor === flavor)?.kpackage;
       const item: StreamItem = { ftype: t.ftype, path: rel, sha256: a.sha256, size: a.size, ...(t.perFlavor && kpackage && t.ftype !== "boot-params" ? { kpackage } : {}) };
       where.set(rel, { bucket: a.bucket, key: a.key });
@@ -110,8 +120,9 @@ export function renderCatalogTree(images: TreeImage[], o: TreeOptions): CatalogT
       else shared[t.ftype] = item;
     }
     for (const [flavor, items] of flavors) {
-      // MAAS needs a squashfs, kernel and initrd per version; anything less is not listed.
-      if (!shared.squashfs || !items["boot-kernel"] || !items["boot-initrd"]) continue;
+      // MAAS needs a squashfs, its package manifest, a kernel and an initrd per version; anything
+      // less (e.g. an image uploaded before jobs stored the manifest) is not listed.
+      if (!shared.squashfs || !shared.manifest || !items["boot-kernel"] || !items["boot-initrd"]) continue;
       const name = imageProductName(o.naming, label, release, arch, subarch, flavor);
       const existing = file.products[name];
       file.products[name] = {
@@ -128,5 +139,32 @@ export function renderCatalogTree(images: TreeImage[], o: TreeOptions): CatalogT
   for (const f of products.values()) for (const p of Object.values(f.products)) for (const v of Object.values(p.versions)) for (const i of Object.values(v.items)) named.add(i.path);
   for (const where of pending.values()) for (const [rel, obj] of where) if (named.has(rel)) objects.set(rel, obj);
   for (const [id, f] of products) if (Object.keys(f.products).length === 0) products.delete(id);
+  if (o.bootloaders) addBootloaders(products, objects, o.bootloaders, o.pathPrefix ?? "");
   return { index: buildIndex([...products.values()], streamTimestamp(o.now)), products, objects };
+}
+
+/** Adds the folder's bootloader products with item paths moved under the tree's prefix; an item outside the folder is skipped with its version. */
+function addBootloaders(products: Map<string, ProductsFile>, objects: Map<string, TreeObject>, b: TreeBootloaders, prefix: string): void {
+  const root = path.resolve(b.root);
+  for (const file of b.files) {
+    const copy: ProductsFile = { ...file, products: {} };
+    for (const [name, product] of Object.entries(file.products)) {
+      const versions: StreamProduct["versions"] = {};
+      for (const [v, version] of Object.entries(product.versions)) {
+        const items: Record<string, StreamItem> = {};
+        const files = new Map<string, string>();
+        for (const [k, item] of Object.entries(version.items)) {
+          const abs = path.resolve(root, item.path);
+          if (!abs.startsWith(`${root}${path.sep}`)) break;
+          items[k] = { ...item, path: `${prefix}${item.path}` };
+          files.set(`${prefix}${item.path}`, abs);
+        }
+        if (files.size !== Object.keys(version.items).length) continue;
+        versions[v] = { ...version, items };
+        for (const [rel, abs] of files) objects.set(rel, { file: abs });
+      }
+      if (Object.keys(versions).length > 0) copy.products[name] = { ...product, versions };
+    }
+    if (Object.keys(copy.products).length > 0) products.set(copy.content_id, copy);
+  }
 }

@@ -12,8 +12,7 @@ import type { MetricsAccess } from "../../src/api/metrics.js";
 import { StaticTokenVerifier } from "../../src/api/tokens.js";
 import { Catalog } from "../../src/catalog/catalog.js";
 import { BUCKETS } from "../../src/catalog/objects.js";
-import type { JobType } from "../../src/catalog/records.js";
-import type { JobQueue, MessageState } from "../../src/jobs/queue.js";
+import type { JobQueue, Lane, MessageState } from "../../src/jobs/queue.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 import { openStore } from "../../src/store/open-store.js";
 
@@ -21,19 +20,19 @@ export const ADMIN = "admin-token";
 export const READER = "reader-token";
 
 export class RecordingQueue implements JobQueue {
-  sent: Array<{ jobId: string; jobType: JobType; queueId: string }> = [];
+  sent: Array<{ jobId: string; lane: Lane; queueId: string }> = [];
   dropped: string[] = [];
-  async enqueue(jobId: string, jobType: JobType): Promise<string> {
+  async enqueue(jobId: string, lane: Lane): Promise<string> {
     const queueId = `q-${this.sent.length + 1}`;
-    this.sent.push({ jobId, jobType, queueId });
+    this.sent.push({ jobId, lane, queueId });
     return queueId;
   }
-  async drop(_t: JobType, queueId: string): Promise<void> {
+  async drop(_l: Lane, queueId: string): Promise<void> {
     this.dropped.push(queueId);
   }
-  async messagesFor(jobType: JobType, jobIds: string[]): Promise<MessageState[]> {
+  async messagesFor(lane: Lane, jobIds: string[]): Promise<MessageState[]> {
     return this.sent
-      .filter((m) => m.jobType === jobType && jobIds.includes(m.jobId))
+      .filter((m) => m.lane === lane && jobIds.includes(m.jobId))
       .map((m) => ({ jobId: m.jobId, queueId: m.queueId, state: this.dropped.includes(m.queueId) ? "failed" : "created", created: new Date(), started: null }));
   }
   async work(): Promise<() => Promise<void>> {

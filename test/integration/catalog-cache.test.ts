@@ -107,11 +107,11 @@ test("on PostgreSQL the reaper's lost-message queries work against pg-boss' own 
   const queue = await PgBossQueue.start(worker.sql, { maintenance: false });
   try {
     const id = randomUUID();
-    const queueId = await queue.enqueue(id, "create");
-    const [m] = await queue.messagesFor("create", [id, randomUUID()]);
+    const queueId = await queue.enqueue(id, "create.x86_64");
+    const [m] = await queue.messagesFor("create.x86_64", [id, randomUUID()]);
     assert.deepEqual({ jobId: m!.jobId, queueId: m!.queueId, state: m!.state }, { jobId: id, queueId, state: "created" });
     assert.deepEqual(await worker.waitingJobs(0), []);
-    await queue.drop("create", queueId, "test");
+    await queue.drop("create.x86_64", queueId, "test");
   } finally {
     await queue.stop();
   }

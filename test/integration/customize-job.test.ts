@@ -38,7 +38,7 @@ let sourceImage: string;
 let sourceRootfsMd5: string;
 
 type Job = { id: string; status: string; resultant_image_id: string | null; ssh_containers: Array<{ name: string; jail: boolean; status: string; connection_info: Record<string, { host: string; port: number }> }>; kiln: { error: string | null; debug_stage?: string | null; ssh_host_key?: string | null } };
-type Image = { id: string; name: string; link: { path: string } | null; kiln?: { source_image_id: string | null; package_diff: { added: Array<{ name: string }>; removed: unknown[]; changed: unknown[] } | null } };
+type Image = { id: string; name: string; link: { path: string } | null; kiln?: { label?: string; source_image_id: string | null; package_diff: { added: Array<{ name: string }>; removed: unknown[]; changed: unknown[] } | null } };
 
 const serveArgs = (...extra: string[]) => ["--data-dir", dataDir, "--cache-dir", cache, "--heartbeat", "1", "--worker-timeout", "5", "--ssh-listen", "127.0.0.1", "--ssh-host", "127.0.0.1", "--site-ca", caPem, ...extra];
 
@@ -193,6 +193,9 @@ test("not jailed: the image at /mnt/image; ended through the API; a new image wi
   const image = await ims<Image>(["images", "describe", done.resultant_image_id!]);
   assert.equal(image.kiln?.source_image_id, sourceImage);
   assert.deepEqual(image.kiln?.package_diff, { added: [], removed: [], changed: [] });
+  assert.equal(image.kiln?.label, "candidate", "a customized image enters the MAAS boot source as a candidate");
+  const uploaded = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", image.id, "manifest.json"), "utf8")) as { artifacts: Array<{ type: string }> };
+  assert.ok(uploaded.artifacts.some((a) => a.type === "text/tab-separated-values"), "its package list is stored for the stream tree");
   await assertSourceUnchanged();
 });
 

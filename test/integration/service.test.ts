@@ -3,7 +3,10 @@
  * `kiln ims …`: register a key, upload a recipe folder (examples/minimal.yaml), start a create job,
  * follow it with its log, check the image's manifest against the objects in the store, download
  * the image. Then kill -9 the service mid-build: once restarted, the job ends `error` with the
- * reason, and the restarted worker takes new jobs. Builds share layers with the other test files
+ * reason, and the restarted worker takes new jobs. The service is also a MAAS boot source
+ * (--streams open, with bootloaders from a real `kiln streams bootloaders` folder): the new image
+ * is a candidate, not in the stable tree, until `kiln ims images promote`; then `kiln streams
+ * check URL --keyring` accepts the running service's tree. Builds share layers with the other test files
  * of the run and skip boot verification (--verify never), which build.test.ts covers.
  */
 import { before, after, test } from "node:test";
@@ -14,6 +17,7 @@ import path from "node:path";
 import { REPO, runKiln, scratch } from "../helpers/kiln.js";
 import { imsJson, waitFor } from "../helpers/ims-cli.js";
 import { createToken, startServe, type ServiceProcess } from "../helpers/service-process.js";
+import { throwawayKey } from "../helpers/streams.js";
 
 let dir: string;
 let cache: string;
@@ -22,10 +26,15 @@ let serve: ServiceProcess;
 let env: Record<string, string>;
 let keyId: string;
 let recipeId: string;
+let imageId: string;
+let streamKey: string;
 
 // One --worker-name for every start: the restart after kill -9 is the same worker name in a new
 // process, which must not keep the killed process's job alive (worker instances).
-const serveArgs = () => ["--data-dir", dataDir, "--cache-dir", cache, "--verify", "never", "--heartbeat", "1", "--worker-timeout", "5", "--worker-name", "e2e-worker"];
+const serveArgs = () => [
+  "--data-dir", dataDir, "--cache-dir", cache, "--verify", "never", "--heartbeat", "1", "--worker-timeout", "5", "--worker-name", "e2e-worker",
+  "--streams", "open", "--streams-labels", "stable", "--streams-sign-key", streamKey, "--streams-bootloaders", path.join(dir, "loaders"),
+];
 
 async function kiln(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runKiln(args, { env });
@@ -40,6 +49,10 @@ async function md5(file: string): Promise<string> {
 before(async () => {
   ({ dir, cache } = await scratch("kiln-svc-e2e-", { sharedLayers: true }));
   dataDir = path.join(dir, "data");
+  streamKey = (await throwawayKey(dir, "Kiln Service Stream")).secret;
+  // Real bootloaders from Debian's archive (about 20 s), kept in the folder a timer would refresh.
+  const loaders = await runKiln(["streams", "bootloaders", "--to", path.join(dir, "loaders"), "--label", "stable", "--cache-dir", cache]);
+  assert.equal(loaders.code, 0, loaders.stderr);
   const token = await createToken(dataDir, "admin");
   serve = await startServe(serveArgs());
   env = { KILN_URL: serve.url, KILN_TOKEN: token };
@@ -79,7 +92,9 @@ test("a create job builds the recipe through the queue into an image whose manif
   assert.ok(done.kiln.stages.some((s) => s.name === "squashfs"));
   for (const s of ["creating", "fetching_recipe", "waiting_for_repos", "building_image", "packaging_artifacts"]) assert.ok(s in done.kiln.status_seconds, s);
 
-  const image = await ims<{ id: string; name: string; link: { path: string; etag: string }; arch: string }>(["images", "describe", done.resultant_image_id]);
+  const image = await ims<{ id: string; name: string; link: { path: string; etag: string }; arch: string; kiln: { label: string } }>(["images", "describe", done.resultant_image_id]);
+  imageId = image.id;
+  assert.equal(image.kiln.label, "candidate", "a job's image enters the MAAS boot source as a candidate");
   assert.equal(image.name, "minimal");
   assert.equal(image.arch, "x86_64");
   assert.equal(image.link.path, `s3://boot-images/${image.id}/manifest.json`);
@@ -103,6 +118,25 @@ test("a create job builds the recipe through the queue into an image whose manif
 
   const log = await kiln(["ims", "jobs", "log", job.id, "--no-follow"]);
   assert.match(log.stdout, /uploaded .*\/rootfs: \d+ bytes, md5 [0-9a-f]{32}/);
+});
+
+test("the service is a MAAS boot source: the new image is a candidate until promoted, then kiln streams check --keyring accepts the running tree", async () => {
+  assert.ok(imageId, "the create job's image");
+  const index = async () => (await (await fetch(`${serve.url}/streams/v1/index.json`)).json()) as { index: Record<string, { products: string[] }> };
+  const before = await index();
+  assert.deepEqual(Object.keys(before.index), ["org.kiln:stable:1:bootloader-download"], "only the bootloaders: a candidate is not published");
+  const promoted = await kiln(["ims", "images", "promote", imageId, "--to", "stable"]);
+  assert.equal(promoted.code, 0, promoted.stderr);
+  const after = await index();
+  assert.deepEqual(after.index["org.kiln:stable:v3:download"]?.products, ["org.kiln.stable:v3:boot:minimal:amd64:generic"]);
+  const ring = path.join(dir, "keyring.gpg");
+  await writeFile(ring, Buffer.from(await (await fetch(`${serve.url}/streams/keyring.gpg`)).arrayBuffer()));
+  const check = await kiln(["streams", "check", `${serve.url}/streams/v1/index.sjson`, "--keyring", ring, "--json"]);
+  assert.equal(check.code, 0, `${check.stdout}\n${check.stderr}`);
+  const report = JSON.parse(check.stdout) as { violations: unknown[]; signaturesChecked: number; files: number };
+  assert.deepEqual(report.violations, []);
+  assert.equal(report.signaturesChecked, 3, "index, images and bootloaders, each checked with the served key");
+  assert.ok(report.files >= 6, `squashfs, its package list, kernel, initrd, boot-params and the bootloader tarballs were fetched and hashed (${report.files})`);
 });
 
 test("a kiwi-ng recipe is a valid record, but its create job fails saying why", async () => {

@@ -47,8 +47,10 @@ test("POST /v3/jobs: IMS defaults, Kiln fields, queued once", async () => {
   assert.deepEqual(j.ssh_containers, []);
   assert.equal(j.remote_build_node, "");
   assert.equal(j.kiln.log, `/v3/jobs/${j.id}/log`);
-  assert.deepEqual(s.queue.sent.at(-1), { jobId: j.id, jobType: "create", queueId: `q-${s.queue.sent.length}` });
+  assert.deepEqual(s.queue.sent.at(-1), { jobId: j.id, lane: "create.x86_64", queueId: `q-${s.queue.sent.length}` });
   assert.equal(json<{ status: string }>(await s.call("GET", `/v3/jobs/${j.id}`)).status, "creating");
+  // No worker is alive in this test service: the job says what it waits for.
+  assert.match((await s.catalog.readLog(j.id)).map((c) => c.text).join(""), /waiting for a worker that builds x86_64: no worker is alive \(it ends error after --arch-wait\)/);
 });
 
 test("POST /v3/jobs: enable_debug adds a debug shell; ssh_containers on create, several, missing records are refused", async () => {
@@ -129,8 +131,8 @@ test("cancel: a queued job ends error at once and its message is dropped; an end
 });
 
 test("cancel: a running job whose worker process is gone ends error at once; one whose worker lives only gets cancel_requested", async () => {
-  await s.catalog.heartbeat({ name: "w", instance: "i-live", host: "h", pid: 1, version: "0", concurrency: 1 }, 1);
-  await s.catalog.heartbeat({ name: "w", instance: "i-killed", host: "h", pid: 2, version: "0", concurrency: 1 }, 1);
+  await s.catalog.heartbeat({ name: "w", instance: "i-live", host: "h", pid: 1, version: "0", concurrency: 1, arches: ["x86_64"] }, 1);
+  await s.catalog.heartbeat({ name: "w", instance: "i-killed", host: "h", pid: 2, version: "0", concurrency: 1, arches: ["x86_64"] }, 1);
   const live = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
   const orphan = json<{ id: string }>(await s.call("POST", "/v3/jobs", job()));
   await s.catalog.claimJob(live.id, "w", "i-live");

@@ -33,13 +33,13 @@ after(async () => {
   JOB_RUNNERS.create = realCreate;
   // pg-boss completes a message after its handler returned: let the last ones finish before the
   // catalog closes under them.
-  await until("no message in flight", async () => (await queue.messagesFor("create", created)).every((m) => m.state !== "active"), 10_000).catch(() => {});
+  await until("no message in flight", async () => (await queue.messagesFor("create.x86_64", created)).every((m) => m.state !== "active"), 10_000).catch(() => {});
   await queue.stop();
   await catalog.close();
   await rm(dir, { recursive: true, force: true });
 });
 
-async function newJob(): Promise<JobRecord> {
+async function newJob(arch: JobRecord["arch"] = "x86_64"): Promise<JobRecord> {
   const id = crypto.randomUUID();
   const job = {
     id,
@@ -50,11 +50,11 @@ async function newJob(): Promise<JobRecord> {
     image_root_archive_name: "x",
     status: "creating",
     resultant_image_id: null,
-    arch: "x86_64",
+    arch,
     kiln: { error: null, worker: null, attempt: 0, started: null, ended: null, stages: [], cache_hits: 0, status_seconds: {}, status_since: new Date().toISOString(), cancel_requested: false, log: "" },
   } as unknown as JobRecord;
   await catalog.insert("jobs", job);
-  await catalog.setJobQueueId(id, await queue.enqueue(id, "create"));
+  await catalog.setJobQueueId(id, await queue.enqueue(id, `create.${arch}`));
   created.push(id);
   return job;
 }
@@ -169,7 +169,7 @@ test("a worker honours its concurrency limit", async () => {
 
 test("the reaper ends a dead worker's job error with the reason, or queues it again while retries last", async () => {
   // A worker that claimed jobs and then went silent (SIGKILL).
-  await catalog.heartbeat({ name: "dead", instance: "i-dead", host: "h", pid: 1, version: "0", concurrency: 1 }, 1);
+  await catalog.heartbeat({ name: "dead", instance: "i-dead", host: "h", pid: 1, version: "0", concurrency: 1, arches: ["x86_64"] }, 1);
   const a = await newJob();
   assert.ok(await catalog.claimJob(a.id, "dead", "i-dead"));
   await catalog.setJobStatus(a.id, "building_image");
@@ -187,7 +187,7 @@ test("the reaper ends a dead worker's job error with the reason, or queues it ag
     await ctx.setStatus("building_image");
   }) satisfies JobRunner;
   const b = await newJob();
-  await catalog.heartbeat({ name: "dead2", instance: "i-dead2", host: "h", pid: 2, version: "0", concurrency: 1 }, 1);
+  await catalog.heartbeat({ name: "dead2", instance: "i-dead2", host: "h", pid: 2, version: "0", concurrency: 1, arches: ["x86_64"] }, 1);
   assert.ok(await catalog.claimJob(b.id, "dead2", "i-dead2"));
   await catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE name = 'dead2'");
   const w = worker("w-live", { retries: 1 });
@@ -206,16 +206,16 @@ test("the reaper ends a dead worker's job error with the reason, or queues it ag
 test("a worker restarted under the same name does not keep its dead predecessor's job alive (the heartbeat used to refresh the row by name)", async () => {
   // The first process claimed the job, then was SIGKILLed; a new process of the same name
   // (another instance) keeps sending heartbeats.
-  await catalog.heartbeat({ name: "same", instance: "i-killed", host: "elsewhere", pid: 11, version: "0", concurrency: 1 }, 1);
+  await catalog.heartbeat({ name: "same", instance: "i-killed", host: "elsewhere", pid: 11, version: "0", concurrency: 1, arches: ["x86_64"] }, 1);
   const j = await newJob();
   assert.ok(await catalog.claimJob(j.id, "same", "i-killed"));
   await catalog.setJobStatus(j.id, "building_image");
-  await catalog.heartbeat({ name: "same", instance: "i-restarted", host: "elsewhere", pid: 12, version: "0", concurrency: 1 }, 0);
+  await catalog.heartbeat({ name: "same", instance: "i-restarted", host: "elsewhere", pid: 12, version: "0", concurrency: 1, arches: ["x86_64"] }, 0);
   const reaper = new Reaper(catalog, queue, { timeoutSeconds: 30, retries: 0 });
   assert.equal(await reaper.sweep(), 0, "within the timeout the claim's process may still be alive");
   // The database's clock moves on past the timeout for the killed process only.
   await catalog.sql.query("UPDATE workers SET last_seen = now() - interval '1 minute' WHERE instance = 'i-killed'");
-  await catalog.heartbeat({ name: "same", instance: "i-restarted", host: "elsewhere", pid: 12, version: "0", concurrency: 1 }, 0);
+  await catalog.heartbeat({ name: "same", instance: "i-restarted", host: "elsewhere", pid: 12, version: "0", concurrency: 1, arches: ["x86_64"] }, 0);
   assert.equal(await reaper.sweep(), 1);
   const done = (await catalog.get("jobs", j.id))!;
   assert.equal(done.status, "error");
@@ -225,7 +225,7 @@ test("a worker restarted under the same name does not keep its dead predecessor'
 });
 
 test("a cancelled job whose worker process is gone ends error, cancelled, and is not queued again", async () => {
-  await catalog.heartbeat({ name: "gone", instance: "i-gone", host: "elsewhere", pid: 13, version: "0", concurrency: 1 }, 1);
+  await catalog.heartbeat({ name: "gone", instance: "i-gone", host: "elsewhere", pid: 13, version: "0", concurrency: 1, arches: ["x86_64"] }, 1);
   const j = await newJob();
   assert.ok(await catalog.claimJob(j.id, "gone", "i-gone"));
   await catalog.setJobStatus(j.id, "building_image");
@@ -242,7 +242,7 @@ test("a cancelled job whose worker process is gone ends error, cancelled, and is
 
 test("a real worker that starts under the name of a dead process on this machine hands that process's job to the reaper at once", async () => {
   const deadPid = spawnSync("true").pid!;
-  await catalog.heartbeat({ name: "w-restart", instance: "i-before", host: os.hostname(), pid: deadPid, version: "0", concurrency: 1 }, 1);
+  await catalog.heartbeat({ name: "w-restart", instance: "i-before", host: os.hostname(), pid: deadPid, version: "0", concurrency: 1, arches: ["x86_64"] }, 1);
   const j = await newJob();
   assert.ok(await catalog.claimJob(j.id, "w-restart", "i-before"));
   await catalog.setJobStatus(j.id, "building_image");
@@ -285,7 +285,7 @@ test("a message delivered for a job that is no longer waiting is skipped", async
 async function jobWithoutMessage(): Promise<JobRecord> {
   const job = await newJob();
   const queueId = await catalog.jobQueueId(job.id);
-  await queue.drop("create", queueId!, "test: as if it had never been sent");
+  await queue.drop("create.x86_64", queueId!, "test: as if it had never been sent");
   await catalog.sql.query("DELETE FROM pgboss.job WHERE id = $1", [queueId]);
   await catalog.setJobQueueId(job.id, null);
   return job;
@@ -302,10 +302,10 @@ test("a job left creating without a queue message is sent again by the reaper af
   try {
     const t0 = Date.now();
     const job = await jobWithoutMessage();
-    assert.deepEqual(await queue.messagesFor("create", [job.id]), [], "no message: no worker can take it");
+    assert.deepEqual(await queue.messagesFor("create.x86_64", [job.id]), [], "no message: no worker can take it");
     await new Promise((r) => setTimeout(r, 2500));
     assert.equal((await catalog.get("jobs", job.id))!.status, "creating", "not before the bound");
-    assert.deepEqual(await queue.messagesFor("create", [job.id]), []);
+    assert.deepEqual(await queue.messagesFor("create.x86_64", [job.id]), []);
     const done = await ended(job.id);
     const waited = (Date.now() - t0) / 1000;
     assert.equal(done.status, "success");
@@ -328,12 +328,12 @@ test("the reaper leaves queued messages alone and sends a lost one exactly once"
   await catalog.sql.query(`UPDATE pgboss.job SET created_on = now() - interval '1 hour' WHERE data->>'jobId' = $1`, [queued.id]);
   try {
     assert.equal(await reaper.sweep(), 1, "only the job without a message");
-    const [m] = await queue.messagesFor("create", [lost.id]);
+    const [m] = await queue.messagesFor("create.x86_64", [lost.id]);
     assert.equal(m!.state, "created");
     assert.equal(await catalog.jobQueueId(lost.id), m!.queueId, "the job record names its new message");
-    assert.equal((await queue.messagesFor("create", [queued.id])).length, 1, "the queued job got no second message");
+    assert.equal((await queue.messagesFor("create.x86_64", [queued.id])).length, 1, "the queued job got no second message");
     assert.equal(await reaper.sweep(), 0, "sent once: the new message is queued");
-    assert.equal((await queue.messagesFor("create", [lost.id])).length, 1);
+    assert.equal((await queue.messagesFor("create.x86_64", [lost.id])).length, 1);
   } finally {
     for (const j of [queued, lost]) await catalog.setJobStatus(j.id, "error", { kiln: { error: "test over" } });
   }
@@ -358,13 +358,13 @@ test("a job with two messages runs once: the second finds it claimed", async () 
     await new Promise((r) => setTimeout(r, 300));
   }) satisfies JobRunner;
   const job = await newJob();
-  await queue.enqueue(job.id, "create");
+  await queue.enqueue(job.id, "create.x86_64");
   const w = worker("w-dup", { concurrency: 2 });
   await w.start();
   try {
     const done = await ended(job.id);
     assert.equal(done.status, "success");
-    await until("both messages to be done", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
+    await until("both messages to be done", async () => (await queue.messagesFor("create.x86_64", [job.id])).every((m) => m.state === "completed"));
     assert.equal(ran, 1);
     assert.equal(done.kiln.attempt, 1);
   } finally {
@@ -388,7 +388,7 @@ test("a job that failed because the object store stayed away is queued again whi
     assert.deepEqual(attempts, [1, 2]);
     const log = (await catalog.readLog(job.id)).map((c) => c.text).join("");
     assert.match(log, /store s3: put boot-images\/x\/rootfs: cannot reach .*; queued again \(attempt 2 of 2\)/);
-    await until("both messages to complete", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
+    await until("both messages to complete", async () => (await queue.messagesFor("create.x86_64", [job.id])).every((m) => m.state === "completed"));
   } finally {
     await w.stop();
   }
@@ -407,7 +407,7 @@ test("with no retries left, a store outage ends the job error with the store's r
     assert.equal(done.kiln.attempt, 1);
     assert.match(done.kiln.error!, /^store s3: put boot-images\/x\/rootfs: 503 ServiceUnavailable after 9 attempts in 60 s$/);
     // The queue's message is done too (and nothing of the job is in flight when the test ends).
-    await until("the message to complete", async () => (await queue.messagesFor("create", [job.id])).every((m) => m.state === "completed"));
+    await until("the message to complete", async () => (await queue.messagesFor("create.x86_64", [job.id])).every((m) => m.state === "completed"));
   } finally {
     await w.stop();
   }
@@ -438,5 +438,48 @@ test("a cancelled job's runner gets the coded CANCELLED error from setStatus, no
     assert.match(thrown.message, /cancelled or deleted through the API/);
   } finally {
     await w.stop();
+  }
+});
+
+test("a worker takes only the arches it declares: an aarch64 job waits for the worker that builds aarch64, which takes it", async () => {
+  JOB_RUNNERS.create = (async () => {}) satisfies JobRunner;
+  const x86 = worker("w-x86", { arches: ["x86_64"] });
+  await x86.start();
+  try {
+    const arm = await newJob("aarch64");
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal((await catalog.get("jobs", arm.id))!.status, "creating", "the x86_64-only worker leaves the aarch64 job alone");
+    const both = worker("w-arm", { arches: ["aarch64", "x86_64"] });
+    await both.start();
+    try {
+      const done = await ended(arm.id);
+      assert.equal(done.kiln.worker, "w-arm", "taken by the worker that declares aarch64");
+      // The engine builds x86_64 only so far: the job ends saying so instead of building the wrong arch.
+      assert.equal(done.status, "error");
+      assert.match(done.kiln.error ?? "", /builds x86_64 images only; the job's aarch64/);
+      const rows = await catalog.workers(10);
+      assert.deepEqual(rows.find((w) => w.name === "w-arm" && w.alive)?.arches, ["aarch64", "x86_64"], "GET /v3/workers shows what each worker builds");
+    } finally {
+      await both.stop();
+    }
+  } finally {
+    await x86.stop();
+  }
+});
+
+test("a job no live worker builds ends error after --arch-wait, naming its arch and what the live workers build", async () => {
+  const x86 = worker("w-only-x86", { arches: ["x86_64"] });
+  await x86.start();
+  try {
+    const arm = await newJob("aarch64");
+    const reaper = new Reaper(catalog, queue, { timeoutSeconds: 10, retries: 0, archWaitSeconds: 1 });
+    await new Promise((r) => setTimeout(r, 1500));
+    await reaper.sweep();
+    const done = await ended(arm.id);
+    assert.equal(done.status, "error");
+    assert.match(done.kiln.error ?? "", /^no worker builds aarch64: the job waited 1 s \(--arch-wait\) and the live workers build x86_64 \(.*w-only-x86.*\); start `kiln worker --arch aarch64`/);
+    assert.match((await catalog.readLog(arm.id)).map((c) => c.text).join(""), /error: no worker builds aarch64/);
+  } finally {
+    await x86.stop();
   }
 });

@@ -15,7 +15,7 @@ import { JobLog } from "../../src/jobs/job-log.js";
 import { publishImage } from "../../src/jobs/publish.js";
 import { openStore } from "../../src/store/open-store.js";
 
-test("uploaded artifacts carry their sha256 from result.json as object metadata", async () => {
+test("uploaded artifacts carry their sha256 from result.json as object metadata; the package list is uploaded and listed after the IMS artifacts", async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), "kiln-publish-"));
   const catalog = await Catalog.open(undefined, path.join(dir, "data"));
   const store = await openStore(`file://${path.join(dir, "objects")}`);
@@ -31,13 +31,25 @@ test("uploaded artifacts carry their sha256 from result.json as object metadata"
     const digest = (alg: string, t: string) => createHash(alg).update(t).digest("hex");
     for (const f of files) await writeFile(path.join(out, f.path), f.body);
     await writeFile(path.join(out, "manifest.json"), JSON.stringify({ version: "1.0", created: "2026-12-03 11:00:00", artifacts: files.map((f) => ({ type: f.type, md5: digest("md5", f.body), link: { type: "file", path: f.path }, ...(f.flavor ? { flavor: f.flavor } : {}) })) }));
-    await writeFile(path.join(out, "result.json"), JSON.stringify({ artifacts: files.map((f) => ({ name: f.path, path: f.path, type: f.type, ftype: "x", sha256: digest("sha256", f.body), md5: digest("md5", f.body), size: f.body.length })) }));
+    // The package list is in result.json only: IMS' manifest.json does not carry it.
+    const packages = { path: "squashfs.manifest", type: "text/tab-separated-values", body: "bash\t5.2.15-2+b2\n" };
+    await writeFile(path.join(out, packages.path), packages.body);
+    await writeFile(path.join(out, "result.json"), JSON.stringify({ artifacts: [...files, packages].map((f) => ({ name: f.path, path: f.path, type: f.type, ftype: "x", sha256: digest("sha256", f.body), md5: digest("md5", f.body), size: f.body.length })) }));
     const image = await publishImage(catalog, store, { outDir: out, name: "web", arch: "x86_64", jobId: "00000000-0000-4000-8000-000000000001" }, new JobLog(catalog, "00000000-0000-4000-8000-000000000001"));
-    for (const [key, body] of [["rootfs", "root"], ["kernel", "kernel"], ["initrd", "initrd"]] as const) {
+    for (const [key, body] of [["rootfs", "root"], ["kernel", "kernel"], ["initrd", "initrd"], ["rootfs.manifest", packages.body]] as const) {
       const info = await store.head(BOOT_IMAGES_BUCKET, `${image.id}/${key}`);
       assert.equal(info.metadata.sha256, digest("sha256", body), key);
       assert.equal(info.metadata.md5sum, digest("md5", body), key);
     }
+    const chunks: Buffer[] = [];
+    for await (const c of await store.get(BOOT_IMAGES_BUCKET, `${image.id}/manifest.json`)) chunks.push(c as Buffer);
+    const uploaded = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { artifacts: Array<{ type: string; link: { path: string } }> };
+    assert.deepEqual(uploaded.artifacts.map((a) => [a.type, a.link.path.split("/").slice(4).join("/")]), [
+      ["application/vnd.cray.image.rootfs.squashfs", "rootfs"],
+      ["application/vnd.cray.image.kernel", "kernel"],
+      ["application/vnd.cray.image.initrd", "initrd"],
+      ["text/tab-separated-values", "rootfs.manifest"],
+    ]);
   } finally {
     await store.close();
     await catalog.close();

@@ -20,6 +20,7 @@ function image(id: string, created: string, label: string | undefined, opts: { l
       { ...art("application/vnd.cray.image.rootfs.squashfs", "rootfs", 100), flavor: undefined },
       art("application/vnd.cray.image.kernel", "kernel", 10),
       art("application/vnd.cray.image.initrd", "initrd", 20),
+      { ...art("text/tab-separated-values", "rootfs.manifest", 5), flavor: undefined },
     ],
   };
 }
@@ -43,7 +44,8 @@ test("catalog tree: only linked images under a published label are listed, with 
   assert.equal(items["boot-kernel"]!.kpackage, "linux-image-amd64");
   assert.deepEqual(t.objects.get(items.squashfs!.path), { bucket: "boot-images", key: "a/rootfs" });
   // b is a candidate: no path of it can be fetched through a stable-only tree.
-  assert.ok(![...t.objects.values()].some((o) => o.key.startsWith("b/")));
+  assert.ok(![...t.objects.values()].some((o) => "key" in o && o.key.startsWith("b/")));
+  assert.equal(items.manifest!.path, "web-node/amd64/20261201/squashfs.manifest");
   assert.deepEqual(Object.keys(t.index.index), ["org.kiln:stable:v3:download"]);
 });
 
@@ -55,6 +57,6 @@ test("catalog tree: retention keeps the newest N versions per product, and the p
   ], { labels: ["stable", "candidate"], naming, keep: 2, now: NOW });
   const p = t.products.get("org.kiln:stable:v3:download")!.products["org.kiln.stable:v3:boot:web-node:amd64:generic"]!;
   assert.deepEqual(Object.keys(p.versions).sort(), ["20261201.1", "20261202"]);
-  assert.ok(![...t.objects.values()].some((o) => o.key.startsWith("a/")), "the pruned version's objects are not in the tree");
-  assert.ok([...t.objects.values()].some((o) => o.key === "c/kernel"));
+  assert.ok(![...t.objects.values()].some((o) => "key" in o && o.key.startsWith("a/")), "the pruned version's objects are not in the tree");
+  assert.ok([...t.objects.values()].some((o) => "key" in o && o.key === "c/kernel"));
 });

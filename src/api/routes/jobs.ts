@@ -8,10 +8,11 @@ import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { headOrUndefined, parseS3Path } from "../../catalog/objects.js";
 import { FINAL_STATUSES, JOB_STATUSES, JOB_TYPES, imsTime, type Arch, type JobRecord, type JobStatus, type JobType, type SshContainer } from "../../catalog/records.js";
-import { Reaper } from "../../jobs/worker.js";
+import { describeArches, Reaper } from "../../jobs/worker.js";
 import { apiError } from "../problem.js";
 import { JobCreate, JobPatch, idParam } from "../schemas.js";
 import { empty, notFound, requireBody, responses, sendJson } from "./common.js";
+import { laneOf } from "../../jobs/queue.js";
 
 interface JobBody {
   job_type: JobType;
@@ -121,10 +122,14 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
       };
       await catalog.insert("jobs", job);
       try {
-        await catalog.setJobQueueId(id, await queue.enqueue(id, job.job_type));
+        await catalog.setJobQueueId(id, await queue.enqueue(id, laneOf(job)));
       } catch (e) {
         await catalog.remove("jobs", id);
         throw e;
+      }
+      const alive = (await catalog.workers(app.settings.workerTimeout)).filter((w) => w.alive);
+      if (!alive.some((w) => w.arches.includes(arch))) {
+        await catalog.appendLog(id, `${new Date().toISOString().slice(11, 19)} waiting for a worker that builds ${arch}: ${describeArches(alive)} (it ends error after --arch-wait)\n`);
       }
       return sendJson(reply, 201, job);
     },
@@ -219,7 +224,7 @@ export async function jobRoutes(app: FastifyInstance, opts: { version: 2 | 3 }):
     if (worker === null) {
       // Not taken yet: end it here and make sure no worker takes it later.
       const qid = await catalog.jobQueueId(j.id);
-      if (qid) await queue.drop(j.job_type, qid, why);
+      if (qid) await queue.drop(laneOf(j), qid, why);
       return catalog.setJobStatus(j.id, "error", { kiln: { error: `cancelled before a worker took it: ${why}`, cancel_requested: true } });
     }
     const asked = await catalog.update("jobs", j.id, (d) => (FINAL_STATUSES.includes(d.status) ? undefined : { ...d, kiln: { ...d.kiln, cancel_requested: true } }));

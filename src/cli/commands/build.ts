@@ -1,6 +1,7 @@
 /** `kiln build RECIPE`: plan, build (reusing the cache), assemble out/, boot-verify if asked. */
 import { build } from "../../engine/build.js";
 import { KilnError } from "../../errors.js";
+import { openSigner } from "../../streams/sign.js";
 import { createRenderer } from "../render.js";
 import type { CommandIo } from "../io.js";
 
@@ -13,12 +14,23 @@ export interface BuildFlags {
   reverify?: boolean;
   /** --jobs as typed. */
   jobs?: string;
+  signKey?: string;
+  passphraseFile?: string;
   json: boolean;
   verbose: boolean;
 }
 
 export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo): Promise<number> {
   const jobs = parseJobs(f.jobs);
+  // A key gpg cannot sign with (unknown, or a passphrase missing) fails now, not after the build.
+  if (f.signKey) {
+    const signer = await openSigner(f.signKey, { passphraseFile: f.passphraseFile });
+    try {
+      await signer.detachSign("kiln: can this key sign?\n");
+    } finally {
+      await signer.close();
+    }
+  }
   const r = createRenderer({ json: f.json, verbose: f.verbose, stream: io.stdout });
   try {
     const result = await build({
@@ -30,6 +42,8 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
       verify: f.verify,
       reverify: f.reverify,
       jobs,
+      signKey: f.signKey,
+      passphraseFile: f.passphraseFile,
       signal: io.signal,
       emit: r.emit,
     });

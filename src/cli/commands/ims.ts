@@ -38,7 +38,7 @@ export const COLUMNS: Record<string, string[]> = {
   recipes: ["id", "name", "recipe_type", "linux_distribution", "arch", "link.path", "created"],
   images: ["id", "name", "arch", "link.path", "created"],
   "public-keys": ["id", "name", "created"],
-  jobs: ["id", "job_type", "status", "image_root_archive_name", "resultant_image_id", "created"],
+  jobs: ["id", "job_type", "arch", "status", "image_root_archive_name", "resultant_image_id", "created"],
   "deleted/recipes": ["id", "name", "recipe_type", "link.path", "deleted"],
   "deleted/images": ["id", "name", "arch", "link.path", "deleted"],
   "deleted/public-keys": ["id", "name", "deleted"],

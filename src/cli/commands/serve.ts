@@ -21,6 +21,7 @@ import { FsStore } from "../../store/fs-store.js";
 import type { ObjectStore } from "../../store/object-store.js";
 import { openStore } from "../../store/open-store.js";
 import { KILN_VERSION } from "../../version.js";
+import { buildableArches } from "../../host/arches.js";
 import type { CommandIo } from "../io.js";
 
 type Say = (m: string) => void;
@@ -78,8 +79,10 @@ function untilAborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
 }
 
-function workerOptions(s: ServiceSettings, say: Say) {
+async function workerOptions(s: ServiceSettings, say: Say) {
   return {
+    arches: s.workerArch.length > 0 ? s.workerArch : await buildableArches(),
+    archWaitSeconds: s.archWait,
     name: s.workerName,
     concurrency: s.concurrency,
     heartbeatSeconds: s.heartbeat,
@@ -131,6 +134,7 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
         labels: s.streamsLabels,
         keep: s.streamsKeep,
         signer: s.streamsSignKey ? await (await import("../../streams/sign.js")).openSigner(s.streamsSignKey) : undefined,
+        ...(s.streamsBootloaders ? { bootloaders: s.streamsBootloaders } : {}),
       },
     });
     await app.listen({ host: s.listen.host, port: s.listen.port });
@@ -140,10 +144,10 @@ export async function serveCommand(opts: Record<string, unknown>, io: CommandIo)
       say(`presigned download URLs point at ${objects}/${s.publicUrl ? "" : " (--public-url: the address clients reach this service at, if not that)"}`);
     }
     if (s.worker) {
-      worker = new Worker(catalog, store, queue, { ...workerOptions(s, say), observer: metrics });
+      worker = new Worker(catalog, store, queue, { ...(await workerOptions(s, say)), observer: metrics });
       await worker.start();
     } else {
-      reaper = new Reaper(catalog, queue, { timeoutSeconds: s.workerTimeout, retries: s.jobRetries, say });
+      reaper = new Reaper(catalog, queue, { timeoutSeconds: s.workerTimeout, retries: s.jobRetries, archWaitSeconds: s.archWait, say });
       reaper.start(s.heartbeat);
       say("no in-process worker (--no-worker): jobs wait for `kiln worker` processes");
     }
@@ -167,7 +171,7 @@ export async function workerCommand(opts: Record<string, unknown>, io: CommandIo
   if (s.database === undefined) say(`no --database: using the embedded catalog in ${s.dataDir} (only possible when no kiln serve uses it; use PostgreSQL to share)`);
   else say(`catalog ${redact(s.database)}`);
   const backends = await openBackends(s, say);
-  const worker = new Worker(backends.catalog, backends.store, backends.queue, workerOptions(s, say));
+  const worker = new Worker(backends.catalog, backends.store, backends.queue, await workerOptions(s, say));
   try {
     await worker.start();
     io.stdout.write(`kiln ${KILN_VERSION}: worker ${s.workerName} running\n`);

@@ -1,0 +1,82 @@
+/**
+ * out/provenance.json: an in-toto Statement v1 (https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md)
+ * whose predicate is SLSA Provenance v1 (https://slsa.dev/spec/v1.0/provenance). Subjects are the
+ * build's artifacts with their sha256; the build definition names the recipe and every file it
+ * references by digest (paths relative to the recipe's folder, so the statement does not depend
+ * on where the recipe was checked out), the base image for imports, and every stage's cache key.
+ * Apart from runDetails.metadata's start and end times it is a function of the build's inputs.
+ */
+import path from "node:path";
+import type { LoadedRecipe } from "../recipe/load.js";
+import { referencedFiles } from "../recipe/load.js";
+import { isoSeconds } from "./inventory.js";
+
+export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
+export const PROVENANCE_TYPE = "https://slsa.dev/provenance/v1";
+/** What a Kiln recipe build is; the URN's meaning is docs/attest.md#provenance. */
+export const BUILD_TYPE = "urn:kiln:build-type:recipe:v1";
+/** The builder of `kiln build` on the host it runs on. */
+export const CLI_BUILDER_ID = "urn:kiln:builder:cli";
+
+interface ResourceDescriptor {
+  name?: string;
+  uri?: string;
+  digest: { sha256: string };
+}
+
+export interface ProvenanceStatement {
+  _type: typeof STATEMENT_TYPE;
+  subject: Array<{ name: string; digest: { sha256: string } }>;
+  predicateType: typeof PROVENANCE_TYPE;
+  predicate: {
+    buildDefinition: {
+      buildType: string;
+      externalParameters: { recipe: { name: string; file: string; digest: { sha256: string } } };
+      internalParameters: { stages: Array<{ name: string; key: string }> };
+      resolvedDependencies: ResourceDescriptor[];
+    };
+    runDetails: {
+      builder: { id: string; version: Record<string, string> };
+      metadata: { startedOn: string; finishedOn: string };
+    };
+  };
+}
+
+export interface ProvenanceInput {
+  loaded: Pick<LoadedRecipe, "recipe" | "file" | "dir" | "sha256" | "inputs">;
+  subjects: ReadonlyArray<{ path: string; sha256: string }>;
+  stages: ReadonlyArray<{ name: string; key: string }>;
+  kilnVersion: string;
+  builderId: string;
+  startedOn: Date;
+  finishedOn: Date;
+}
+
+const hex = (digest: string) => digest.replace(/^sha256:/, "");
+
+export function provenanceStatement(i: ProvenanceInput): ProvenanceStatement {
+  const rel = (abs: string) => path.relative(i.loaded.dir, abs).split(path.sep).join("/");
+  const deps: ResourceDescriptor[] = [{ name: "recipe", uri: `file:${rel(i.loaded.file)}`, digest: { sha256: i.loaded.sha256 } }];
+  for (const ref of referencedFiles(i.loaded.recipe)) {
+    const digest = i.loaded.inputs[ref.file];
+    // base.image is the import's base image: named so, as verifiers look for it.
+    if (digest) deps.push({ name: ref.path === "base.image" ? "base-image" : ref.path, uri: `file:${rel(ref.file)}`, digest: { sha256: hex(digest) } });
+  }
+  return {
+    _type: STATEMENT_TYPE,
+    subject: i.subjects.map((s) => ({ name: s.path, digest: { sha256: s.sha256 } })),
+    predicateType: PROVENANCE_TYPE,
+    predicate: {
+      buildDefinition: {
+        buildType: BUILD_TYPE,
+        externalParameters: { recipe: { name: i.loaded.recipe.name, file: rel(i.loaded.file), digest: { sha256: i.loaded.sha256 } } },
+        internalParameters: { stages: i.stages.map((s) => ({ name: s.name, key: s.key })) },
+        resolvedDependencies: deps,
+      },
+      runDetails: {
+        builder: { id: i.builderId, version: { kiln: i.kilnVersion } },
+        metadata: { startedOn: isoSeconds(i.startedOn), finishedOn: isoSeconds(i.finishedOn) },
+      },
+    },
+  };
+}
