@@ -54,7 +54,7 @@ const KEPT_SBOMS = 32;
 
 export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
   const t0 = Date.now();
-  o.emit({ type: "stage-start", name: "attest", cached: false, summary: "SBOMs (SPDX, CycloneDX), provenance and SHA256SUMS of the artifacts" });
+  o.emit({ type: "stage-start", name: "attest", cached: false, summary: "SBOMs (SPDX, CycloneDX), provenance and SHA256SUMS of the artifacts", at: new Date().toISOString(), running: [] });
   const log = openStageLog(o.out, "attest", o.emit);
   try {
     const made: ResultArtifact[] = [];
@@ -107,7 +107,7 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
     }
     const seconds = Math.round((Date.now() - t0) / 100) / 10;
     log.line(`attest: ${made.length} files in ${seconds} s`);
-    o.emit({ type: "stage-end", name: "attest", key: "", cached: false, seconds });
+    o.emit({ type: "stage-end", name: "attest", key: "", cached: false, seconds, at: new Date().toISOString(), ranWith: [] });
     return made;
   } finally {
     await log.close();

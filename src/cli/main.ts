@@ -42,6 +42,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .option("--verify", "boot-verify every flavor (default: the recipe's verify)")
     .option("--no-verify", "skip boot verification")
     .option("--reverify", "boot even when these very bytes booted before (cached boot results)", false)
+    .option("-j, --jobs <n>", "stages and boot vCPUs at once (default: the cores, at most one per GiB of available memory)")
     .option("--sign-key <key>", "sign out/SHA256SUMS (SHA256SUMS.gpg) with this OpenPGP key: a secret key file, or a key id in your GnuPG keyring")
     .option("--passphrase-file <file>", "passphrase of --sign-key, if it has one")
     .option("--json", "JSON lines instead of progress text", false)
@@ -49,7 +50,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v\n  kiln build recipe.yaml --sign-key ops@example.org")
     .action(async (recipe: string, o) => {
       const { buildCommand } = await import("./commands/build.js");
-      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, signKey: o.signKey, passphraseFile: o.passphraseFile, json: o.json, verbose: o.verbose }, io));
+      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, jobs: o.jobs, signKey: o.signKey, passphraseFile: o.passphraseFile, json: o.json, verbose: o.verbose }, io));
     });
 
   program
@@ -75,12 +76,13 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     )
     .option("--timeout <seconds>", "per boot", (v) => Number(v))
     .option("--reverify", "boot even when these very bytes booted before (cached boot results)", false)
+    .option("-j, --jobs <n>", "boot vCPUs at once, 2 per guest (default: the cores, at most one per GiB of available memory)")
     .option("--json", "print results as JSON", false)
     .addOption(cacheOption())
     .addHelpText("after", "\nExamples:\n  kiln verify out\n  kiln verify out --flavor generic --target pxe\n  kiln verify out --target qcow2-bios,qcow2-uefi")
     .action(async (out: string, o) => {
       const { verifyCommand } = await import("./commands/verify.js");
-      setExit(await verifyCommand(out, { flavor: o.flavor, target: o.target, json: o.json, timeout: o.timeout, cacheDir: o.cacheDir, reverify: o.reverify }, { signal: io.signal, stdout: io.stdout }));
+      setExit(await verifyCommand(out, { flavor: o.flavor, target: o.target, json: o.json, timeout: o.timeout, cacheDir: o.cacheDir, reverify: o.reverify, jobs: o.jobs }, { signal: io.signal, stdout: io.stdout }));
     });
 
   const cache = program.command("cache").description("Inspect and prune the layer cache");

@@ -1,7 +1,8 @@
 /**
- * Renders engine events for a terminal: one line per stage with its time and a cached marker, a
- * live line with a progress bar while a long stage runs (TTY only), the full log with -v, and
- * JSON lines with --json.
+ * Renders engine events for a terminal: one line per stage with its time and a cached marker; on
+ * a TTY, under them, a status block with a line per running stage and boot (time, progress bar),
+ * redrawn in place; the full log with -v; JSON lines with --json. Stages run side by side, so
+ * the block is as tall as what runs now.
  */
 import type { BuildEvent } from "../engine/events.js";
 
@@ -22,26 +23,42 @@ export function createRenderer(o: RenderOptions): { emit: (e: BuildEvent) => voi
     };
   }
   const tty = o.stream.isTTY === true;
-  let current: { name: string; started: number; fraction?: number } | undefined;
+  /** What runs now, in start order: the status block under the finished lines (TTY only). */
+  const running = new Map<string, { started: number; fraction?: number }>();
+  let drawn = 0; // lines of the status block on screen, the cursor below them
   let timer: NodeJS.Timeout | undefined;
   const width = 22;
 
   const clearLive = () => {
-    if (tty && current) o.stream.write("\r\x1b[2K");
+    if (!tty || drawn === 0) return;
+    o.stream.write(`\x1b[${drawn}A\r\x1b[J`); // up to the block's first line, clear to the end
+    drawn = 0;
   };
   const drawLive = () => {
-    if (!tty || !current) return;
-    const secs = ((Date.now() - current.started) / 1000).toFixed(0);
-    let bar = "";
-    if (current.fraction !== undefined) {
-      const n = Math.round(current.fraction * 20);
-      bar = ` [${"#".repeat(n)}${".".repeat(20 - n)}] ${Math.round(current.fraction * 100)}%`;
+    if (!tty) return;
+    clearLive();
+    // A wrapped line would throw the cursor arithmetic off: cut each line to the terminal.
+    const cols = Math.max(20, (o.stream.columns ?? 80) - 1);
+    for (const [name, r] of running) {
+      const secs = ((Date.now() - r.started) / 1000).toFixed(0);
+      let bar = "";
+      if (r.fraction !== undefined) {
+        const n = Math.round(r.fraction * 20);
+        bar = ` [${"#".repeat(n)}${".".repeat(20 - n)}] ${Math.round(r.fraction * 100)}%`;
+      }
+      o.stream.write(`  … ${name.padEnd(width)} ${secs} s${bar}`.slice(0, cols) + "\n");
+      drawn++;
     }
-    o.stream.write(`\r\x1b[2K  … ${current.name.padEnd(width)} ${secs} s${bar}`);
   };
   const line = (text: string) => {
     clearLive();
     o.stream.write(text + "\n");
+    drawLive();
+  };
+  const begin = (name: string, plain: string) => {
+    running.set(name, { started: Date.now() });
+    if (!tty) line(plain);
+    if (tty) timer ??= setInterval(drawLive, 500);
     drawLive();
   };
 
@@ -53,27 +70,33 @@ export function createRenderer(o: RenderOptions): { emit: (e: BuildEvent) => voi
           break;
         case "stage-start":
           if (e.cached) break;
-          current = { name: e.name, started: Date.now() };
-          if (!tty) line(`  … ${e.name.padEnd(width)} ${e.summary}`);
-          if (tty) timer ??= setInterval(drawLive, 500);
-          drawLive();
+          begin(e.name, `  … ${e.name.padEnd(width)} ${e.summary}`);
           break;
-        case "progress":
-          if (current?.name === e.name) current.fraction = e.fraction;
+        case "progress": {
+          const r = running.get(e.name);
+          if (r) r.fraction = e.fraction;
           break;
+        }
         case "log":
           if (o.verbose) line(`    ${e.name}: ${e.line}`);
           break;
         case "stage-end":
-          clearLive();
-          current = undefined;
-          o.stream.write(`  ${e.cached ? "●" : "✓"} ${e.name.padEnd(width)} ${e.cached ? "cached" : `${e.seconds.toFixed(1)} s`}\n`);
+          running.delete(e.name);
+          line(`  ${e.cached ? "●" : "✓"} ${e.name.padEnd(width)} ${e.cached ? "cached" : `${e.seconds.toFixed(1)} s`}`);
+          break;
+        case "boot-start": {
+          const what = `boot ${e.flavor}${e.target !== "pxe" ? ` ${e.target}` : ""}`;
+          begin(what, `  … ${what.padEnd(width)}`);
+          break;
+        }
+        case "boot":
+          // Listed with its result at "done"; here it only leaves the status block.
+          running.delete(`boot ${e.flavor}${e.target !== "pxe" ? ` ${e.target}` : ""}`);
+          drawLive();
           break;
         case "note":
           line(`  ${e.message}`);
           break;
-        case "boot":
-          break; // listed with the result, at "done"
         case "done": {
           const v = e.result.verify;
           for (const r of v) {

@@ -2,7 +2,8 @@
  * The build engine: runs a plan. For each stage it reuses the cached entry with the same key or
  * builds it — layer stages in an overlay over the layers below, artifact stages against a
  * read-only view of the sealed root — then assembles out/ (artifacts, boot-params,
- * manifest.json, result.json) and, when asked, boot-verifies it.
+ * manifest.json, result.json) and, when asked, boot-verifies it. Stages run side by side as
+ * soon as the stages they are built on are done, within --jobs (scheduler.ts).
  *
  * The CLI runs this directly; the service runs the same function in its workers.
  */
@@ -28,9 +29,10 @@ import { ARTIFACT_STAGES, LAYER_STAGES, STAGES, stageOf } from "../stages/index.
 import { kernel } from "../stages/kernel.js";
 import { checkedOptions, factsOf, type StageContext } from "../stages/stage.js";
 import { BootResultCache } from "../verify/boot-cache.js";
-import { verifyOut } from "../verify/verify-out.js";
+import { verifyOut, type VerifyResult } from "../verify/verify-out.js";
 import type { EventSink } from "./events.js";
 import { OutputDigests, placeStageOutputs, prepareOutDir, writeBootParams, writeOutDocuments } from "./out-dir.js";
+import { defaultJobs, hostCapacity, runTasks, stageDependencies, type RunInfo } from "./scheduler.js";
 import { openStageLog } from "./stage-log.js";
 import { KILN_VERSION } from "../version.js";
 
@@ -59,6 +61,8 @@ export interface BuildOptions {
    * `stages` are the root's layers, bottom first (the build environment of plain sessions).
    */
   rootOnly?: boolean;
+  /** At most this many stages (and boot vCPUs) at once; default from the host (scheduler.ts defaultJobs). */
+  jobs?: number;
   onStageFailure?: (failure: { stage: string; root: string; workDir: string; error: unknown }) => Promise<"retry" | "fail">;
   /** Sign out/SHA256SUMS with this GnuPG key (a file or a key id; docs/attest.md). */
   signKey?: string;
@@ -113,19 +117,28 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // Shared with other builds, exclusive to prune: no entry this build reads goes away under it.
   scope.use(await store.lock("shared", { signal, workDir: work.path, onWait: () => emit({ type: "note", message: "waiting for kiln cache prune to finish" }) }));
   const cachedNow = await cachedStages(store, allStages);
+  const jobs = opts.jobs ?? defaultJobs(hostCapacity());
   emit({
     type: "plan",
     recipe: plan.recipe.name,
     stages: allStages.map((s) => ({ name: s.name, key: s.key, cached: !forced.has(s.key) && cachedNow.has(s.key) })),
+    jobs,
   });
 
-  const stages: ResultStage[] = [];
   /** The generation of each entry this build uses, by key: resolved once, used to the end. */
   const used = new Map<string, Entry>();
   /** Keys of layers a debug session changed by hand (onStageFailure → retry). */
   const handMade = new Set<string>();
 
-  const runStage = async (s: PlannedStage, lower: string[]): Promise<void> => {
+  const stageByKey = new Map(allStages.map((s) => [s.key, s]));
+  /** The trees a stage is mounted on, top first: its parent's and each one's below it. */
+  const lowerOf = (s: PlannedStage): string[] => {
+    const lower: string[] = [];
+    for (let k = s.record.parent; k !== null; k = stageByKey.get(k)?.record.parent ?? null) lower.push(used.get(k)!.tree);
+    return lower;
+  };
+
+  const runStage = async (s: PlannedStage, signal: AbortSignal, info: RunInfo): Promise<ResultStage> => {
     if (signal.aborted) throw new KilnError("CANCELLED", "build cancelled");
     const t0 = Date.now();
     const binding = bindingOf(s, (key) => used.get(key)?.meta.generation);
@@ -133,13 +146,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const found = forced.has(s.key) ? undefined : await store.resolve(s.section, s.key);
     const cachedMeta = found && sameBinding(found.record, binding) ? found : undefined;
     const summary = (s.section === "layers" ? LAYER_STAGES[s.kind] : ARTIFACT_STAGES[s.kind])!.summary;
-    emit({ type: "stage-start", name: s.name, cached: cachedMeta !== undefined, summary });
+    emit({ type: "stage-start", name: s.name, cached: cachedMeta !== undefined, summary, at: new Date().toISOString(), running: info.running() });
     let entry = cachedMeta;
     if (!entry) {
       const log = openStageLog(out, s.name, emit);
       try {
         await explainMiss(store, s, binding, found, log);
-        entry = await buildEntry(s, lower, binding, log);
+        entry = await buildEntry(s, lowerOf(s), binding, log, signal);
       } catch (e) {
         throw stageError(s.name, e, log.relPath);
       } finally {
@@ -148,11 +161,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     used.set(s.key, entry);
     const seconds = round1((Date.now() - t0) / 1000);
-    stages.push({ name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds });
-    emit({ type: "stage-end", name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds });
+    emit({ type: "stage-end", name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds, at: new Date().toISOString(), ranWith: info.ranWith() });
+    return { name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds };
   };
 
-  const buildEntry = async (s: PlannedStage, lower: string[], binding: Binding, log: ReturnType<typeof openStageLog>): Promise<Entry> => {
+  const buildEntry = async (s: PlannedStage, lower: string[], binding: Binding, log: ReturnType<typeof openStageLog>, signal: AbortSignal): Promise<Entry> => {
     const t0 = Date.now();
     const pending = await store.begin(s.section, s.key, work.path);
     await using stageScope = new Scope();
@@ -226,11 +239,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
 
   await mkdir(store.aptArchives, { recursive: true });
-  const chain: string[] = []; // trees, top first
-  for (const s of plan.root) {
-    await runStage(s, [...chain]);
-    chain.unshift(used.get(s.key)!.tree);
-  }
+  /** Runs stages side by side, each once the stages it is built on are done; results in plan order. */
+  const runAll = (list: PlannedStage[]) => {
+    const deps = stageDependencies(list);
+    return runTasks(list.map((s) => ({ id: s.name, after: deps.get(s.name), run: (sig, info) => runStage(s, sig, info) })), { jobs }, signal);
+  };
+  const stages: ResultStage[] = await runAll(opts.rootOnly ? plan.root : allStages);
   if (opts.rootOnly) {
     const result: BuildResult = {
       recipe: { name: plan.recipe.name, sha256: plan.recipe.sha256 },
@@ -244,10 +258,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     emit({ type: "done", result, out });
     return result;
   }
-  for (const k of plan.kernels) await runStage(k, [...chain]);
-  // An artifact reads the layer it is built on: the sealed root, or a flavor's kernel layer over it (qcow2).
-  const kernelUnder = (a: PlannedStage) => plan.kernels.find((k) => k.key === a.record.parent);
-  for (const a of plan.artifacts) await runStage(a, kernelUnder(a) ? [used.get(kernelUnder(a)!.key)!.tree, ...chain] : [...chain]);
 
   // Assemble out/: each stage's files as its outputs declare, and a boot-params per flavor.
   const wants = new Set(loaded.recipe.outputs);
@@ -263,6 +273,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (s.section === "layers" && flavor) artifacts.push(await writeBootParams(out, flavor, bootParams(kernelCmdline(loaded.recipe)) + "\n"));
   }
   // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
+  const chain = plan.root.map((s) => used.get(s.key)!.tree).reverse(); // the sealed root's trees, top first
   artifacts.push(...(await attestOut({
     out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started),
     signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
@@ -288,12 +299,17 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (plan.kernels.length === 0) throw new KilnError("USAGE", "--verify: the recipe has no kernels to boot");
     const log = openStageLog(out, "verify", emit);
     try {
-      emit({ type: "stage-start", name: "verify", cached: false, summary: "Boot every flavor under qemu (root over HTTP), and the disk and ISO on BIOS and UEFI" });
+      emit({ type: "stage-start", name: "verify", cached: false, summary: "Boot every flavor under qemu (root over HTTP), and the disk and ISO on BIOS and UEFI", at: new Date().toISOString(), running: [] });
       const t0 = Date.now();
-      result.verify = await verifyOut(out, { signal, log, workDir: work.path, bootCache: new BootResultCache(path.join(opts.cacheDir, "boots")), reverify: opts.reverify });
-      for (const v of result.verify) emit({ type: "boot", flavor: v.flavor, target: v.target ?? "pxe", ok: v.ok, cached: v.cached === true, seconds: v.seconds });
+      // Each boot is reported as it ends, beside the boots it ran with; result.verify keeps target order.
+      const onBoot = {
+        start: (b: { flavor: string; target: string; running: string[] }) => emit({ type: "boot-start", ...b, at: new Date().toISOString() }),
+        end: (v: VerifyResult, ranWith: string[]) =>
+          emit({ type: "boot", flavor: v.flavor, target: v.target ?? "pxe", ok: v.ok, cached: v.cached === true, seconds: v.seconds, at: new Date().toISOString(), ranWith }),
+      };
+      result.verify = await verifyOut(out, { signal, log, workDir: work.path, bootCache: new BootResultCache(path.join(opts.cacheDir, "boots")), reverify: opts.reverify, jobs, onBoot });
       const allCached = result.verify.length > 0 && result.verify.every((v) => v.cached === true);
-      emit({ type: "stage-end", name: "verify", key: "", cached: allCached, seconds: round1((Date.now() - t0) / 1000) });
+      emit({ type: "stage-end", name: "verify", key: "", cached: allCached, seconds: round1((Date.now() - t0) / 1000), at: new Date().toISOString(), ranWith: [] });
     } finally {
       await log.close();
     }

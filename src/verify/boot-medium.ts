@@ -16,7 +16,7 @@ import path from "node:path";
 import { exec, nullLog, type LogSink } from "../host/exec.js";
 import { GRUB_EDITOR_LINES_TO_LINUX } from "../stages/boot/grub.js";
 import { accelArgs, detectAccel } from "./accel.js";
-import { watchBoot } from "./boot.js";
+import { GUEST_CPUS, watchBoot } from "./boot.js";
 import { createMarker, grubMarkerText, hostnameAfterMarker } from "./cmdline.js";
 import { plainLines } from "./serial-log.js";
 import { SerialConsole } from "./serial-console.js";
@@ -68,7 +68,7 @@ export async function bootMedium(o: MediumBootOptions): Promise<MediumBootResult
     const marker = createMarker();
     const words = grubMarkerText(marker, { cloudInit: o.cloudInit, hostname: o.cloudInit });
     // prettier-ignore
-    const argv = ["qemu-system-x86_64", ...accelArgs(accel), "-smp", "2", "-m", String(o.memoryMiB ?? 2048),
+    const argv = ["qemu-system-x86_64", ...accelArgs(accel), "-smp", String(GUEST_CPUS), "-m", String(o.memoryMiB ?? 2048),
       ...firmware.args, "-display", "none", "-no-reboot", "-monitor", "none",
       "-chardev", `socket,id=serial0,path=${socket},server=on,wait=off,logfile=${o.serialLog},logappend=off`,
       "-serial", "chardev:serial0", "-nic", "user,model=virtio-net-pci", ...medium];

@@ -50,10 +50,13 @@ export async function bootKernel(o: BootOptions): Promise<BootResult> {
   return { ok: r.ok, seconds: r.seconds, ...(r.reason ? { reason: r.reason } : {}) };
 }
 
+/** vCPUs of every verify guest: what a boot takes of the job slots (verify-out.ts). */
+export const GUEST_CPUS = 2;
+
 /** The qemu argv: no disk, virtio-net on user networking (the host is 10.0.2.2), serial to a file. */
 export function qemuCommand(o: BootOptions, accel: Accel, marker: BootMarker): string[] {
   // prettier-ignore
-  return ["qemu-system-x86_64", ...accelArgs(accel), "-smp", "2", "-m", String(o.memoryMiB ?? 2048),
+  return ["qemu-system-x86_64", ...accelArgs(accel), "-smp", String(GUEST_CPUS), "-m", String(o.memoryMiB ?? 2048),
           "-nographic", "-no-reboot", "-serial", `file:${o.serialLog}`, "-monitor", "none",
           "-nic", "user,model=virtio-net-pci",
           "-kernel", o.kernel, "-initrd", o.initrd, "-append", withMarker(o.cmdline, marker)];

@@ -8,9 +8,11 @@
  *    on: it passes only if the guest's hostname is the one the seed's meta data gives.
  *
  * Contract: reads <out>/result.json, serves <out> on loopback for pxe (the guest reaches it at
- * 10.0.2.2), boots one target at a time (each TCG guest uses both cores), keeps each serial log
- * under <out>/logs/ and writes the results into result.json's `verify` array, replacing the
- * entries of the (flavor, target) pairs it booted and keeping everything else.
+ * 10.0.2.2), boots side by side as many targets as the job slots and memory allow (each guest
+ * takes a slot per vCPU and its RAM: on 2 cores with the default --jobs, one at a time; see
+ * docs/architecture.md#running-side-by-side), keeps each serial log under <out>/logs/ and writes
+ * the results, in target order whatever order they finished in, into result.json's `verify`
+ * array, replacing the entries of the (flavor, target) pairs it booted and keeping everything else.
  */
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -18,7 +20,8 @@ import type { BuildResult, ResultArtifact, VerifyEntry } from "../artifacts/resu
 import { ARTIFACT_KINDS } from "../artifacts/types.js";
 import { KilnError } from "../errors.js";
 import { nullLog, type LogSink } from "../host/exec.js";
-import { bootKernel } from "./boot.js";
+import { defaultJobs, HOST_RESERVE_MIB, hostCapacity, runTasks, type Task } from "../engine/scheduler.js";
+import { bootKernel, GUEST_CPUS } from "./boot.js";
 import { bootedDigests, bootHarness, bootKey, type BootHarness, type BootKeyRecord, type BootResultCache } from "./boot-cache.js";
 import { bootMedium, type Firmware, type MediumBootOptions } from "./boot-medium.js";
 import { verifyCmdline } from "./cmdline.js";
@@ -42,7 +45,19 @@ export interface VerifyOptions {
   reverify?: boolean;
   /** What boots: qemu, unless a test fakes it. */
   runners?: { kernel: typeof bootKernel; medium: typeof bootMedium };
+  /** Job slots for the boots (each takes GUEST_CPUS); default from the host (scheduler.ts defaultJobs). */
+  jobs?: number;
+  /** Memory the guests may use together, MiB; default what the host has available now, less a reserve. */
+  memoryMiB?: number;
+  /** Told when a boot begins and when it ends, with the boots that ran beside it (`boot:<flavor>:<target>`). */
+  onBoot?: {
+    start(b: { flavor: string; target: string; running: string[] }): void;
+    end(r: VerifyResult, ranWith: string[]): void;
+  };
 }
+
+/** A disk's or an ISO's guest RAM (bootMedium's). */
+const MEDIUM_MEMORY_MIB = 2048;
 
 /** Looks a boot up in the cache, or runs it and keeps it if it passed. */
 async function cachedBoot(
@@ -94,27 +109,77 @@ export async function verifyOut(outDir: string, opts: VerifyOptions = {}): Promi
   await mkdir(path.join(outDir, "logs"), { recursive: true });
   const harness = opts.bootCache ? await bootHarness() : undefined;
 
-  const results: VerifyResult[] = [];
-  if (pxe.length > 0 && squashfs) {
-    const memoryMiB = await guestMemoryMiB(path.join(outDir, squashfs.path));
-    const server = await serveDirectory(outDir, { log, routes: { "/squashfs": squashfs.path } });
-    try {
-      const squashfsUrl = `http://${HOST_FROM_GUEST}:${server.port}/squashfs`;
-      for (const { flavor } of pxe) {
-        log.line(`verify: ${flavor}`);
-        results.push({ ...(await verifyFlavor(outDir, result.artifacts, flavor, path.join(outDir, squashfs.path), squashfsUrl, memoryMiB, opts, harness)), target: "pxe" });
-      }
-    } finally {
-      await server.close();
-    }
-  }
-  for (const t of targets) {
-    if (t.target === "pxe") continue;
-    log.line(`verify: ${t.flavor} ${t.target}`);
-    results.push(await verifyMedium(outDir, t, opts, harness));
+  const boots = [...pxe, ...targets.filter((t) => t.target !== "pxe")];
+  const pxeMemoryMiB = squashfs ? await guestMemoryMiB(path.join(outDir, squashfs.path)) : 0;
+  const server = pxe.length > 0 && squashfs ? await serveDirectory(outDir, { log, routes: { "/squashfs": squashfs.path } }) : undefined;
+  let results: VerifyResult[];
+  try {
+    const squashfsUrl = `http://${HOST_FROM_GUEST}:${server?.port ?? 0}/squashfs`;
+    const lanes = new LogLanes(log);
+    const tasks = boots.map((t): Task<VerifyResult> => ({
+      id: `boot:${t.flavor}:${t.target}`,
+      slots: GUEST_CPUS,
+      memoryMiB: t.target === "pxe" ? pxeMemoryMiB : MEDIUM_MEMORY_MIB,
+      async run(signal, info) {
+        opts.onBoot?.start({ flavor: t.flavor, target: t.target, running: info.running() });
+        const lane = lanes.open();
+        const own = { ...opts, signal, log: lane };
+        let r: VerifyResult;
+        try {
+          lane.line(`verify: ${t.flavor}${t.target === "pxe" ? "" : ` ${t.target}`}`);
+          r =
+            t.target === "pxe"
+              ? { ...(await verifyFlavor(outDir, result.artifacts, t.flavor, path.join(outDir, squashfs!.path), squashfsUrl, pxeMemoryMiB, own, harness)), target: "pxe" }
+              : await verifyMedium(outDir, t, own, harness);
+        } finally {
+          lane.close();
+        }
+        opts.onBoot?.end(r, info.ranWith());
+        return r;
+      },
+    }));
+    const capacity = hostCapacity();
+    const limits = { jobs: opts.jobs ?? defaultJobs(capacity), memoryMiB: opts.memoryMiB ?? capacity.availableMiB - HOST_RESERVE_MIB };
+    results = await runTasks(tasks, limits, opts.signal ?? new AbortController().signal);
+  } finally {
+    await server?.close();
   }
   await writeVerify(outDir, results);
   return results;
+}
+
+/**
+ * Keeps the lines of boots running side by side apart in the one verify log: the earliest
+ * started boot still running writes through; the others' lines wait, and go in as one block
+ * each, in start order, when every boot started before them has ended.
+ */
+class LogLanes {
+  private readonly lanes: Array<{ lines: string[]; closed: boolean }> = [];
+  constructor(private readonly log: LogSink) {}
+
+  open(): LogSink & { close(): void } {
+    const lane = { lines: [] as string[], closed: false };
+    this.lanes.push(lane);
+    return {
+      line: (text) => {
+        if (this.lanes[0] === lane) this.log.line(text);
+        else lane.lines.push(text);
+      },
+      close: () => {
+        lane.closed = true;
+        this.drain();
+      },
+    };
+  }
+
+  private drain(): void {
+    while (this.lanes.length > 0) {
+      const head = this.lanes[0]!;
+      for (const l of head.lines.splice(0)) this.log.line(l);
+      if (!head.closed) return; // it writes through from now on
+      this.lanes.shift();
+    }
+  }
 }
 
 /** One boot to make: which flavor, which target, and for disks and ISOs what to boot and how. */
@@ -193,6 +258,7 @@ async function bootMediumEntry(outDir: string, t: VerifyTarget, opts: VerifyOpti
   const r = await (opts.runners?.medium ?? bootMedium)({
     medium: { kind: t.medium!.kind, file },
     firmware: t.firmware!,
+    memoryMiB: MEDIUM_MEMORY_MIB,
     serialLog: path.join(outDir, logRel),
     timeoutSeconds: opts.timeoutSeconds,
     signal: opts.signal,

@@ -64,9 +64,9 @@ test("requests are timed by route pattern and code, never by raw URL", async () 
 test("the worker's observations: job and stage histograms, cache hits and misses", async () => {
   const m = new Metrics();
   m.jobEnded("create", "success", 42);
-  m.buildEvent({ type: "stage-end", name: "bootstrap", key: "k1", cached: true, seconds: 0.1 });
-  m.buildEvent({ type: "stage-end", name: "packages", key: "k2", cached: false, seconds: 70 });
-  m.buildEvent({ type: "stage-start", name: "seal", cached: false, summary: "" });
+  m.buildEvent({ type: "stage-end", name: "bootstrap", key: "k1", cached: true, seconds: 0.1, at: "2026-12-03T14:00:00.000Z", ranWith: [] });
+  m.buildEvent({ type: "stage-end", name: "packages", key: "k2", cached: false, seconds: 70, at: "2026-12-03T14:01:10.000Z", ranWith: [] });
+  m.buildEvent({ type: "stage-start", name: "seal", cached: false, summary: "", at: "2026-12-03T14:01:10.000Z", running: [] });
   const text = await m.registry.metrics();
   assert.equal(sample(text, 'kiln_job_duration_seconds_bucket{le="60",type="create",status="success"}'), 1);
   assert.equal(sample(text, 'kiln_job_duration_seconds_bucket{le="30",type="create",status="success"}'), 0);

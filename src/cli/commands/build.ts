@@ -1,5 +1,6 @@
 /** `kiln build RECIPE`: plan, build (reusing the cache), assemble out/, boot-verify if asked. */
 import { build } from "../../engine/build.js";
+import { KilnError } from "../../errors.js";
 import { openSigner } from "../../streams/sign.js";
 import { createRenderer } from "../render.js";
 import type { CommandIo } from "../io.js";
@@ -11,6 +12,8 @@ export interface BuildFlags {
   from?: string;
   verify?: boolean;
   reverify?: boolean;
+  /** --jobs as typed. */
+  jobs?: string;
   signKey?: string;
   passphraseFile?: string;
   json: boolean;
@@ -18,6 +21,7 @@ export interface BuildFlags {
 }
 
 export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo): Promise<number> {
+  const jobs = parseJobs(f.jobs);
   // A key gpg cannot sign with (unknown, or a passphrase missing) fails now, not after the build.
   if (f.signKey) {
     const signer = await openSigner(f.signKey, { passphraseFile: f.passphraseFile });
@@ -37,6 +41,7 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
       from: f.from,
       verify: f.verify,
       reverify: f.reverify,
+      jobs,
       signKey: f.signKey,
       passphraseFile: f.passphraseFile,
       signal: io.signal,
@@ -46,4 +51,15 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
   } finally {
     r.stop();
   }
+}
+
+/** --jobs N: a whole number ≥ 1; undefined (not given) lets the engine derive it from the host. */
+export function parseJobs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,3}$/.test(value.trim())) {
+    throw new KilnError("USAGE", `--jobs ${JSON.stringify(value)}: give how many stages may run at once, a whole number from 1, e.g. --jobs 2`, {
+      hint: "leave it out to use one per core (at most one per GiB of available memory)",
+    });
+  }
+  return Number(value.trim());
 }

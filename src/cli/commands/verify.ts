@@ -5,6 +5,7 @@ import { KilnError } from "../../errors.js";
 import type { LogSink } from "../../host/exec.js";
 import { createWorkDir, type WorkDir } from "../../host/workdir.js";
 import { openStageLog } from "../../engine/stage-log.js";
+import { parseJobs } from "./build.js";
 import { BootResultCache } from "../../verify/boot-cache.js";
 import { isVerifyTargetName, readBuildResult, selectTargets, verifyOut, VERIFY_TARGET_NAMES, type VerifyResult } from "../../verify/verify-out.js";
 
@@ -19,6 +20,8 @@ export interface VerifyFlags {
   cacheDir?: string;
   /** Boot even when a passing boot of the same bytes is cached. */
   reverify?: boolean;
+  /** --jobs as typed: job slots for the boots (2 per guest). */
+  jobs?: string;
 }
 
 export async function verifyCommand(
@@ -29,6 +32,7 @@ export async function verifyCommand(
   if (opts.timeout !== undefined && !(Number.isFinite(opts.timeout) && opts.timeout > 0)) {
     throw new KilnError("USAGE", "--timeout: give the seconds each boot may take, a positive number, e.g. --timeout 300");
   }
+  const jobs = parseJobs(opts.jobs);
   const targets = parseTargets(opts.target);
   // A wrong dir, or a flavor or target the build lacks, fails here, before anything is written into it.
   selectTargets(await readBuildResult(outDir), { flavors: opts.flavor, targets });
@@ -45,7 +49,7 @@ export async function verifyCommand(
   try {
     results = await verifyOut(outDir, { flavors: opts.flavor, targets, signal: io.signal, log, workDir: work?.path, timeoutSeconds: opts.timeout,
       // Boot results are kept beside the layers; without a writable cache (no work dir) every boot runs.
-      bootCache: work ? new BootResultCache(path.join(cacheDir, "boots")) : undefined, reverify: opts.reverify });
+      bootCache: work ? new BootResultCache(path.join(cacheDir, "boots")) : undefined, reverify: opts.reverify, jobs });
   } finally {
     await release(work, log);
     await log.close();
