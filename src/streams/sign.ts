@@ -10,11 +10,12 @@
  * GNUPGHOME that is removed, with its agent, when the signer closes: the user's keyring is never
  * touched. Anything else names a key in the user's own keyring (GNUPGHOME or ~/.gnupg).
  */
-import { lstat, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { capture, exec, type LogSink } from "../host/exec.js";
+import { isProcessAlive } from "../host/process-alive.js";
 
 export interface SignerOptions {
   /** File holding the key's passphrase, for a protected key. */
@@ -41,7 +42,9 @@ export async function openSigner(key: string, opts: SignerOptions = {}): Promise
   let fingerprint: string;
   try {
     if (isFile) {
+      await sweepDeadHomes();
       home = await mkdtemp(path.join(os.tmpdir(), "kiln-gpg-"));
+      await writeFile(path.join(home, OWNER_FILE), `${process.pid}\n`);
       await exec([...base(), "--batch", "--import", path.resolve(key)], { log: opts.log });
       fingerprint = await secretFingerprint(base(), undefined, key);
     } else {
@@ -89,6 +92,27 @@ async function secretFingerprint(gpg: string[], id: string | undefined, label: s
     });
   }
   return fpr;
+}
+
+/** In each throwaway GnuPG home: the pid of the Kiln process that made it. */
+const OWNER_FILE = "kiln-owner";
+
+/**
+ * Stops the agents and removes the homes of Kiln processes that died without closing their
+ * signer (a `kiln serve` killed with SIGKILL leaves its gpg-agent running, detached): the next
+ * signer opened on the machine sweeps them. A home with no owner file is left alone.
+ */
+export async function sweepDeadHomes(tmp = os.tmpdir()): Promise<number> {
+  let swept = 0;
+  for (const name of await readdir(tmp).catch(() => [] as string[])) {
+    if (!name.startsWith("kiln-gpg-")) continue;
+    const home = path.join(tmp, name);
+    const pid = Number((await readFile(path.join(home, OWNER_FILE), "utf8").catch(() => "")).trim());
+    if (!Number.isInteger(pid) || pid <= 0 || isProcessAlive(pid)) continue;
+    await closeHome(home);
+    swept++;
+  }
+  return swept;
 }
 
 async function closeHome(home: string): Promise<void> {
