@@ -5,6 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { TOOL_PACKAGES, type ToolVersions } from "../../src/host/tools.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { defaultJobs, runTasks, stageDependencies, type RunInfo, type Task } from "../../src/engine/scheduler.js";
 import { KilnError } from "../../src/errors.js";
@@ -103,7 +104,8 @@ outputs: [squashfs, kernel, initrd, manifest, tarball, qcow2, iso]
 `;
   const plan = planBuild(
     { recipe: parseRecipe(recipe, "r.yaml", "/r"), file: "/r/r.yaml", dir: "/r", sha256: "x", inputs: {} },
-    { tools: {}, hostSources: parseDeb822Sources("Types: deb\nURIs: http://m.example/debian\nSuites: bookworm\nComponents: main\n"), initramfsDigest: "sha256:a" },
+    // Every tool a stage drives has a version, as on a set-up host (the planner refuses a missing one).
+    { tools: Object.fromEntries(Object.keys(TOOL_PACKAGES).map((t) => [t, "1.0"])) as ToolVersions, hostSources: parseDeb822Sources("Types: deb\nURIs: http://m.example/debian\nSuites: bookworm\nComponents: main\n"), initramfsDigest: "sha256:a" },
   );
   const deps = stageDependencies([...plan.root, ...plan.kernels, ...plan.artifacts]);
   assert.deepEqual(Object.fromEntries(deps), {
