@@ -12,6 +12,11 @@ export interface ClientOptions {
 
 const BY_STATUS: Record<number, ErrorCode> = { 400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "TOO_LARGE", 422: "REQUEST_INVALID" };
 
+/** The API path that serves an s3:// object of the service: GET /v3/artifacts/<bucket>/<key>. */
+export function artifactApiPath(s3: string): string {
+  return `/v3/artifacts/${s3.replace(/^s3:\/\//, "")}`;
+}
+
 export class ImsClient {
   readonly base: string;
 

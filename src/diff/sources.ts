@@ -13,7 +13,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ARTIFACT_KINDS } from "../artifacts/types.js";
-import type { ImsClient } from "../client/ims-client.js";
+import { artifactApiPath, type ImsClient } from "../client/ims-client.js";
 import { KilnError } from "../errors.js";
 import { capture } from "../host/exec.js";
 import { parsePackageList } from "../jobs/package-diff.js";
@@ -56,15 +56,10 @@ interface ImageManifest {
   artifacts: Array<{ type: string; flavor?: string; link: { path: string } }>;
 }
 
-/** The API path of an s3:// object (GET /v3/artifacts/<bucket>/<key>). */
-function artifactPath(s3: string): string {
-  return `/v3/artifacts/${s3.replace(/^s3:\/\//, "")}`;
-}
-
 export async function imageSnapshot(c: ImsClient, id: string, o: { files: boolean; signal?: AbortSignal }): Promise<Snapshot> {
   const image = (await c.json<{ link: { path: string } | null; kiln?: { flavors?: Array<{ flavor: string; kpackage: string; kernel_version: string }> } }>("GET", `/v3/images/${id}`))!;
   if (!image.link) throw new KilnError("INPUT_INVALID", `image ${id} has no link yet (its artifacts were never uploaded); nothing to compare`);
-  const manifest = (await (await c.raw("GET", artifactPath(image.link.path))).json()) as ImageManifest;
+  const manifest = (await (await c.raw("GET", artifactApiPath(image.link.path))).json()) as ImageManifest;
   const kernels: Snapshot["kernels"] = {};
   for (const f of image.kiln?.flavors ?? []) kernels[f.flavor] = { version: f.kernel_version, kpackage: f.kpackage };
   const artifacts: Snapshot["artifacts"] = {};
@@ -72,7 +67,7 @@ export async function imageSnapshot(c: ImsClient, id: string, o: { files: boolea
   let files: Snapshot["files"];
   for (const a of manifest.artifacts) {
     const key = a.link.path.replace(/^s3:\/\/[^/]+\/[^/]+\//, ""); // drop the bucket and the image id
-    const res = await c.raw("GET", artifactPath(a.link.path), { signal: o.signal });
+    const res = await c.raw("GET", artifactApiPath(a.link.path), { signal: o.signal });
     artifacts[key] = Number(res.headers.get("content-length"));
     if (a.type === ARTIFACT_KINDS.manifest.type) packages = parsePackageList(await res.text());
     else if (a.type === ARTIFACT_KINDS.squashfs.type && o.files) files = await downloadAndList(res, id, o.signal);

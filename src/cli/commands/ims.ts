@@ -13,7 +13,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../../errors.js";
 import { exec } from "../../host/exec.js";
-import { ImsClient } from "../../client/ims-client.js";
+import { artifactApiPath, ImsClient } from "../../client/ims-client.js";
 import { renderRecipeTemplate } from "../../jobs/recipe-template.js";
 import type { PackageDiff } from "../../catalog/records.js";
 import { formatPackageDiff } from "../../jobs/package-diff.js";
@@ -278,15 +278,14 @@ export async function imagesDownloadCommand(id: string, o: Row, io: CommandIo): 
   if (!image.link) throw new KilnError("NOT_FOUND", `image ${id} has no link yet (no artifacts uploaded)`);
   const out = path.resolve(String(o.out ?? id));
   await mkdir(out, { recursive: true });
-  const artifactPath = (s3: string) => `/v3/artifacts/${s3.replace(/^s3:\/\//, "")}`;
-  const manifestText = await (await c.raw("GET", artifactPath(image.link.path))).text();
+  const manifestText = await (await c.raw("GET", artifactApiPath(image.link.path))).text();
   const manifest = JSON.parse(manifestText) as { artifacts: ManifestArtifact[] };
   const got: Row[] = [];
   for (const a of manifest.artifacts) {
     const key = a.link.path.replace(/^s3:\/\/[^/]+\/[^/]+\//, ""); // drop bucket and image id
     const file = path.join(out, key);
     await mkdir(path.dirname(file), { recursive: true });
-    const res = await c.raw("GET", artifactPath(a.link.path), { signal: io.signal });
+    const res = await c.raw("GET", artifactApiPath(a.link.path), { signal: io.signal });
     const md5 = createHash("md5");
     let size = 0;
     const hash = new Transform({
