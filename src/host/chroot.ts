@@ -80,7 +80,8 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
     scope.use(await swapInFile(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755));
     scope.defer(() => emptyAptLists(root));
     // Last, so it sees every mount above (its root is a recursive bind) and goes first on release.
-    jail = scope.use(await openJail(root, { log: opts.log, workDir: opts.workDir, network: "host", ownTmp: false }));
+    // The session lends resolv.conf and policy-rc.d itself (above): the jail need not lend them again.
+    jail = scope.use(await openJail(root, { log: opts.log, workDir: opts.workDir, network: "host", ownTmp: false, lendFiles: false }));
   } catch (e) {
     await scope.release();
     throw e;

@@ -97,8 +97,9 @@ export interface JailOptions {
    */
   imageApi?: boolean;
   /**
-   * false: leave the root's /etc/resolv.conf and /usr/sbin/policy-rc.d alone (a root Kiln made
-   * for the jail, whose /usr is the host's, read-only). Default: lend them for the session.
+   * false: leave the root's /etc/resolv.conf and /usr/sbin/policy-rc.d alone (a build's chroot
+   * session has lent them already; a tool jail's root has the host's /usr, read-only). Default:
+   * lend them for the session.
    */
   lendFiles?: boolean;
 }
