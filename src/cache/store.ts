@@ -3,6 +3,10 @@
  * is the overlay upper dir, or the whole root for a base layer; `outputs/` holds files the stage
  * exported, such as a flavor's kernel) and `<cache>/artifacts/<key>` (files users download).
  *
+ * A layer whose chroot ran `apt update` may also keep `apt-lists/`: the package indexes it
+ * fetched, never part of its tree. Its child layers start from them, so their own `apt update`
+ * only asks the mirror whether anything changed (docs/cache.md#apt-lists).
+ *
  * An entry is built in the build's work dir and renamed into place only when whole, so a killed
  * build never leaves a half layer that a later build would trust. Each entry keeps its key.json
  * (why it has this key, and what it was built on: see Binding in key.ts) and meta.json (what it
@@ -56,6 +60,8 @@ export interface Entry {
   dir: string;
   tree: string;
   outputs: string;
+  /** The apt indexes the layer's stage fetched, when it kept them (may not exist). */
+  aptLists: string;
   meta: EntryMeta;
   record: StoredKeyRecord;
 }
@@ -69,6 +75,11 @@ export interface PendingEntry {
   dir: string;
   tree: string;
   outputs: string;
+  aptLists: string;
+}
+
+function entryPaths(dir: string): { tree: string; outputs: string; aptLists: string } {
+  return { tree: path.join(dir, "tree"), outputs: path.join(dir, "outputs"), aptLists: path.join(dir, "apt-lists") };
 }
 
 export class CacheStore {
@@ -113,7 +124,7 @@ export class CacheStore {
         const now = new Date();
         await utimes(path.join(dir, "meta.json"), now, now).catch(() => {}); // LRU stamp
       }
-      return { section, key, dir, tree: path.join(dir, "tree"), outputs: path.join(dir, "outputs"), meta, record };
+      return { section, key, dir, ...entryPaths(dir), meta, record };
     } catch {
       return undefined;
     }
@@ -121,7 +132,7 @@ export class CacheStore {
 
   async begin(section: Section, key: string, workDir: string): Promise<PendingEntry> {
     const dir = path.join(workDir, "pending", `${section}-${key}`);
-    const entry = { key, section, dir, tree: path.join(dir, "tree"), outputs: path.join(dir, "outputs") };
+    const entry = { key, section, dir, ...entryPaths(dir) };
     await mkdir(entry.outputs, { recursive: true });
     if (section === "layers") await mkdir(entry.tree, { recursive: true });
     return entry;
@@ -161,7 +172,7 @@ export class CacheStore {
       await rename(link, path.join(genRoot, `${entry.key}.old-${generation}`));
       await rename(tmp, link);
     }
-    return { section: entry.section, key: entry.key, dir, tree: path.join(dir, "tree"), outputs: path.join(dir, "outputs"), meta: full, record };
+    return { section: entry.section, key: entry.key, dir, ...entryPaths(dir), meta: full, record };
   }
 
   async keyRecord(section: Section, key: string): Promise<StoredKeyRecord | undefined> {

@@ -7,14 +7,14 @@
  *
  * The CLI runs this directly; the service runs the same function in its workers.
  */
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { bootParams } from "../artifacts/types.js";
 import { attestOut } from "../attest/attest.js";
 import type { BuildResult, ResultArtifact, ResultStage } from "../artifacts/result.js";
 import { explainMiss as explainKeyChange, fileDigests, sameBinding, type Binding } from "../cache/key.js";
-import { CacheStore, type Entry } from "../cache/store.js";
+import { CacheStore, type Entry, type PendingEntry } from "../cache/store.js";
 import { readHostSources } from "../host/apt-sources.js";
 import { openChroot, type ChrootSession } from "../host/chroot.js";
 import { capture, exec, nullLog } from "../host/exec.js";
@@ -165,6 +165,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     return { name: s.name, key: s.key, cached: cachedMeta !== undefined, seconds };
   };
 
+  /**
+   * The apt indexes a layer's chroot starts from (its nearest ancestor's that kept some) and,
+   * when a layer is built on it, where it keeps its own: the children's `apt update` then only
+   * asks the mirror what changed (docs/cache.md#apt-lists).
+   */
+  const aptListsFor = async (s: PlannedStage, pending: PendingEntry): Promise<{ seed?: string; keep?: string }> => {
+    let seed: string | undefined;
+    for (let k = s.record.parent; k !== null && !seed; k = stageByKey.get(k)?.record.parent ?? null) {
+      const lists = used.get(k)!.aptLists;
+      if (await stat(lists).then((st) => st.isDirectory(), () => false)) seed = lists;
+    }
+    const hasChildLayer = allStages.some((c) => c.section === "layers" && c.record.parent === s.key);
+    return { seed, keep: hasChildLayer ? pending.aptLists : undefined };
+  };
+
   const buildEntry = async (s: PlannedStage, lower: string[], binding: Binding, log: ReturnType<typeof openStageLog>, signal: AbortSignal): Promise<Entry> => {
     const t0 = Date.now();
     const pending = await store.begin(s.section, s.key, work.path);
@@ -202,7 +217,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         aptArchives: store.aptArchives,
         hostSources: await readHostSources(),
         chroot: async () =>
-          (session ??= stageScope.use(await openChroot(root, { log, signal, workDir: work.path, aptArchives: store.aptArchives, env: ctx.env }))),
+          (session ??= stageScope.use(
+            await openChroot(root, { log, signal, workDir: work.path, aptArchives: store.aptArchives, env: ctx.env, aptLists: await aptListsFor(s, pending) }),
+          )),
       };
       for (;;) {
         try {

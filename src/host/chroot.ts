@@ -16,7 +16,7 @@
  * itself: apt locks that dir for a whole install, so concurrent builds would fail on
  * "Could not get lock /var/cache/apt/archives/lock" (apt-archives.ts).
  */
-import { lstat, readFile, readlink, rm, symlink, unlink, writeFile, chmod, readdir } from "node:fs/promises";
+import { chmod, cp, lstat, mkdir, readdir, readFile, readlink, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { aptArchivesUse, openSessionArchives, type SessionArchives } from "./apt-archives.js";
 import { exec, type ExecOptions, type ExecResult, type LogSink } from "./exec.js";
@@ -36,6 +36,13 @@ export interface ChrootOptions {
   aptArchives?: string;
   /** Extra environment for every command (proxies). Never written into the image. */
   env?: Record<string, string>;
+  /**
+   * apt indexes (the files of /var/lib/apt/lists) to start from, and a dir to keep the session's
+   * own in on release (when it ran `apt update`): a layer hands the lists its `apt update` fetched to its child layers, whose
+   * `apt update` then only asks the mirror what changed (docs/cache.md#apt-lists). They never stay
+   * in the image: the lists dir is emptied on release either way.
+   */
+  aptLists?: { seed?: string; keep?: string };
 }
 
 export interface ChrootSession extends Releasable {
@@ -65,6 +72,7 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
   const host = { log: opts.log, workDir: opts.workDir };
   let opened: SessionArchives | undefined;
   let jail: Jail | undefined;
+  let listsFetched = false; // only lists this session's `apt update` fetched are worth keeping
   try {
     // /proc, /sys and /dev are the jail's own (mounted in its namespace, never on the host).
     // Junk written to /run and /tmp during a stage must not end up in the layer.
@@ -78,7 +86,12 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
     scope.use(await swapInFile(root, "/etc/resolv.conf", await hostResolvConf()));
     // No daemon starts during the build (invoke-rc.d asks policy-rc.d; 101 = action forbidden).
     scope.use(await swapInFile(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755));
-    scope.defer(() => emptyAptLists(root));
+    if (opts.aptLists?.seed) await copyAptLists(opts.aptLists.seed, await resolveInRoot(root, "/var/lib/apt/lists"));
+    const keep = opts.aptLists?.keep;
+    scope.defer(async () => {
+      if (keep && listsFetched) await copyAptLists(await resolveInRoot(root, "/var/lib/apt/lists"), keep);
+      await emptyAptState(root);
+    });
     // Last, so it sees every mount above (its root is a recursive bind) and goes first on release.
     // The session lends resolv.conf and policy-rc.d itself (above): the jail need not lend them again.
     jail = scope.use(await openJail(root, { log: opts.log, workDir: opts.workDir, network: "host", ownTmp: false, lendFiles: false }));
@@ -116,6 +129,7 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
     run,
     async apt(args, o = {}) {
       const argv = ["apt-get", ...APT_OPTIONS, ...args];
+      if (args[0] === "update") listsFetched = true;
       const use = aptArchivesUse(args);
       if (archives && use === "download") return archives.fetch(() => run(argv, o));
       if (archives && use === "install") await archives.fetch(() => run(["apt-get", ...APT_OPTIONS, "--download-only", ...args], o));
@@ -165,18 +179,44 @@ async function hostResolvConf(): Promise<string> {
   }
 }
 
-/** mmdebstrap leaves /var/lib/apt/lists empty; each stage keeps it so (a layer has no indexes). */
+/**
+ * mmdebstrap leaves /var/lib/apt/lists empty and /var/cache/apt without apt's binary caches; each
+ * session leaves them so (a layer holds no indexes, and pkgcache.bin would carry the build's lists
+ * into the image).
+ */
+export async function emptyAptState(root: string): Promise<void> {
+  await emptyAptLists(root);
+  const cache = await resolveInRoot(root, "/var/cache/apt");
+  for (const n of await readdir(cache).catch(() => [] as string[])) {
+    if (n.endsWith(".bin")) await rm(path.join(cache, n), { force: true });
+  }
+}
+
+/** Empties /var/lib/apt/lists but for apt's own `partial/` and `lock`. */
 export async function emptyAptLists(root: string): Promise<void> {
   const lists = await resolveInRoot(root, "/var/lib/apt/lists");
-  let entries: string[];
-  try {
-    entries = await readdir(lists);
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    if (e === "partial" || e === "lock") continue;
-    await rm(path.join(lists, e), { recursive: true, force: true });
+  for (const e of await indexFiles(lists)) await rm(path.join(lists, e), { recursive: true, force: true });
+}
+
+/** The entries of an apt lists dir that are indexes: all but `partial/` and `lock`. */
+async function indexFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  return entries.filter((e) => e !== "partial" && e !== "lock");
+}
+
+/**
+ * Copies apt's indexes (regular files only: the image's lists dir is the untrusted side) from one
+ * lists dir to another, times kept (apt asks the mirror If-Modified-Since the file's time).
+ * Nothing to copy, nothing made.
+ */
+async function copyAptLists(from: string, to: string): Promise<void> {
+  const files: string[] = [];
+  for (const f of await indexFiles(from)) if ((await lstat(path.join(from, f))).isFile()) files.push(f);
+  if (files.length === 0) return;
+  await mkdir(to, { recursive: true });
+  for (const f of files) {
+    await rm(path.join(to, f), { recursive: true, force: true }); // never write through what is there
+    await cp(path.join(from, f), path.join(to, f), { preserveTimestamps: true, errorOnExist: true, force: false });
   }
 }
 

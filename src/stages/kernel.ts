@@ -1,9 +1,9 @@
 /**
  * kernel: one flavor, in its own layer over the sealed root (maas-images' kpack-from-image,
- * docs/architecture.md#kernels-and-the-initramfs). It installs initramfs-tools and busybox, then Kiln's diskless-root hook
- * (assets/initramfs → /etc/initramfs-tools), then the kernel package with INITRD=No, and builds
- * the initramfs exactly once with update-initramfs (installing initramfs-tools
- * and the kernel in one transaction builds it twice). vmlinuz and the initrd are exported as
+ * docs/architecture.md#kernels-and-the-initramfs). It puts Kiln's diskless-root hook
+ * (assets/initramfs) into /etc/initramfs-tools, installs initramfs-tools, busybox and the kernel
+ * package in one apt transaction with INITRD=No, and builds the initramfs exactly once with
+ * update-initramfs. vmlinuz and the initrd are exported as
  * the flavor's boot-kernel and boot-initrd.
  *
  * DKMS packages (config.dkms) go in after the kernel, with the linux-headers of exactly that
@@ -76,11 +76,14 @@ export const kernel = defineLayerStage({
     if (o.suite && o.suiteAptLine) await writeFile(suiteList, o.suiteAptLine + "\n");
     try {
       await s.apt(["update"]);
-      await s.apt(["install", ...INITRAMFS_PACKAGES]);
+      // The hook goes in first (initramfs-tools ships none of these files); then initramfs-tools
+      // and the kernel in one transaction. INITRD=No stops the kernel's postinst hook from
+      // building an initramfs, and initramfs-tools' own trigger (update-initramfs -u) finds no
+      // initrd to update, so the one build is ours, below.
       const etc = await mkdirInRoot(ctx.root, "/etc/initramfs-tools");
       await cp(INITRAMFS_ASSETS, etc, { recursive: true, force: true });
       ctx.log.line(`installed the diskless-root hook into /etc/initramfs-tools`);
-      await s.apt(["install", o.suite ? `${o.package}/${o.suite}` : o.package], { env: { INITRD: "No" } });
+      await s.apt(["install", ...INITRAMFS_PACKAGES, o.suite ? `${o.package}/${o.suite}` : o.package], { env: { INITRD: "No" } });
       version = await findKernelVersion(ctx.root, s, o.package);
       ctx.log.line(`kernel ${o.package} → ${version}`);
       if (o.dkms?.length) ctx.facts.dkmsModules = await buildDkms(ctx.root, s, version, o, (l) => ctx.log.line(l));

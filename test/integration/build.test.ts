@@ -58,6 +58,21 @@ describe("kiln build, for real", () => {
     const manifest = await readFile(path.join(outMin(), "squashfs.manifest"), "utf8");
     assert.match(manifest, /^systemd\t\S+$/m);
 
+    // apt lists (docs/cache.md#apt-lists): the packages layer keeps the indexes beside its tree, the
+    // flavor's apt update starts from them (the main suite is a Hit, not fetched again), and no
+    // layer tree holds indexes or apt's binary caches.
+    const keyOf = (name: string) => minimal.stages.find((x) => x.name === name)!.key;
+    const kept = await readdir(path.join(s.cache, "layers", keyOf("packages"), "apt-lists"));
+    assert.ok(kept.some((f) => f.endsWith("_InRelease")), kept.join(" "));
+    await assert.rejects(readdir(path.join(s.cache, "layers", keyOf("kernel:generic"), "apt-lists")), "a leaf layer keeps no lists");
+    const kernelLog = await readFile(path.join(outMin(), "logs", "kernel-generic.log"), "utf8");
+    assert.match(kernelLog, /^Hit:\d+ \S+ bookworm InRelease/m, kernelLog.slice(0, 3000));
+    for (const layer of ["packages", "kernel:generic"]) {
+      const tree = path.join(s.cache, "layers", keyOf(layer), "tree");
+      assert.deepEqual((await readdir(path.join(tree, "var/lib/apt/lists")).catch(() => [])).filter((f) => f !== "partial" && f !== "lock"), [], layer);
+      assert.deepEqual((await readdir(path.join(tree, "var/cache/apt")).catch(() => [])).filter((f) => f.endsWith(".bin")), [], layer);
+    }
+
     // The boot: systemd reached userspace with the root fetched over HTTP.
     assert.equal(minimal.verify.length, 1);
     assert.equal(minimal.verify[0]!.ok, true, JSON.stringify(minimal.verify));
