@@ -5,7 +5,7 @@
  *
  * A layer whose chroot ran `apt update` may also keep `apt-lists/`: the package indexes it
  * fetched, never part of its tree. Its child layers start from them, so their own `apt update`
- * only asks the mirror whether anything changed (docs/cache.md#apt-lists).
+ * fetches only the release files and the indexes that changed (docs/cache.md#apt-lists).
  *
  * An entry is built in the build's work dir and renamed into place only when whole, so a killed
  * build never leaves a half layer that a later build would trust. Each entry keeps its key.json

@@ -167,8 +167,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   /**
    * The apt indexes a layer's chroot starts from (its nearest ancestor's that kept some) and,
-   * when a layer is built on it, where it keeps its own: the children's `apt update` then only
-   * asks the mirror what changed (docs/cache.md#apt-lists).
+   * when a layer is built on it, where it keeps its own: the children's `apt update` then
+   * fetches only the release files and the indexes that changed (docs/cache.md#apt-lists).
    */
   const aptListsFor = async (s: PlannedStage, pending: PendingEntry): Promise<{ seed?: string; keep?: string }> => {
     let seed: string | undefined;

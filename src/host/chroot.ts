@@ -38,9 +38,10 @@ export interface ChrootOptions {
   env?: Record<string, string>;
   /**
    * apt indexes (the files of /var/lib/apt/lists) to start from, and a dir to keep the session's
-   * own in on release (when it ran `apt update`): a layer hands the lists its `apt update` fetched to its child layers, whose
-   * `apt update` then only asks the mirror what changed (docs/cache.md#apt-lists). They never stay
-   * in the image: the lists dir is emptied on release either way.
+   * own in on release when it ran `apt update`. A layer hands what its `apt update` fetched to its
+   * child layers, whose `apt update` then fetches only the release files and the indexes that
+   * changed (docs/cache.md#apt-lists). They never stay in the image: the lists dir is emptied on
+   * release either way.
    */
   aptLists?: { seed?: string; keep?: string };
 }
@@ -206,7 +207,7 @@ async function indexFiles(dir: string): Promise<string[]> {
 
 /**
  * Copies apt's indexes (regular files only: the image's lists dir is the untrusted side) from one
- * lists dir to another, times kept (apt asks the mirror If-Modified-Since the file's time).
+ * lists dir to another, times kept as apt left them.
  * Nothing to copy, nothing made.
  */
 async function copyAptLists(from: string, to: string): Promise<void> {
