@@ -4,6 +4,8 @@
  *  - no SSH host keys (every machine would share them); where sshd is installed without
  *    cloud-init, a oneshot unit generates them at first boot;
  *  - no apt lists or caches, no host resolv.conf or hostname;
+ *  - no build-time state: logs emptied, ldconfig's aux-cache, fontconfig and man-db caches,
+ *    dpkg/debconf *-old backups, systemd's random seed removed (reproducible.ts, docs/reproducible.md);
  *  - proxies are never written by Kiln; a proxy setting found in apt's config is reported.
  */
 import { lstat, readdir, readFile, rm, symlink, writeFile, mkdir } from "node:fs/promises";
@@ -12,6 +14,7 @@ import path from "node:path";
 import { emptyAptLists } from "../host/chroot.js";
 import { resolveInRoot } from "../host/root-path.js";
 import { z } from "zod";
+import { removeBuildState } from "./reproducible.js";
 import { defineLayerStage, type LayerContext } from "./stage.js";
 
 const SSH_KEYGEN_UNIT = `[Unit]
@@ -82,6 +85,8 @@ export const seal = defineLayerStage({
       await writeFile(hostname, "localhost\n");
       ctx.log.line("reset /etc/hostname (it was the build host's)");
     }
+
+    await removeBuildState(ctx.root, ctx.log);
 
     const aptConf = await at("/etc/apt/apt.conf.d", true);
     for (const n of await readdir(aptConf).catch(() => [] as string[])) {
