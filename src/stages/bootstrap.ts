@@ -81,7 +81,8 @@ async function archiveEpoch(ctx: LayerContext, aptLine: string): Promise<number>
   for (const name of ["InRelease", "Release"]) {
     const url = `${uri!.replace(/\/+$/, "")}/dists/${suite}/${name}`;
     const file = path.join(ctx.workDir, `bootstrap-${suite}-${name}`.replace(/[^\w.-]/g, "_"));
-    const r = await ctx.exec(["/usr/lib/apt/apt-helper", "download-file", url, file], { env: ctx.env, okCodes: [0, 100] });
+    // Into Kiln's own work dir, which apt's unprivileged _apt user cannot write: as root, said so, not warned about.
+    const r = await ctx.exec(["/usr/lib/apt/apt-helper", "-o", "APT::Sandbox::User=root", "download-file", url, file], { env: ctx.env, okCodes: [0, 100] });
     const epoch = r.code === 0 ? releaseEpoch(await readFile(file, "utf8")) : undefined;
     await rm(file, { force: true });
     if (epoch !== undefined) return epoch;
