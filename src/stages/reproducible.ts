@@ -86,6 +86,8 @@ export const BUILD_STATE_FILES = [
   "/var/lib/systemd/credential.secret",
   "/var/lib/dbus/machine-id",
   "/var/log/apt/eipp.log.xz", // apt's solver dump of the last run
+  "/var/cache/apt/pkgcache.bin", // apt's binary caches (a kernel layer runs apt after the seal), made again by apt
+  "/var/cache/apt/srcpkgcache.bin",
 ] as const;
 
 /** Directories whose build-time contents are removed (not the directories themselves). */
