@@ -23,6 +23,7 @@ PACKAGES=(
   ca-certificates
   openssl procps        # tests make a site CA (openssl) and look for leftover processes (pgrep)
   iproute2              # fault tests put the service's parts on machines of their own (network namespaces)
+  diffoscope-minimal    # the reproducible-builds test reports what differs between two builds (0.7 MB; no optional comparators)
   prometheus            # tests check GET /metrics with promtool check metrics
 )
 # test/integration/host-packages.test.ts checks that every host command the code and tests run comes

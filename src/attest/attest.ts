@@ -39,6 +39,8 @@ export interface AttestOptions {
   aptArchives: string;
   workDir: string;
   startedOn: Date;
+  /** The build's SOURCE_DATE_EPOCH (docs/reproducible.md): the time the SBOMs state. */
+  epoch?: number;
   /** A GnuPG key (file or key id) to sign SHA256SUMS with, as `kiln streams publish --sign-key`. */
   signKey?: string;
   passphraseFile?: string;
@@ -133,7 +135,7 @@ function sbomKey(o: AttestOptions): string {
       recipe: [o.loaded.recipe.name, o.loaded.sha256],
       layers: o.layers,
       artifacts: o.artifacts.map((a) => [a.name, a.path, a.type, a.sha256, a.md5, a.flavor ?? null]),
-      epoch: process.env.SOURCE_DATE_EPOCH ?? null,
+      epoch: o.epoch ?? process.env.SOURCE_DATE_EPOCH ?? null,
     }),
   );
 }
@@ -181,7 +183,7 @@ async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInven
     name: o.loaded.recipe.name,
     recipeSha256: o.loaded.sha256,
     kilnVersion: KILN_VERSION,
-    created: await sbomTime(root),
+    created: await sbomTime(root, o.epoch),
     ...(await distroOf(root)),
     root: rootPackages,
     flavors,
@@ -190,10 +192,12 @@ async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInven
 }
 
 /**
- * The time the SBOMs state: SOURCE_DATE_EPOCH when set (reproducible builds), else when dpkg's
- * database last changed, which an unchanged rebuild keeps; never the time of this run.
+ * The time the SBOMs state: the build's SOURCE_DATE_EPOCH (reproducible builds; else the
+ * environment's), else when dpkg's database last changed, which an unchanged rebuild keeps;
+ * never the time of this run.
  */
-async function sbomTime(root: string): Promise<Date> {
+async function sbomTime(root: string, buildEpoch: number | undefined): Promise<Date> {
+  if (buildEpoch !== undefined) return new Date(buildEpoch * 1000);
   const epoch = process.env.SOURCE_DATE_EPOCH;
   if (epoch && /^\d+$/.test(epoch)) return new Date(Number(epoch) * 1000);
   const st = await lstat(await resolveInRoot(root, "/var/lib/dpkg/status")).catch(() => undefined);

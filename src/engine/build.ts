@@ -27,6 +27,7 @@ import { kernelCmdline, planBuild, toolsFor, type Plan, type PlanHost, type Plan
 import { loadRecipe, type LoadedRecipe } from "../recipe/load.js";
 import { ARTIFACT_STAGES, LAYER_STAGES, STAGES, stageOf } from "../stages/index.js";
 import { kernel } from "../stages/kernel.js";
+import { clampTimes } from "../stages/reproducible.js";
 import { checkedOptions, factsOf, type StageContext } from "../stages/stage.js";
 import { BootResultCache } from "../verify/boot-cache.js";
 import { verifyOut, type VerifyResult } from "../verify/verify-out.js";
@@ -184,16 +185,20 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const t0 = Date.now();
     const pending = await store.begin(s.section, s.key, work.path);
     await using stageScope = new Scope();
+    // Every stage after the base runs with the base's SOURCE_DATE_EPOCH: its chroots and host tools.
+    const epoch = buildEpoch();
+    const sde: Record<string, string> = epoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(epoch) };
     const ctx: StageContext = {
       name: s.name,
       log,
       signal,
       workDir: work.path,
       outputs: pending.outputs,
-      env: proxyEnv(loaded),
+      env: { ...proxyEnv(loaded), ...sde },
       facts: {},
-      exec: (argv, o = {}) => exec(argv, { ...o, log, signal, workDir: work.path }),
+      exec: (argv, o = {}) => exec(argv, { ...o, env: { ...sde, ...o.env }, log, signal, workDir: work.path }),
       progress: (fraction) => emit({ type: "progress", name: s.name, fraction }),
+      ...(epoch === undefined ? {} : { epoch, ids: { key: s.key, epoch } }),
     };
     const mountName = s.name.replace(/[^a-z0-9-]/gi, "-");
     if (s.section === "layers") {
@@ -246,6 +251,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       await stage.run({ ...ctx, root, inputs }, options);
     }
     await stageScope.release(); // unmount before the layer moves into the cache
+    // What this layer wrote states the epoch, not the time of the build (docs/reproducible.md).
+    const clampTo = epoch ?? (typeof ctx.facts.epoch === "number" ? ctx.facts.epoch : undefined);
+    if (s.section === "layers" && clampTo !== undefined) log.line(`clamped the times of ${await clampTimes(pending.tree, clampTo)} entries to SOURCE_DATE_EPOCH ${clampTo}`);
     const stage = stageOf(s.kind);
     if (stage.facts) factsOf(stage, ctx.facts); // what out/ and the catalog read back must be there
     ctx.facts.files = await digestOutputs(pending.outputs);
@@ -253,6 +261,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (handMade.size > 0) scope.defer(() => store.remove(s.section, s.key, nullLog));
     // A forced stage (--from, --no-cache) replaces the entry of the same key: its point is a fresh build (newer packages).
     return store.commit(pending, { ...s.record, ...binding }, { name: s.name, kind: s.kind, seconds: round1((Date.now() - t0) / 1000), facts: ctx.facts }, log, { replace: forced.has(s.key) });
+  };
+
+  /** The build's SOURCE_DATE_EPOCH: a fact of its base stage (bootstrap, import), once that is built or found. */
+  const buildEpoch = (): number | undefined => {
+    const base = plan.root[0];
+    const e = base && used.get(base.key)?.meta.facts.epoch;
+    return typeof e === "number" ? e : undefined;
   };
 
   await mkdir(store.aptArchives, { recursive: true });
@@ -292,7 +307,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
   const chain = plan.root.map((s) => used.get(s.key)!.tree).reverse(); // the sealed root's trees, top first
   artifacts.push(...(await attestOut({
-    out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started),
+    out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started), epoch: buildEpoch(),
     signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
     layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [used.get(k.key)!.tree, ...chain] })) },
   })));
@@ -309,7 +324,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     kiln: { version: KILN_VERSION, created: created.toISOString(), seconds: 0, unchangedImport: plan.unchangedImport },
   };
   result.kiln.seconds = round1((Date.now() - started) / 1000);
-  await writeOutDocuments(out, result, created);
+  // The IMS manifest states the epoch (when known): the same image gives the same manifest.json.
+  const epoch = buildEpoch();
+  await writeOutDocuments(out, result, epoch === undefined ? created : new Date(epoch * 1000));
 
   const wantVerify = opts.verify ?? loaded.recipe.verify === "boot";
   if (wantVerify) {

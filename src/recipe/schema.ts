@@ -832,6 +832,15 @@ export const RecipeSchema = z
         .default("none")
         .describe("boot: boot each kernel with the squashfs under qemu and pass only when the guest reaches userspace.")
         .meta({ examples: ["boot"] }),
+      epoch: z
+        .int(speak({ noun: "a time in whole seconds since 1970-01-01 UTC", rule: "give a non-negative integer, e.g. the output of date +%s", example: "1717171717" }))
+        .min(0)
+        .max(253402300799) // 9999-12-31: ISO 9660 and FAT cannot state later dates
+        .optional()
+        .describe(
+          "SOURCE_DATE_EPOCH of the build (docs/reproducible.md): every file time in the image is clamped to it and every artifact states it as its date. Default: the Date of the base archive's Release file (a Debian base) or the newest file time in the imported image, so the same archive state gives the same bytes.",
+        )
+        .meta({ examples: [1717171717] }),
       proxy: ProxySchema.optional()
         .describe("Proxies for downloads during the build; each one given here wins over the environment's http_proxy, https_proxy or no_proxy. Never written into the image.")
         .meta({ examples: [{ http: "http://proxy.example:3128", noProxy: "localhost,.internal" }] }),

@@ -3,19 +3,27 @@
  * cache is synced in and out with mmdebstrap's own special hooks, so each .deb downloads once
  * across builds. mmdebstrap copies the host's hostname and resolv.conf into the root; they are
  * reset here so no host detail is baked into an image.
+ *
+ * It also fixes the build's SOURCE_DATE_EPOCH (docs/reproducible.md): the recipe's `epoch`, else
+ * the newest Date of the InRelease (Release) files of its apt lines (the suite, -updates,
+ * -security), fetched first so that mmdebstrap already runs with it. The epoch is a fact of this layer: every later stage of the
+ * build reads it from here, so a cached bootstrap and the stages on it agree on it.
  */
-import { writeFile, rm } from "node:fs/promises";
+import { readFile, writeFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
 import { debianArchiveUri, debianLinesFor } from "../host/apt-sources.js";
-import { defineLayerStage } from "./stage.js";
+import { releaseEpoch } from "./reproducible.js";
+import { defineLayerStage, type LayerContext } from "./stage.js";
 
 const BootstrapOptions = z.strictObject({
   suite: z.string(),
   variant: z.string(),
   /** Complete apt lines (`deb URI SUITE COMPONENTS`); the first is the primary mirror. */
   aptLines: z.array(z.string()).min(1),
+  /** The recipe's epoch, or "release": the newest Release date of the apt lines at bootstrap time. */
+  epoch: z.union([z.int().min(0), z.literal("release")]),
 });
 export type BootstrapOptions = z.output<typeof BootstrapOptions>;
 
@@ -34,12 +42,16 @@ export const bootstrap = defineLayerStage({
       }
       aptLines.push(`deb ${uri} ${b.debian} ${b.components.join(" ")}`);
     }
-    return [{ options: { suite: b.debian, variant: b.variant, aptLines } }];
+    return [{ options: { suite: b.debian, variant: b.variant, aptLines, epoch: r.epoch ?? "release" } }];
   },
+  facts: z.object({ epoch: z.int().min(0) }),
   base: true,
   tools: ["mmdebstrap"],
   async run(ctx, o) {
     const cache = ctx.aptArchives;
+    const epoch = o.epoch === "release" ? Math.max(...(await Promise.all(o.aptLines.map((l) => archiveEpoch(ctx, l))))) : o.epoch;
+    ctx.facts.epoch = epoch;
+    ctx.log.line(`SOURCE_DATE_EPOCH=${epoch} (${new Date(epoch * 1000).toISOString()}, ${o.epoch === "release" ? "the archive's Release date" : "the recipe's epoch"})`);
     // prettier-ignore
     await ctx.exec([
       "mmdebstrap", "--mode=root", `--variant=${o.variant}`,
@@ -49,10 +61,34 @@ export const bootstrap = defineLayerStage({
       `--setup-hook=sync-in ${cache} /var/cache/apt/archives/`,
       `--customize-hook=sync-out /var/cache/apt/archives ${cache}`,
       o.suite, ctx.root, ...o.aptLines,
-    ], { env: ctx.env });
+    ], { env: { ...ctx.env, SOURCE_DATE_EPOCH: String(epoch) } });
     // The root was made by us just now, so these are plain files, not image symlinks.
     await writeFile(path.join(ctx.root, "etc/hostname"), "localhost\n");
     await rm(path.join(ctx.root, "etc/resolv.conf"), { force: true });
     await writeFile(path.join(ctx.root, "etc/resolv.conf"), "");
   },
 });
+
+/**
+ * The Date of `dists/SUITE/InRelease` (else `Release`) of an apt line, fetched with
+ * apt's own downloader (file:, http:, https:, the proxy variables) into the work dir. Its
+ * signature is not checked here: the date only names the build's time; mmdebstrap fetches and
+ * verifies the archive itself.
+ */
+async function archiveEpoch(ctx: LayerContext, aptLine: string): Promise<number> {
+  const [uri, suite] = aptLine.replace(/^deb\s+(\[[^\]]*\]\s+)?/, "").split(/\s+/);
+  const tried: string[] = [];
+  for (const name of ["InRelease", "Release"]) {
+    const url = `${uri!.replace(/\/+$/, "")}/dists/${suite}/${name}`;
+    const file = path.join(ctx.workDir, `bootstrap-${suite}-${name}`.replace(/[^\w.-]/g, "_"));
+    // Into Kiln's own work dir, which apt's unprivileged _apt user cannot write: as root, said so, not warned about.
+    const r = await ctx.exec(["/usr/lib/apt/apt-helper", "-o", "APT::Sandbox::User=root", "download-file", url, file], { env: ctx.env, okCodes: [0, 100] });
+    const epoch = r.code === 0 ? releaseEpoch(await readFile(file, "utf8")) : undefined;
+    await rm(file, { force: true });
+    if (epoch !== undefined) return epoch;
+    tried.push(url);
+  }
+  throw new KilnError("STAGE_FAILED", `bootstrap: no Release date for SOURCE_DATE_EPOCH at ${tried.join(" or ")}`, {
+    hint: "set the recipe's epoch (seconds since 1970) or check base.mirror",
+  });
+}

@@ -6,14 +6,17 @@
  * understands root=live:UUID=<medium>, finds the medium, loop-mounts /live/filesystem.squashfs
  * from it and puts the same tmpfs overlay over it as for a diskless boot. No ISO-specific kernel
  * layer and no live-boot: the ISO costs seconds on top of the PXE bundle (see iso-image.ts).
+ *
+ * Reproducible (docs/reproducible.md): the medium id and the EFI image's volume id are derived
+ * from the stage's key and the build's epoch; every date in the ISO is the epoch.
  */
-import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { efiBootFiles, EFI_FILES, writeFatImage } from "./boot/efi.js";
 import { GRUB_I386_PC, liveGrubCfg, makeBiosCore } from "./boot/grub.js";
 import { isoLabel, LIVE_FILES, masterIso } from "./live/iso-image.js";
 import { z } from "zod";
+import { derivedHex } from "./reproducible.js";
 import { defineArtifactStage } from "./stage.js";
 
 const IsoOptions = z.strictObject({
@@ -50,7 +53,7 @@ export const iso = defineArtifactStage({
   async run(ctx, o) {
     const work = await mkdtemp(path.join(ctx.workDir, "iso-"));
     try {
-      const id = randomBytes(8).toString("hex");
+      const id = derivedHex(ctx.ids, "medium", 8).toLowerCase();
       const tree = path.join(work, "tree");
       const grub = path.join(tree, "boot/grub");
       await mkdir(path.join(grub, "i386-pc"), { recursive: true });
@@ -72,7 +75,8 @@ export const iso = defineArtifactStage({
         file: efiImage,
         sizeKiB: Math.ceil((bytes + 1024 * 1024) / 1024 / 1024) * 1024, // the files plus 1 MiB, in whole MiB
         label: "KILN_EFI",
-        volumeId: randomBytes(4).toString("hex").toUpperCase(),
+        volumeId: derivedHex(ctx.ids, "efi-image", 4),
+        invariant: ctx.ids !== undefined,
         dirs: ["/EFI", "/EFI/BOOT"],
         files,
       });
@@ -83,6 +87,7 @@ export const iso = defineArtifactStage({
         tree,
         efiImage,
         grafts: { [LIVE_FILES.squashfs]: ctx.inputs.squashfs!, [LIVE_FILES.kernel]: ctx.inputs.kernel!, [LIVE_FILES.initrd]: ctx.inputs.initrd! },
+        epoch: ctx.epoch,
       });
       Object.assign(ctx.facts, { label: isoLabel(o.name), mediumId: id });
     } finally {

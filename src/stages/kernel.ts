@@ -18,6 +18,7 @@ import { KilnError } from "../errors.js";
 import type { ChrootSession } from "../host/chroot.js";
 import { mkdirInRoot, resolveInRoot } from "../host/root-path.js";
 import { z } from "zod";
+import { removeBuildState } from "./reproducible.js";
 import { defineLayerStage } from "./stage.js";
 
 const KernelOptions = z.strictObject({
@@ -98,6 +99,8 @@ export const kernel = defineLayerStage({
     await copyFile(initrd, path.join(ctx.outputs, "boot-initrd"));
     ctx.facts.kernelVersion = version;
     ctx.facts.kpackage = o.package;
+    // The flavor's layer goes on the sealed root as it is (disk, SBOM): the same build-time state goes as in seal.
+    await removeBuildState(ctx.root, ctx.log);
   },
 });
 

@@ -11,9 +11,14 @@
  *  3. GRUB's BIOS core goes into the BIOS boot partition and boot.img into the MBR, written
  *     with plain file writes (grub.ts), as grub-bios-setup would;
  *  4. qemu-img converts the raw file to a compressed qcow2.
+ *
+ * Reproducible (docs/reproducible.md): the file system UUIDs, ext4 hash seeds, GPT disk and
+ * partition GUIDs and the FAT volume id are derived from the stage's key and the build's epoch
+ * (reproducible.ts); mke2fs and debugfs run at E2FSPROGS_FAKE_TIME = the epoch, and since
+ * `mkfs.ext4 -d` copies each source file's ctime and atime (the time of the build), debugfs then
+ * sets both to the epoch; mkfs.vfat runs --invariant, mtools at SOURCE_DATE_EPOCH.
  */
-import { randomBytes, randomUUID } from "node:crypto";
-import { copyFile, mkdir, mkdtemp, open, readdir, readFile, truncate, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, mkdtemp, open, readdir, readFile, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { KilnError } from "../errors.js";
 import { mountOverlay } from "../host/mount.js";
@@ -26,6 +31,7 @@ import { efiBootFiles, EFI_FILES, fatUuid, writeFatImage } from "./boot/efi.js";
 import { biosBootSectors, diskGrubCfg, espStubCfg, GRUB_I386_PC, makeBiosCore } from "./boot/grub.js";
 import { ESP_SIZE, MIB, planDiskLayout, rootSizeFor, sfdiskScript, type DiskLayout } from "./disk/layout.js";
 import { z } from "zod";
+import { clampTimes, derivedHex, derivedUuid } from "./reproducible.js";
 import { defineArtifactStage, type ArtifactContext } from "./stage.js";
 
 const Qcow2Options = z.strictObject({
@@ -79,9 +85,9 @@ function recipeSize(text: string): number {
 
 async function makeDisk(ctx: ArtifactContext, o: Qcow2Options, work: string): Promise<void> {
   const version = await kernelVersionIn(ctx.root, o.flavor);
-  const rootUuid = randomUUID();
-  const espId = randomBytes(4).toString("hex").toUpperCase();
-  const extras = o.partitions.map((p) => ({ ...p, bytes: recipeSize(p.size), uuid: randomUUID() }));
+  const rootUuid = derivedUuid(ctx.ids, "root");
+  const espId = derivedHex(ctx.ids, "esp", 4);
+  const extras = o.partitions.map((p) => ({ ...p, bytes: recipeSize(p.size), uuid: derivedUuid(ctx.ids, `partition:${p.name}`) }));
   for (const e of extras) await checkMountpoint(ctx.root, e.mountpoint, e.name);
 
   // 1. The staging tree: what the disk needs that the root does not have.
@@ -103,6 +109,8 @@ async function makeDisk(ctx: ArtifactContext, o: Qcow2Options, work: string): Pr
     if (f.endsWith(".mod") || f.endsWith(".lst")) await copyFile(path.join(GRUB_I386_PC, f), path.join(grubDir, "i386-pc", f));
   }
 
+  if (ctx.epoch !== undefined) await clampTimes(staging, ctx.epoch);
+
   await using scope = new Scope();
   const tree = scope.use(await mountOverlay(path.join(work, "tree"), { lower: [staging, ctx.root] }, { log: ctx.log, workDir: ctx.workDir }));
 
@@ -118,18 +126,24 @@ async function makeDisk(ctx: ArtifactContext, o: Qcow2Options, work: string): Pr
   const raw = path.join(work, "disk.raw");
   await (await open(raw, "w")).close();
   await truncate(raw, layout.size); // sparse: only what mkfs and GRUB write takes space
-  await ctx.exec(["sfdisk", "--no-reread", "--no-tell-kernel", "--quiet", raw], { input: sfdiskScript(layout) });
+  const guids = { disk: derivedUuid(ctx.ids, "gpt"), partitions: Object.fromEntries(layout.partitions.map((p) => [p.name, derivedUuid(ctx.ids, `gpt:${p.name}`)])) };
+  await ctx.exec(["sfdisk", "--no-reread", "--no-tell-kernel", "--quiet", raw], { input: sfdiskScript(layout, guids) });
 
   const root = part(layout, "root");
   // One inode per 16 KiB is mke2fs' default; a root of many small files may need more.
   const inodes = Math.max(Math.ceil(files * 1.5) + 4096, Math.floor(root.size / 16384));
+  const e2env = ctx.epoch === undefined ? {} : { E2FSPROGS_FAKE_TIME: String(ctx.epoch) };
+  const hashSeed = (name: string) => (ctx.ids ? `,hash_seed=${derivedUuid(ctx.ids, `hash-seed:${name}`)}` : "");
   // prettier-ignore
   await ctx.exec(["mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", "4096", "-N", String(inodes), "-L", "root", "-U", rootUuid,
-                  "-E", `offset=${root.start},nodiscard`, "-d", tree.path, raw, `${root.size / 1024}k`]);
+                  "-E", `offset=${root.start},nodiscard${hashSeed("root")}`, "-d", tree.path, raw, `${root.size / 1024}k`], { env: e2env });
+  if (ctx.epoch !== undefined) await settleInodeTimes(ctx, tree.path, `${raw}?offset=${root.start}`, ctx.epoch, work);
   await scope.release(); // the tree is in the file system now
   for (const e of extras) {
     const p = part(layout, e.name);
-    await ctx.exec(["mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", e.name, "-U", e.uuid, "-E", `offset=${p.start},nodiscard`, raw, `${p.size / 1024}k`]);
+    // prettier-ignore
+    await ctx.exec(["mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", e.name, "-U", e.uuid,
+                    "-E", `offset=${p.start},nodiscard${hashSeed(e.name)}`, raw, `${p.size / 1024}k`], { env: e2env });
   }
 
   const esp = part(layout, "esp");
@@ -140,6 +154,7 @@ async function makeDisk(ctx: ArtifactContext, o: Qcow2Options, work: string): Pr
     label: "EFI",
     volumeId: espId,
     fat32: true,
+    invariant: ctx.ids !== undefined,
     dirs: ["/EFI", "/EFI/BOOT", "/EFI/debian"],
     files: [...efiBootFiles(EFI_FILES.grubDisk), { from: await writeTemp(work, "esp-grub.cfg", espStubCfg(rootUuid)), to: "/EFI/debian/grub.cfg" }],
   });
@@ -173,6 +188,31 @@ async function makeDisk(ctx: ArtifactContext, o: Qcow2Options, work: string): Pr
     },
   });
   Object.assign(ctx.facts, { kernelVersion: version, rootUuid, espUuid: fatUuid(espId), diskBytes: layout.size, rootBytes: root.size });
+}
+
+/**
+ * `mkfs.ext4 -d` copies each source entry's ctime and atime, which are the times of this build
+ * (no call can set a ctime): debugfs sets both to the epoch, entry by entry, by path. A name
+ * debugfs cannot be given (a double quote or a line break in it) is left as it is and named in
+ * the log: that disk is then not reproducible.
+ */
+async function settleInodeTimes(ctx: ArtifactContext, tree: string, fs: string, epoch: number, work: string): Promise<void> {
+  const lines: string[] = [];
+  const odd: string[] = [];
+  const visit = async (rel: string): Promise<void> => {
+    if (/["\n\r]/.test(rel)) {
+      odd.push(JSON.stringify(rel));
+      return;
+    }
+    lines.push(`sif "${rel}" ctime @${epoch}`, `sif "${rel}" atime @${epoch}`);
+    const st = await lstat(path.join(tree, rel));
+    if (st.isDirectory()) for (const n of (await readdir(path.join(tree, rel))).sort()) await visit(path.posix.join(rel, n));
+  };
+  await visit("/");
+  lines.push(`sif "/lost+found" ctime @${epoch}`, `sif "/lost+found" atime @${epoch}`);
+  const script = await writeTemp(work, "inode-times.debugfs", lines.join("\n") + "\n");
+  await ctx.exec(["debugfs", "-w", "-f", script, fs], { env: { E2FSPROGS_FAKE_TIME: String(epoch) }, captureStdout: true, quietStdout: true });
+  if (odd.length) ctx.log.line(`qcow2: left the ctime of ${odd.length} entries whose names debugfs cannot take: ${odd.slice(0, 5).join(", ")}`);
 }
 
 /** A partition by name: bios, esp, root (names extra partitions may not take), or an extra's. */

@@ -4,14 +4,17 @@
  *  - no SSH host keys (every machine would share them); where sshd is installed without
  *    cloud-init, a oneshot unit generates them at first boot;
  *  - no apt lists or caches, no host resolv.conf or hostname;
+ *  - no build-time state: logs emptied, ldconfig's aux-cache, fontconfig and man-db caches,
+ *    dpkg/debconf *-old backups, systemd's random seed removed (reproducible.ts, docs/reproducible.md);
  *  - proxies are never written by Kiln; a proxy setting found in apt's config is reported.
  */
 import { lstat, readdir, readFile, rm, symlink, writeFile, mkdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { emptyAptLists } from "../host/chroot.js";
+import { emptyAptState } from "../host/chroot.js";
 import { resolveInRoot } from "../host/root-path.js";
 import { z } from "zod";
+import { removeBuildState } from "./reproducible.js";
 import { defineLayerStage, type LayerContext } from "./stage.js";
 
 const SSH_KEYGEN_UNIT = `[Unit]
@@ -56,11 +59,8 @@ export const seal = defineLayerStage({
       await installKeygenUnit(ctx);
     }
 
-    await emptyAptLists(ctx.root);
-    const aptCache = await at("/var/cache/apt", true);
-    for (const n of await readdir(aptCache).catch(() => [] as string[])) {
-      if (n.endsWith(".bin")) await rm(path.join(aptCache, n), { force: true });
-    }
+    // Every chroot session leaves these empty; an imported root never was in one.
+    await emptyAptState(ctx.root);
     // Builds share a host archive dir, but apt run in a customize session downloads into the image.
     const archives = await at("/var/cache/apt/archives", true);
     const debs = (await readdir(archives).catch(() => [] as string[])).filter((n) => n.endsWith(".deb"));
@@ -82,6 +82,8 @@ export const seal = defineLayerStage({
       await writeFile(hostname, "localhost\n");
       ctx.log.line("reset /etc/hostname (it was the build host's)");
     }
+
+    await removeBuildState(ctx.root, ctx.log);
 
     const aptConf = await at("/etc/apt/apt.conf.d", true);
     for (const n of await readdir(aptConf).catch(() => [] as string[])) {

@@ -2,6 +2,10 @@
  * squashfs: pack the sealed root. zstd level 3 packs a server root in ~2 s where mksquashfs'
  * default zstd level 15 or xz take 45–240 s (docs/architecture.md#compression): fast by default, xz or a higher
  * level for release channels. All cores.
+ *
+ * Reproducible (docs/reproducible.md): mksquashfs (4.4 on) orders entries itself and writes the
+ * same bytes whatever the number of processors; SOURCE_DATE_EPOCH, in the environment of every
+ * stage's tools, is its file system time, and every file time after it is clamped to it.
  */
 import os from "node:os";
 import path from "node:path";

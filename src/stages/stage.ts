@@ -22,6 +22,7 @@ import type { ExecOptions, ExecResult, LogSink } from "../host/exec.js";
 import type { AptSource } from "../host/apt-sources.js";
 import type { Tool } from "../host/tools.js";
 import type { Recipe } from "../recipe/schema.js";
+import type { IdSeed } from "./reproducible.js";
 
 export interface StageContext {
   /** Plan name of this stage, e.g. "packages" or "kernel:generic". */
@@ -38,6 +39,13 @@ export interface StageContext {
   facts: Record<string, unknown>;
   /** Reports progress of a long step, 0..1. */
   progress(fraction: number): void;
+  /**
+   * The build's SOURCE_DATE_EPOCH (docs/reproducible.md), also in `env` and in the environment
+   * of `exec`; absent for the base stage (it fixes the epoch) and outside a build (customize jobs).
+   */
+  epoch?: number;
+  /** What identifiers (UUIDs, volume ids) are derived from, with `epoch`; absent: they are random. */
+  ids?: IdSeed;
 }
 
 export interface LayerContext extends StageContext {

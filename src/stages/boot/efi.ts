@@ -38,6 +38,8 @@ export interface FatImage {
   volumeId: string;
   /** FAT32 (an ESP); otherwise mkfs.vfat picks FAT12/16 for a small image. */
   fat32?: boolean;
+  /** mkfs.vfat --invariant: fixed values for its time-based fields (reproducible builds; the volume id stays `volumeId`). */
+  invariant?: boolean;
   dirs: string[];
   files: Array<{ from: string; to: string }>;
 }
@@ -48,11 +50,12 @@ type Exec = (argv: string[], opts?: { env?: Record<string, string> }) => Promise
 export async function writeFatImage(exec: Exec, f: FatImage): Promise<void> {
   // One sector per cluster keeps a 128 MiB FAT32 above its minimum cluster count.
   // prettier-ignore
-  await exec(["mkfs.vfat", ...(f.offsetSectors === undefined ? ["-C"] : [`--offset=${f.offsetSectors}`]),
+  await exec(["mkfs.vfat", ...(f.invariant ? ["--invariant"] : []), ...(f.offsetSectors === undefined ? ["-C"] : [`--offset=${f.offsetSectors}`]),
               ...(f.fat32 ? ["-F", "32", "-s", "1"] : []), "-n", f.label, "-i", f.volumeId, f.file, String(f.sizeKiB)]);
   const image = f.offsetSectors === undefined ? f.file : `${f.file}@@${f.offsetSectors * 512}`;
-  // mtools checks the boot sector's geometry against a floppy's unless told not to.
-  const env = { MTOOLS_SKIP_CHECK: "1" };
+  // mtools checks the boot sector's geometry against a floppy's unless told not to. FAT times are
+  // local times: in UTC, the same SOURCE_DATE_EPOCH gives the same bytes in every time zone.
+  const env = { MTOOLS_SKIP_CHECK: "1", TZ: "UTC" };
   if (f.dirs.length > 0) await exec(["mmd", "-i", image, ...f.dirs.map((d) => `::${d}`)], { env });
   for (const file of f.files) await exec(["mcopy", "-i", image, file.from, `::${file.to}`], { env });
 }

@@ -71,11 +71,15 @@ export function planDiskLayout(o: { rootNeeds: number; diskSize?: number; extras
   return { size: o.diskSize ?? at + MIB, partitions: parts };
 }
 
-/** sfdisk's input for the layout (sizes in sectors). */
-export function sfdiskScript(layout: DiskLayout): string {
-  const lines = ["label: gpt", `first-lba: ${MIB / SECTOR}`];
+/**
+ * sfdisk's input for the layout (sizes in sectors). `guids` fixes the GPT disk GUID and each
+ * partition's unique GUID (by partition name); without them sfdisk draws random ones.
+ */
+export function sfdiskScript(layout: DiskLayout, guids?: { disk: string; partitions: Record<string, string> }): string {
+  const lines = ["label: gpt", ...(guids ? [`label-id: ${guids.disk}`] : []), `first-lba: ${MIB / SECTOR}`];
   for (const p of layout.partitions) {
-    lines.push(`start=${p.start / SECTOR}, size=${p.size / SECTOR}, type=${PARTITION_TYPES[p.role]}, name="${p.name}"`);
+    const uuid = guids?.partitions[p.name];
+    lines.push(`start=${p.start / SECTOR}, size=${p.size / SECTOR}, type=${PARTITION_TYPES[p.role]}, name="${p.name}"${uuid ? `, uuid=${uuid}` : ""}`);
   }
   return lines.join("\n") + "\n";
 }

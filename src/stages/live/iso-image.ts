@@ -39,11 +39,23 @@ export interface MasterOptions {
   efiImage: string;
   /** Path in the ISO → host file, added without copying. */
   grafts: Record<string, string>;
+  /**
+   * The build's epoch (docs/reproducible.md): the volume's dates and UUID, the GPT GUIDs xorriso
+   * derives from them and every file's times (the grafted files' own mtimes are the times they
+   * were built). Without it xorriso uses the time of the run and random GUIDs.
+   */
+  epoch?: number;
+}
+
+/** xorriso's --modification-date: YYYYMMDDhhmmsscc in UTC. */
+export function isoDate(epoch: number): string {
+  return new Date(epoch * 1000).toISOString().replace(/[-:T]/g, "").slice(0, 14) + "00";
 }
 
 export async function masterIso(exec: Exec, o: MasterOptions): Promise<void> {
   // prettier-ignore
-  await exec(["xorriso", "-as", "mkisofs", "-r", "-V", o.label, "-o", o.out,
+  const dates = o.epoch === undefined ? [] : [`--modification-date=${isoDate(o.epoch)}`, "--set_all_file_dates", `=${o.epoch}`];
+  await exec(["xorriso", "-as", "mkisofs", "-r", "-V", o.label, "-o", o.out, ...dates,
     "--grub2-mbr", "/usr/lib/grub/i386-pc/boot_hybrid.img",
     "-partition_offset", "16", "--mbr-force-bootable",
     "-append_partition", "2", EFI_PART_TYPE, o.efiImage, "-appended_part_as_gpt",
