@@ -45,12 +45,13 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .option("-j, --jobs <n>", "stages and boot vCPUs at once (default: the cores, at most one per GiB of available memory)")
     .option("--sign-key <key>", "sign out/SHA256SUMS (SHA256SUMS.gpg) with this OpenPGP key: a secret key file, or a key id in your GnuPG keyring")
     .option("--passphrase-file <file>", "passphrase of --sign-key, if it has one")
+    .option("--lock <file>", "install exactly the package versions of this kiln.lock (an out dir's; docs/lock.md)")
     .option("--json", "JSON lines instead of progress text", false)
     .option("-v, --verbose", "print every stage's full log", false)
-    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v\n  kiln build recipe.yaml --sign-key ops@example.org")
+    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --lock out/kiln.lock\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v\n  kiln build recipe.yaml --sign-key ops@example.org")
     .action(async (recipe: string, o) => {
       const { buildCommand } = await import("./commands/build.js");
-      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, jobs: o.jobs, signKey: o.signKey, passphraseFile: o.passphraseFile, json: o.json, verbose: o.verbose }, io));
+      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, jobs: o.jobs, signKey: o.signKey, passphraseFile: o.passphraseFile, lock: o.lock, json: o.json, verbose: o.verbose }, io));
     });
 
   program
