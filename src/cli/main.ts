@@ -55,6 +55,20 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     });
 
   program
+    .command("rebuild")
+    .description("Build an out dir's recipe again from its kiln.lock in a scratch cache; report per artifact identical or different")
+    .argument("<out>", "a build's out dir (its result.json names the recipe, its kiln.lock the packages)")
+    .addOption(new Option("--cache-dir <dir>", "Kiln cache whose apt package cache (apt/) the rebuild shares; layers are built in a scratch cache (env KILN_CACHE_DIR)").default(DEFAULT_CACHE))
+    .option("--keep <dir>", "keep the rebuilt out dir here (default: removed with the scratch cache)")
+    .option("--json", "print the report as JSON (the build's progress goes to stderr)", false)
+    .option("-v, --verbose", "print every stage's full log (to stderr)", false)
+    .addHelpText("after", "\nExit status: 0 every artifact is bit-identical, 1 one differs (diffoscope's summary is shown when diffoscope is installed), 2 bad input.\n\nExamples:\n  kiln rebuild out\n  kiln rebuild /srv/images/web --keep /var/tmp/web-rebuilt --json")
+    .action(async (out: string, o: { cacheDir: string; keep?: string; json: boolean; verbose: boolean }) => {
+      const { rebuildCommand } = await import("./commands/rebuild.js");
+      setExit(await rebuildCommand(out, o, io));
+    });
+
+  program
     .command("plan")
     .description("Show the stages a build would run, their cache keys and what is cached")
     .argument("<recipe>")
