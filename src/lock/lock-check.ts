@@ -53,7 +53,8 @@ export async function checkLockOffered(lock: KilnLock, file: string, o: LockChec
       "-o", `Dir::State::Lists=${lists}`, "-o", `Dir::State::status=${path.join(dir, "status")}`,
       "-o", `Dir::Cache=${path.join(dir, "cache")}`, "-o", `Dir::Etc::SourceList=${path.join(dir, "sources.list")}`,
       "-o", "Dir::Etc::SourceParts=/nonexistent", "-o", `APT::Architecture=${lock.arch}`, "-o", "APT::Sandbox::User=root",
-      "-o", "Acquire::Retries=3", "-o", "Acquire::Languages=none",
+      // Plain index files to read (hosts such as Docker images keep them compressed).
+      "-o", "Acquire::Retries=3", "-o", "Acquire::Languages=none", "-o", "Acquire::GzipIndexes=false",
     ], { log: o.log, signal: o.signal, workDir: o.workDir, env: o.env, okCodes: [0, 100] });
     // A source the host's apt could not fetch (unreachable, or signed by a key only the image trusts)
     // proves nothing missing: its packages are left to the build, which fails if it cannot install them.
