@@ -101,6 +101,32 @@ describe("kiln build --lock", () => {
     assert.doesNotMatch(r.stdout, /"type":"stage-start"/, "no stage ran");
   });
 
+  test("pins: a lock naming an older version the sources still offer installs that one, in the bootstrap's essential set", async (t) => {
+    // bookworm-security still offers the glibc bookworm itself has replaced: an unlocked build takes the newer one.
+    const older = "2.36-9+deb12u7";
+    const root = new Map(lock.root.map((p) => [p.name, p]));
+    if (root.get("libc6")!.version === older) {
+      t.skip("the archive offers no newer libc6 than the security one");
+      return;
+    }
+    const pinned = JSON.parse(lockText) as KilnLock;
+    for (const p of pinned.root) {
+      if (p.name !== "libc6" && p.name !== "libc-bin") continue;
+      p.version = older;
+      p.suite = "bookworm-security";
+      delete p.sha256;
+    }
+    await writeFile(s.out("pinned.lock"), JSON.stringify(pinned));
+    const r = await runKiln(["build", s.out("recipe.yaml"), "--cache-dir", s.cache, "--out", s.out("out-pinned"), "--no-verify", "--json", "--lock", s.out("pinned.lock")]);
+    assert.equal(r.code, 0, r.stderr + r.stdout.slice(-3000));
+    const got = parseLock(await readFile(path.join(s.out("out-pinned"), "kiln.lock"), "utf8"), "kiln.lock");
+    assert.equal(got.root.find((p) => p.name === "libc6")?.version, older);
+    assert.equal(got.root.find((p) => p.name === "libc-bin")?.version, older);
+    assert.equal(got.root.find((p) => p.name === "less")?.version, root.get("less")!.version, "the rest as locked");
+    const manifest = await readFile(path.join(s.out("out-pinned"), "squashfs.manifest"), "utf8");
+    assert.match(manifest, new RegExp(`^libc6(:amd64)?\t${older.replaceAll("+", "\\+")}$`, "m"));
+  });
+
   test("a bad lock file fails with exit 2 naming the field", async () => {
     await writeFile(s.out("bad.lock"), JSON.stringify({ ...JSON.parse(lockText), kilnLock: 7 }));
     const r = await runKiln(["build", s.out("recipe.yaml"), "--cache-dir", s.cache, "--out", s.out("out-bad"), "--no-verify", "--lock", s.out("bad.lock")]);
