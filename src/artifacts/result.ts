@@ -73,7 +73,10 @@ export interface ResultImage {
 }
 
 export interface BuildResult {
-  recipe: { name: string; sha256: string };
+  /** `file`: the recipe's absolute path as built (added with kiln.lock; `kiln rebuild` builds it again, docs/lock.md). */
+  recipe: { name: string; sha256: string; file?: string };
+  /** A locked build (`--lock`): the lock it was built from, its absolute path and sha256. */
+  lock?: { file: string; sha256: string };
   /** Added after 0.1: absent in result.json files written before it. */
   image?: ResultImage;
   stages: ResultStage[];
@@ -99,11 +102,12 @@ export function imsTimestamp(d: Date): string {
 /**
  * The artifact kinds manifest.json lists. IMS knows rootfs, kernel, initrd and boot parameters
  * (BOS boots only those); it stores any typed artifact, so Kiln's disk and live ISO go in too, and
- * the SBOMs (docs/attest.md: what is in the image, for whoever holds the IMS record).
+ * the SBOMs (docs/attest.md: what is in the image, for whoever holds the IMS record) and the
+ * package lock (docs/lock.md: to rebuild it).
  * The package list and the tarball are not IMS artifacts.
  */
 const IMS_TYPES: ReadonlySet<string> = new Set(
-  [ARTIFACT_KINDS.squashfs, ARTIFACT_KINDS.kernel, ARTIFACT_KINDS.initrd, ARTIFACT_KINDS.bootParams, ARTIFACT_KINDS.qcow2, ARTIFACT_KINDS.iso, ARTIFACT_KINDS.sbomSpdx, ARTIFACT_KINDS.sbomCycloneDx].map((k) => k.type),
+  [ARTIFACT_KINDS.squashfs, ARTIFACT_KINDS.kernel, ARTIFACT_KINDS.initrd, ARTIFACT_KINDS.bootParams, ARTIFACT_KINDS.qcow2, ARTIFACT_KINDS.iso, ARTIFACT_KINDS.sbomSpdx, ARTIFACT_KINDS.sbomCycloneDx, ARTIFACT_KINDS.lock].map((k) => k.type),
 );
 
 export function imsManifest(artifacts: ResultArtifact[], created: Date): ImsManifest {

@@ -29,6 +29,8 @@ export const ARTIFACT_KINDS = {
   iso: { name: "live.iso", type: "application/x-iso9660-image", ftype: "iso" },
   /** A live ISO with a site's cloud-init seed (kiln iso --seed): in result.json's `seeded`, never published. */
   seededIso: { name: "live-seeded.iso", type: "application/x-iso9660-image", ftype: "iso-seeded" },
+  // Every package exactly, per root and flavor (docs/lock.md); `kiln build --lock` installs from it.
+  lock: { name: "kiln.lock", type: "application/vnd.kiln.lock+json", ftype: "kiln.lock" },
   // Attestations (docs/attest.md): SBOMs, provenance and checksums, each a file at the top of out/.
   sbomSpdx: { name: "sbom.spdx.json", type: "application/spdx+json", ftype: "sbom.spdx.json" },
   sbomCycloneDx: { name: "sbom.cdx.json", type: "application/vnd.cyclonedx+json", ftype: "sbom.cdx.json" },

@@ -46,6 +46,8 @@ export interface AttestOptions {
   passphraseFile?: string;
   /** SLSA builder id; `kiln build`'s when not given. */
   builderId?: string;
+  /** A locked build's lock (--lock): the provenance names it as an input. */
+  lock?: { file: string; sha256: string };
   /** Kiln's cache dir: SBOMs made before from the very same layers and artifacts are kept in `attest/` there. */
   cacheDir?: string;
   emit: EventSink;
@@ -93,6 +95,7 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
       stages: o.stages,
       kilnVersion: KILN_VERSION,
       builderId: o.builderId ?? CLI_BUILDER_ID,
+      ...(o.lock ? { lock: o.lock } : {}),
       startedOn: o.startedOn,
       finishedOn: new Date(),
     });

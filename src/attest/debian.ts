@@ -206,7 +206,7 @@ export async function readInRoot(root: string, imagePath: string): Promise<strin
   return readFile(file, "utf8");
 }
 
-async function debDigest(p: Pick<DebPackage, "name" | "version" | "arch">, dirs: readonly string[], digests?: DebDigestCache): Promise<string | undefined> {
+export async function debDigest(p: Pick<DebPackage, "name" | "version" | "arch">, dirs: readonly string[], digests?: DebDigestCache): Promise<string | undefined> {
   const name = debFileName(p);
   for (const dir of dirs) {
     const file = path.join(dir, name);

@@ -31,7 +31,8 @@ export interface ProvenanceStatement {
   predicate: {
     buildDefinition: {
       buildType: string;
-      externalParameters: { recipe: { name: string; file: string; digest: { sha256: string } } };
+      /** `lock`: the kiln.lock a locked build (`--lock`) installed from (docs/lock.md). */
+      externalParameters: { recipe: { name: string; file: string; digest: { sha256: string } }; lock?: { file: string; digest: { sha256: string } } };
       internalParameters: { stages: Array<{ name: string; key: string }> };
       resolvedDependencies: ResourceDescriptor[];
     };
@@ -50,6 +51,8 @@ export interface ProvenanceInput {
   builderId: string;
   startedOn: Date;
   finishedOn: Date;
+  /** The lock of a locked build (its path as given, sha256 of its bytes). */
+  lock?: { file: string; sha256: string };
 }
 
 const hex = (digest: string) => digest.replace(/^sha256:/, "");
@@ -62,6 +65,9 @@ export function provenanceStatement(i: ProvenanceInput): ProvenanceStatement {
     // base.image is the import's base image: named so, as verifiers look for it.
     if (digest) deps.push({ name: ref.path === "base.image" ? "base-image" : ref.path, uri: `file:${rel(ref.file)}`, digest: { sha256: hex(digest) } });
   }
+  // The lock's name only: where it lay on the builder says nothing about it; its digest does.
+  const lock = i.lock && { file: path.basename(i.lock.file), digest: { sha256: i.lock.sha256 } };
+  if (lock) deps.push({ name: "lock", uri: `file:${lock.file}`, digest: lock.digest });
   return {
     _type: STATEMENT_TYPE,
     subject: i.subjects.map((s) => ({ name: s.path, digest: { sha256: s.sha256 } })),
@@ -69,7 +75,7 @@ export function provenanceStatement(i: ProvenanceInput): ProvenanceStatement {
     predicate: {
       buildDefinition: {
         buildType: BUILD_TYPE,
-        externalParameters: { recipe: { name: i.loaded.recipe.name, file: rel(i.loaded.file), digest: { sha256: i.loaded.sha256 } } },
+        externalParameters: { recipe: { name: i.loaded.recipe.name, file: rel(i.loaded.file), digest: { sha256: i.loaded.sha256 } }, ...(lock ? { lock } : {}) },
         internalParameters: { stages: i.stages.map((s) => ({ name: s.name, key: s.key })) },
         resolvedDependencies: deps,
       },

@@ -90,6 +90,7 @@ export async function verifyAttestations(outDir: string, opts: { keyring?: strin
       const recipe = st.predicate?.buildDefinition?.externalParameters?.recipe?.digest?.sha256;
       if (recipe !== result.recipe.sha256) fail(prov, `names recipe digest ${String(recipe)}, but this out dir was built from ${result.recipe.sha256} (result.json)`);
       else pass(prov, `names this build's recipe (${result.recipe.name}, sha256 ${recipe})`);
+      checkLockNamed(st, result, actual, fail, pass);
       for (const s of Array.isArray(st.subject) ? st.subject : []) {
         if (typeof s?.name !== "string" || !safeRelPath(s.name)) {
           fail(prov, `subject ${JSON.stringify(s?.name)} is not a path inside the out dir`);
@@ -102,6 +103,28 @@ export async function verifyAttestations(outDir: string, opts: { keyring?: strin
     }
   }
   return { ok: findings.every((f) => f.ok), signed, findings };
+}
+
+/**
+ * The provenance must name this out dir's kiln.lock (a subject with the file's digest), and for a
+ * locked build the lock it was built from (externalParameters.lock, as result.json records it).
+ */
+function checkLockNamed(
+  st: ProvenanceStatement,
+  result: BuildResult,
+  actual: ReadonlyMap<string, string>,
+  fail: (file: string, message: string) => void,
+  pass: (file: string, message: string) => void,
+): void {
+  const prov = ARTIFACT_KINDS.provenance.name;
+  const lock = ARTIFACT_KINDS.lock.name;
+  if (!result.artifacts.some((a) => a.path === lock)) return; // built before Kiln wrote locks
+  const named = (Array.isArray(st.subject) ? st.subject : []).find((s) => s?.name === lock);
+  if (!named) fail(prov, `does not name ${lock} (result.json lists it): the provenance is not of this lock`);
+  else if (actual.has(lock) && actual.get(lock) === named.digest?.sha256) pass(prov, `names this ${lock} (sha256 ${named.digest.sha256})`);
+  const from = st.predicate?.buildDefinition?.externalParameters?.lock?.digest?.sha256;
+  if (result.lock && from !== result.lock.sha256) fail(prov, `names lock ${String(from)} as the build's input, but result.json says it was built from ${result.lock.file} (sha256 ${result.lock.sha256})`);
+  if (!result.lock && from !== undefined) fail(prov, `names an input lock (${from}), but result.json records no --lock build`);
 }
 
 async function readResult(out: string): Promise<BuildResult> {

@@ -45,12 +45,27 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .option("-j, --jobs <n>", "stages and boot vCPUs at once (default: the cores, at most one per GiB of available memory)")
     .option("--sign-key <key>", "sign out/SHA256SUMS (SHA256SUMS.gpg) with this OpenPGP key: a secret key file, or a key id in your GnuPG keyring")
     .option("--passphrase-file <file>", "passphrase of --sign-key, if it has one")
+    .option("--lock <file>", "install exactly the package versions of this kiln.lock (an out dir's; docs/lock.md)")
     .option("--json", "JSON lines instead of progress text", false)
     .option("-v, --verbose", "print every stage's full log", false)
-    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v\n  kiln build recipe.yaml --sign-key ops@example.org")
+    .addHelpText("after", "\nExamples:\n  kiln build examples/server.yaml\n  kiln build recipe.yaml --lock out/kiln.lock\n  kiln build recipe.yaml --out /srv/images/web --no-verify\n  kiln build recipe.yaml --from files -v\n  kiln build recipe.yaml --sign-key ops@example.org")
     .action(async (recipe: string, o) => {
       const { buildCommand } = await import("./commands/build.js");
-      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, jobs: o.jobs, signKey: o.signKey, passphraseFile: o.passphraseFile, json: o.json, verbose: o.verbose }, io));
+      setExit(await buildCommand(recipe, { out: o.out, cacheDir: o.cacheDir, cache: o.cache, from: o.from, verify: o.verify, reverify: o.reverify, jobs: o.jobs, signKey: o.signKey, passphraseFile: o.passphraseFile, lock: o.lock, json: o.json, verbose: o.verbose }, io));
+    });
+
+  program
+    .command("rebuild")
+    .description("Build an out dir's recipe again from its kiln.lock in a scratch cache; report per artifact identical or different")
+    .argument("<out>", "a build's out dir (its result.json names the recipe, its kiln.lock the packages)")
+    .addOption(new Option("--cache-dir <dir>", "Kiln cache whose apt package cache (apt/) the rebuild shares; layers are built in a scratch cache (env KILN_CACHE_DIR)").default(DEFAULT_CACHE))
+    .option("--keep <dir>", "keep the rebuilt out dir here (default: removed with the scratch cache)")
+    .option("--json", "print the report as JSON (the build's progress goes to stderr)", false)
+    .option("-v, --verbose", "print every stage's full log (to stderr)", false)
+    .addHelpText("after", "\nExit status: 0 every artifact is bit-identical, 1 one differs (diffoscope's summary is shown when diffoscope is installed), 2 bad input.\n\nExamples:\n  kiln rebuild out\n  kiln rebuild /srv/images/web --keep /var/tmp/web-rebuilt --json")
+    .action(async (out: string, o: { cacheDir: string; keep?: string; json: boolean; verbose: boolean }) => {
+      const { rebuildCommand } = await import("./commands/rebuild.js");
+      setExit(await rebuildCommand(out, o, io));
     });
 
   program

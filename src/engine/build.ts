@@ -36,6 +36,11 @@ import { OutputDigests, placeStageOutputs, prepareOutDir, writeBootParams, write
 import { defaultJobs, hostCapacity, runTasks, stageDependencies, type RunInfo } from "./scheduler.js";
 import { openStageLog } from "./stage-log.js";
 import { KILN_VERSION } from "../version.js";
+import { parseDpkgStatus, readInRoot } from "../attest/debian.js";
+import { mergeIndexes, readAptIndex, type AptIndex } from "../lock/apt-index.js";
+import { checkLockOffered, lockAptLines } from "../lock/lock-check.js";
+import { aptPreferences, flavorPackages, readLock, type KilnLock } from "../lock/lock.js";
+import { makeLock } from "../lock/make.js";
 
 export interface BuildOptions {
   recipeFile: string;
@@ -71,17 +76,19 @@ export interface BuildOptions {
   passphraseFile?: string;
   /** The SLSA builder id provenance.json names (docs/attest.md); `kiln build`'s by default. */
   builderId?: string;
+  /** Install exactly the versions of this kiln.lock (docs/lock.md). */
+  lockFile?: string;
   signal: AbortSignal;
   emit: EventSink;
 }
 
 /** Loads the recipe and plans it against this host (tool versions, apt sources, and what each stage's hostFacts looks up). */
-export async function prepareBuild(recipeFile: string, siteCaFiles: readonly string[] = []): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
+export async function prepareBuild(recipeFile: string, siteCaFiles: readonly string[] = [], lock?: string): Promise<{ loaded: LoadedRecipe; plan: Plan }> {
   const loaded = await loadRecipe(recipeFile);
   const r = loaded.recipe;
   const siteCas: Record<string, string> = {};
   for (const f of siteCaFiles) siteCas[f] = `sha256:${(await fileDigests(f)).sha256}`;
-  const host: PlanHost = { hostSources: await readHostSources(), siteCas };
+  const host: PlanHost = { hostSources: await readHostSources(), siteCas, ...(lock !== undefined ? { lock } : {}) };
   for (const s of STAGES) Object.assign(host, await s.hostFacts?.(r));
   const plan = planBuild(loaded, { ...host, tools: await toolVersions(toolsFor(loaded, host)) });
   return { loaded, plan };
@@ -93,7 +100,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (process.getuid?.() !== 0) {
     throw new KilnError("NOT_ROOT", "kiln build needs root: it mounts overlays, runs chroot and mmdebstrap", { hint: "run it with sudo" });
   }
-  const { loaded, plan } = await prepareBuild(opts.recipeFile, opts.siteCas);
+  // A bad lock fails before anything else (exit 2 naming the field); its digest goes into every key.
+  const locked = opts.lockFile ? { ...(await readLock(opts.lockFile)), file: opts.lockFile } : undefined;
+  const { loaded, plan } = await prepareBuild(opts.recipeFile, opts.siteCas, locked && `sha256:${locked.sha256}`);
   const store = new CacheStore(opts.cacheDir);
   const out = path.resolve(opts.outDir);
   const noteLog = { line: (message: string) => emit({ type: "note", message }) };
@@ -117,6 +126,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const work = scope.use(await createWorkDir(opts.cacheDir, nullLog));
   // Shared with other builds, exclusive to prune: no entry this build reads goes away under it.
   scope.use(await store.lock("shared", { signal, workDir: work.path, onWait: () => emit({ type: "note", message: "waiting for kiln cache prune to finish" }) }));
+  if (locked) await checkLockBeforeBuild(locked, plan, { out, emit, workDir: work.path, signal, env: proxyEnv(loaded) });
+  const rootPins = locked && aptPreferences(locked.lock.root);
+  const pinsOf = (s: PlannedStage) => locked && (s.flavor !== undefined ? aptPreferences(flavorPackages(locked.lock, s.flavor)) : rootPins);
   const cachedNow = await cachedStages(store, allStages);
   const jobs = opts.jobs ?? defaultJobs(hostCapacity());
   emit({
@@ -215,15 +227,26 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         root = m.path;
       }
       let session: ChrootSession | undefined;
+      const aptPins = pinsOf(s);
+      // kiln.lock's suites and .deb digests: what apt's lists said when the stage ran (docs/lock.md).
+      const recordAptLists = async (listsDir: string) => {
+        const installed = parseDpkgStatus((await readInRoot(root, "/var/lib/dpkg/status")) ?? "");
+        ctx.facts.aptIndex = mergeIndexes([ctx.facts.aptIndex as AptIndex | undefined, await readAptIndex(listsDir, installed)]);
+      };
       const layerCtx = {
         ...ctx,
         root,
         upper: pending.tree,
         aptArchives: store.aptArchives,
         hostSources: await readHostSources(),
+        ...(aptPins !== undefined ? { aptPins } : {}),
+        recordAptLists,
         chroot: async () =>
           (session ??= stageScope.use(
-            await openChroot(root, { log, signal, workDir: work.path, aptArchives: store.aptArchives, env: ctx.env, aptLists: await aptListsFor(s, pending) }),
+            await openChroot(root, {
+              log, signal, workDir: work.path, aptArchives: store.aptArchives, env: ctx.env, aptLists: await aptListsFor(s, pending),
+              ...(aptPins !== undefined ? { aptPins } : {}), onAptLists: recordAptLists,
+            }),
           )),
       };
       for (;;) {
@@ -304,18 +327,22 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     artifacts.push(...(await placeStageOutputs(stageOf(s.kind), entry.outputs, out, { wants, flavor, digests: OutputDigests.parse(entry.meta.facts.files) })));
     if (s.section === "layers" && flavor) artifacts.push(await writeBootParams(out, flavor, bootParams(kernelCmdline(loaded.recipe)) + "\n"));
   }
-  // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
   const chain = plan.root.map((s) => used.get(s.key)!.tree).reverse(); // the sealed root's trees, top first
+  const arch = await capture(["dpkg", "--print-architecture"]);
+  artifacts.push(await writeLock({ out, loaded, plan, used, chain, arch, locked, workDir: work.path, aptArchives: store.aptArchives, emit }));
+  // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
   artifacts.push(...(await attestOut({
     out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started), epoch: buildEpoch(),
     signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
+    ...(locked ? { lock: { file: locked.file, sha256: locked.sha256 } } : {}),
     layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [used.get(k.key)!.tree, ...chain] })) },
   })));
   const created = new Date();
   const result: BuildResult = {
-    recipe: { name: plan.recipe.name, sha256: plan.recipe.sha256 },
+    recipe: { name: plan.recipe.name, sha256: plan.recipe.sha256, file: loaded.file },
+    ...(locked ? { lock: { file: path.resolve(locked.file), sha256: locked.sha256 } } : {}),
     image: {
-      arch: await capture(["dpkg", "--print-architecture"]),
+      arch,
       ...("debian" in loaded.recipe.base ? { os: "debian", release: loaded.recipe.base.debian } : {}),
     },
     stages,
@@ -351,6 +378,59 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   await scope.release();
   emit({ type: "done", result, out });
   return result;
+}
+
+/** Before any stage runs: do the sources still offer every version of the lock? (exit 2 naming each one that is gone) */
+async function checkLockBeforeBuild(
+  locked: { lock: KilnLock; file: string },
+  plan: Plan,
+  o: { out: string; emit: EventSink; workDir: string; signal: AbortSignal; env: Record<string, string> },
+): Promise<void> {
+  const log = openStageLog(o.out, "lock-check", o.emit);
+  try {
+    const recipeLines = [
+      ...plan.root.flatMap((s) => (s.kind === "bootstrap" ? (s.options as { aptLines: string[] }).aptLines : [])),
+      ...plan.kernels.flatMap((k) => (k.options as { suiteAptLine?: string }).suiteAptLine ?? []),
+    ];
+    await checkLockOffered(locked.lock, locked.file, { aptLines: [...recipeLines, ...lockAptLines(locked.lock)], workDir: o.workDir, log, signal: o.signal, env: o.env });
+  } finally {
+    await log.close();
+  }
+}
+
+/** out/kiln.lock from the sealed root and each flavor, with what their stages' apt lists recorded (src/lock/make.ts). */
+async function writeLock(o: {
+  out: string;
+  loaded: LoadedRecipe;
+  plan: Plan;
+  used: ReadonlyMap<string, Entry>;
+  chain: string[];
+  arch: string;
+  locked: { lock: KilnLock; file: string } | undefined;
+  workDir: string;
+  aptArchives: string;
+  emit: EventSink;
+}): Promise<ResultArtifact> {
+  const indexOf = (s: PlannedStage) => o.used.get(s.key)!.meta.facts.aptIndex as AptIndex | undefined;
+  const r = o.loaded.recipe;
+  const baseDigest = "image" in r.base ? o.loaded.inputs[r.base.image] : undefined;
+  const log = openStageLog(o.out, "lock", o.emit);
+  try {
+    const { artifact } = await makeLock({
+      out: o.out,
+      workDir: o.workDir,
+      arch: o.arch,
+      root: { lower: o.chain, indexes: o.plan.root.map(indexOf) },
+      flavors: o.plan.kernels.map((k) => ({ flavor: k.flavor, lower: [o.used.get(k.key)!.tree, ...o.chain], index: indexOf(k) })),
+      ...("image" in r.base && baseDigest ? { base: { file: path.relative(o.loaded.dir, r.base.image), sha256: baseDigest.replace(/^sha256:/, "") } } : {}),
+      aptArchives: o.aptArchives,
+      ...(o.locked ? { locked: o.locked } : {}),
+      log,
+    });
+    return artifact;
+  } finally {
+    await log.close();
+  }
 }
 
 /**

@@ -22,7 +22,7 @@ import { aptArchivesUse, openSessionArchives, type SessionArchives } from "./apt
 import { exec, type ExecOptions, type ExecResult, type LogSink } from "./exec.js";
 import { openJail, type Jail } from "./jail.js";
 import { mountBind, mountTmpfs, type Mount } from "./mount.js";
-import { resolveInRoot } from "./root-path.js";
+import { mkdirInRoot, resolveInRoot } from "./root-path.js";
 import { Scope, type Releasable } from "./scope.js";
 
 export interface ChrootOptions {
@@ -44,6 +44,10 @@ export interface ChrootOptions {
    * release either way.
    */
   aptLists?: { seed?: string; keep?: string };
+  /** apt preferences for the session (a locked build's pins, docs/lock.md), removed when it ends. */
+  aptPins?: string;
+  /** Called as the session ends with its root's apt lists dir, before the lists are emptied (a lock's source of suites and digests). */
+  onAptLists?: (listsDir: string) => Promise<void>;
 }
 
 export interface ChrootSession extends Releasable {
@@ -56,6 +60,9 @@ export interface ChrootSession extends Releasable {
    */
   apt(args: string[], opts?: { env?: Record<string, string> }): Promise<ExecResult>;
 }
+
+/** Where a locked build's apt pins sit while a session runs. */
+export const LOCK_PINS = "/etc/apt/preferences.d/kiln-lock.pref";
 
 const CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -90,9 +97,15 @@ export async function openChroot(root: string, opts: ChrootOptions): Promise<Chr
     if (opts.aptLists?.seed) await copyAptLists(opts.aptLists.seed, await resolveInRoot(root, "/var/lib/apt/lists"));
     const keep = opts.aptLists?.keep;
     scope.defer(async () => {
-      if (keep && listsFetched) await copyAptLists(await resolveInRoot(root, "/var/lib/apt/lists"), keep);
+      const lists = await resolveInRoot(root, "/var/lib/apt/lists");
+      await opts.onAptLists?.(lists);
+      if (keep && listsFetched) await copyAptLists(lists, keep);
       await emptyAptState(root);
     });
+    if (opts.aptPins !== undefined) {
+      await mkdirInRoot(root, "/etc/apt/preferences.d");
+      scope.use(await swapInFile(root, LOCK_PINS, opts.aptPins));
+    }
     // Last, so it sees every mount above (its root is a recursive bind) and goes first on release.
     // The session lends resolv.conf and policy-rc.d itself (above): the jail need not lend them again.
     jail = scope.use(await openJail(root, { log: opts.log, workDir: opts.workDir, network: "host", ownTmp: false, lendFiles: false }));

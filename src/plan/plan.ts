@@ -113,7 +113,8 @@ function planStages(loaded: LoadedRecipe, host: PlanHost, versionOf: (tool: Tool
         kind: stage.kind,
         parent,
         options: keyView(item.options),
-        inputs: item.inputs ?? {},
+        // A locked build's lock is an input of the base stage, and so, through the parents, of every key.
+        inputs: { ...(item.inputs ?? {}), ...(host.lock !== undefined && parent === null && stage.section === "layers" ? { "kiln.lock": host.lock } : {}) },
         tools: Object.fromEntries(stage.tools.map((t) => [t, versionOf(t, stage.kind)])),
       };
       const s: PlannedStage = { name: item.name ?? stage.kind, kind: stage.kind, section: stage.section, options: runView(item.options), record, key: computeKey(record) };

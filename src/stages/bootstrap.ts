@@ -9,11 +9,12 @@
  * -security), fetched first so that mmdebstrap already runs with it. The epoch is a fact of this layer: every later stage of the
  * build reads it from here, so a cached bootstrap and the stages on it agree on it.
  */
-import { readFile, writeFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
 import { debianArchiveUri, debianLinesFor } from "../host/apt-sources.js";
+import { emptyAptLists, LOCK_PINS } from "../host/chroot.js";
 import { releaseEpoch } from "./reproducible.js";
 import { defineLayerStage, type LayerContext } from "./stage.js";
 
@@ -26,6 +27,8 @@ const BootstrapOptions = z.strictObject({
   epoch: z.union([z.int().min(0), z.literal("release")]),
 });
 export type BootstrapOptions = z.output<typeof BootstrapOptions>;
+
+const PIN_FILE = path.basename(LOCK_PINS);
 
 export const bootstrap = defineLayerStage({
   kind: "bootstrap",
@@ -52,16 +55,30 @@ export const bootstrap = defineLayerStage({
     const epoch = o.epoch === "release" ? Math.max(...(await Promise.all(o.aptLines.map((l) => archiveEpoch(ctx, l))))) : o.epoch;
     ctx.facts.epoch = epoch;
     ctx.log.line(`SOURCE_DATE_EPOCH=${epoch} (${new Date(epoch * 1000).toISOString()}, ${o.epoch === "release" ? "the archive's Release date" : "the recipe's epoch"})`);
+    // A locked build pins every version of the lock (docs/lock.md) from the start: apt's
+    // preferences steer mmdebstrap's choice of the essential set and of every package after it.
+    const pins: string[] = [];
+    if (ctx.aptPins !== undefined) {
+      const dir = await mkdtemp(path.join(ctx.workDir, "lock-pins-"));
+      await writeFile(path.join(dir, PIN_FILE), ctx.aptPins);
+      pins.push("--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d", `--setup-hook=copy-in ${path.join(dir, PIN_FILE)} /etc/apt/preferences.d/`);
+    }
     // prettier-ignore
     await ctx.exec([
       "mmdebstrap", "--mode=root", `--variant=${o.variant}`,
       "--aptopt=Acquire::Retries \"3\";",
       "--skip=essential/unlink",
+      // The lists are read for kiln.lock (the suite and .deb digest of each package), then emptied below.
+      "--skip=cleanup/apt/lists",
       "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+      ...pins,
       `--setup-hook=sync-in ${cache} /var/cache/apt/archives/`,
       `--customize-hook=sync-out /var/cache/apt/archives ${cache}`,
       o.suite, ctx.root, ...o.aptLines,
     ], { env: { ...ctx.env, SOURCE_DATE_EPOCH: String(epoch) } });
+    await ctx.recordAptLists?.(path.join(ctx.root, "var/lib/apt/lists"));
+    await emptyAptLists(ctx.root);
+    await rm(path.join(ctx.root, "etc/apt/preferences.d", PIN_FILE), { force: true });
     // The root was made by us just now, so these are plain files, not image symlinks.
     await writeFile(path.join(ctx.root, "etc/hostname"), "localhost\n");
     await rm(path.join(ctx.root, "etc/resolv.conf"), { force: true });

@@ -57,6 +57,10 @@ export interface LayerContext extends StageContext {
   hostSources: AptSource[];
   /** A chroot session on `root`, opened on first use and closed by the engine after the stage. */
   chroot(): Promise<ChrootSession>;
+  /** A locked build's apt preferences (docs/lock.md): every apt run of the stage must choose those versions. */
+  aptPins?: string;
+  /** Records what an apt lists dir says of the packages now installed in `root` (suites, .deb digests) for kiln.lock; chroot sessions do it themselves. */
+  recordAptLists?(listsDir: string): Promise<void>;
 }
 
 export interface ArtifactContext extends StageContext {
@@ -97,6 +101,8 @@ export interface PlanHost extends HostFacts {
   hostSources: AptSource[];
   /** The service's site CA certificates (absolute path → "sha256:…"), added to the root before the seal. */
   siteCas?: Record<string, string>;
+  /** A locked build's lock ("sha256:…" of kiln.lock): an input of the base stage, so of every key (docs/lock.md). */
+  lock?: string;
 }
 
 /** Facts a stage looks up on the host before planning (its `hostFacts`), so the planner stays pure. */

@@ -208,7 +208,8 @@ verify: boot
       "squashfs", "squashfs.manifest",
       "generic/boot-kernel", "generic/boot-initrd", "generic/boot-params",
       "cloud/boot-kernel", "cloud/boot-initrd", "cloud/boot-params",
-      // The attest step's files come last, over every artifact above (docs/attest.md).
+      // The package lock (docs/lock.md), then the attest step's files over every artifact above (docs/attest.md).
+      "kiln.lock",
       "sbom.spdx.json", "sbom.cdx.json", "provenance.json", "SHA256SUMS",
     ]);
     for (const a of outTwo.artifacts) assert.equal((await fileDigests(path.join(s.out("out-two"), a.path))).sha256, a.sha256, a.path);

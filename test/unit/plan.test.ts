@@ -126,3 +126,16 @@ test("an import that asks for no change is still changed by site CAs", () => {
   assert.equal(withCa.unchangedImport, false);
   assert.deepEqual(withCa.root.map((s) => s.name), ["import", "site-ca", "seal"]);
 });
+
+test("a lock is part of every key: a locked build never reuses an unlocked or another lock's entry", () => {
+  const plain = keys(planBuild(load(RECIPE), env));
+  const locked = keys(planBuild(load(RECIPE), { ...env, lock: "sha256:1111" }));
+  const other = keys(planBuild(load(RECIPE), { ...env, lock: "sha256:2222" }));
+  for (const s of Object.keys(plain)) {
+    assert.notEqual(locked[s], plain[s], s);
+    assert.notEqual(other[s], locked[s], s);
+  }
+  const p = planBuild(load(RECIPE), { ...env, lock: "sha256:1111" });
+  assert.deepEqual(p.root[0]!.record.inputs, { "kiln.lock": "sha256:1111" }, "an input of the base stage");
+  assert.equal(p.root[1]!.record.inputs["kiln.lock"], undefined, "and through it of the others");
+});

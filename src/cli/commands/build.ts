@@ -16,6 +16,8 @@ export interface BuildFlags {
   jobs?: string;
   signKey?: string;
   passphraseFile?: string;
+  /** --lock FILE: a kiln.lock to build from. */
+  lock?: string;
   json: boolean;
   verbose: boolean;
 }
@@ -44,6 +46,7 @@ export async function buildCommand(recipe: string, f: BuildFlags, io: CommandIo)
       jobs,
       signKey: f.signKey,
       passphraseFile: f.passphraseFile,
+      ...(f.lock !== undefined ? { lockFile: f.lock } : {}),
       signal: io.signal,
       emit: r.emit,
     });
