@@ -24,6 +24,7 @@ PACKAGES=(
   openssl procps        # tests make a site CA (openssl) and look for leftover processes (pgrep)
   iproute2              # fault tests put the service's parts on machines of their own (network namespaces)
   prometheus            # tests check GET /metrics with promtool check metrics
+  chromium              # the web console's browser tests (playwright-core drives the system browser; no browser download)
 )
 # test/integration/host-packages.test.ts checks that every host command the code and tests run comes
 # from a package listed here or from Debian's base system (Essential or Priority: required).

@@ -13,14 +13,17 @@ export function FieldError(props: { error: Error | undefined; field: string; id:
   const mine = problemsOf(props.error).filter((p) => p.path === props.field || p.path.startsWith(`${props.field}.`) || p.path.startsWith(`${props.field}[`));
   if (mine.length === 0) return null;
   return (
-    <ul class="field-error" id={props.id} role="alert">
-      {mine.map((p) => (
-        <li>
-          {p.path === props.field ? "" : `${p.path}: `}
-          {p.message}
-        </li>
-      ))}
-    </ul>
+    // The live region wraps the list: role="alert" on the <ul> itself would hide its list semantics.
+    <div class="field-error" id={props.id} role="alert">
+      <ul>
+        {mine.map((p) => (
+          <li>
+            {p.path === props.field ? "" : `${p.path}: `}
+            {p.message}
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }
 

@@ -44,13 +44,13 @@ function DeletedKind(props: { kind: string; title: string }) {
             label: "Actions",
             render: (d: Deleted) => (
               <>
-                <button type="button" aria-label={`Undelete ${d.name}`} onClick={() => void call(() => api("PATCH", `/v3/deleted/${props.kind}/${d.id}`, { operation: "undelete" }))}>
+                <button type="button" aria-label={`Undelete: ${d.name}`} onClick={() => void call(() => api("PATCH", `/v3/deleted/${props.kind}/${d.id}`, { operation: "undelete" }))}>
                   Undelete
                 </button>{" "}
                 <button
                   type="button"
                   class="danger"
-                  aria-label={`Delete ${d.name} for good`}
+                  aria-label={`Delete for good: ${d.name}`}
                   onClick={() => confirm(`Delete ${d.name} and its objects for good? This cannot be undone.`) && void call(() => api("DELETE", `/v3/deleted/${props.kind}/${d.id}`))}
                 >
                   Delete for good
