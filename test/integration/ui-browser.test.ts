@@ -212,6 +212,7 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await page.getByRole("heading", { name: /Job tiny-image/ }).waitFor();
     // No worker runs here: the job waits in the queue, and its log is open.
     assert.match(await page.locator("h1 .status").innerText(), /creating/);
+    await page.locator("pre.log", { hasText: "waiting for a worker" }).waitFor();
     await check(page, "job");
     await page.getByRole("button", { name: "Cancel job" }).click();
     await page.locator("h1 .status", { hasText: "error" }).waitFor();
