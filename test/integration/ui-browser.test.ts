@@ -17,6 +17,8 @@ import { gzipSync } from "node:zlib";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { createToken, startServe, type ServiceProcess } from "../helpers/service-process.js";
 import { writeTar } from "../helpers/tar-writer.js";
+import { appendLogLines, jobRecord } from "../helpers/ui-seed.js";
+import { Catalog } from "../../src/catalog/catalog.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
 
@@ -33,6 +35,26 @@ let reader: string;
 const rootfs = randomBytes(96 * 1024);
 const rootfsMd5 = createHash("md5").update(rootfs).digest("hex");
 let seeded: { id: string; name: string };
+const built = jobRecord({
+  image_root_archive_name: "built-image",
+  kiln: {
+    stages: [
+      { name: "bootstrap", key: "k1", cached: true, seconds: 0.4 },
+      { name: "packages", key: "k2", cached: false, seconds: 41.2 },
+      { name: "kernel-generic", key: "k3", cached: false, seconds: 18.9 },
+      { name: "squashfs", key: "k4", cached: false, seconds: 3.1 },
+    ],
+    cache_hits: 1,
+    status_seconds: { creating: 0.2, fetching_recipe: 0.1, building_image: 63.8, packaging_artifacts: 4.5 },
+  },
+});
+const session = jobRecord({
+  job_type: "customize",
+  status: "waiting_on_user",
+  image_root_archive_name: "custom-image",
+  ssh_containers: [{ name: "customize", jail: true, status: "established", connection_info: { customer_access: { host: "10.1.2.3", port: 2222 }, "cluster.local": { host: "10.1.2.3", port: 2222 } } }],
+  kiln: { ended: null, ssh_host_key: "SHA256:7bN3m2Yq0f1rA5cP9wXk4sT6uV8zD2eH1jL3nQ5oR7s", status_seconds: { creating: 0.1, waiting_on_user: 12 }, status_since: "2026-01-01T00:00:00.000Z" },
+});
 
 async function call<T>(method: string, url: string, body?: unknown, token = admin): Promise<T> {
   const r = await fetch(serve.url + url, { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
@@ -90,6 +112,12 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await mkdir(OUT, { recursive: true });
     dir = await mkdtemp("/var/tmp/kiln-ui-");
     const data = path.join(dir, "data");
+    // Jobs as a worker leaves them (stages, a session): the API only makes `creating` ones.
+    const catalog = await Catalog.open(undefined, data);
+    await catalog.insert("jobs", built);
+    await appendLogLines(catalog, built.id, 200, 50);
+    await catalog.insert("jobs", session);
+    await catalog.close();
     admin = await createToken(data, "admin");
     reader = await createToken(data, "read-only");
     serve = await startServe(["--data-dir", data, "--no-worker"]);
@@ -220,9 +248,48 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await page.locator("tbody tr").first().waitFor();
     await page.getByLabel("Status").selectOption("error");
     assert.equal(await page.locator("tbody tr").count(), 1);
+    assert.match(await page.locator("tbody tr").innerText(), /tiny-image/);
     await page.getByLabel("Status").selectOption("success");
-    assert.equal(await page.locator("tbody tr").count(), 0);
+    assert.deepEqual(await page.locator("tbody tr td:first-child").allInnerTexts(), ["built-image"]);
+    await page.getByLabel("Status").selectOption("");
+    await page.getByLabel("Type").selectOption("customize");
+    assert.deepEqual(await page.locator("tbody tr td:first-child").allInnerTexts(), ["custom-image"]);
     await check(page, "jobs");
+    assert.deepEqual(csp, []);
+    await page.context().close();
+  });
+
+  test("a finished job shows its stage timeline with cache hits, its status history and its whole log", async () => {
+    const { page, csp } = await open(admin);
+    await page.goto(`${serve.url}/ui/#/jobs/${built.id}`);
+    await page.getByText("End of log.").waitFor();
+    const log = await page.locator("pre.log").innerText();
+    assert.equal(log.trim().split("\n").length, 200, "every line of the log");
+    const bars = page.locator("svg.timeline rect");
+    assert.equal(await bars.count(), 4);
+    assert.equal(await page.locator("svg.timeline rect.cached").count(), 1, "the cache hit is marked");
+    const widths = await bars.evaluateAll((els) => els.map((e) => Number(e.getAttribute("width"))));
+    assert.ok(widths[1]! > widths[2]! && widths[2]! > widths[3]!, `bars follow the seconds: ${widths.join(", ")}`);
+    assert.match(await page.locator("svg.timeline").getAttribute("aria-label") ?? "", /4 stages/);
+    assert.match(await page.locator("table", { hasText: "Time in it" }).innerText(), /building_image\s+1 min 4 s/);
+    await check(page, "job-finished");
+    assert.deepEqual(csp, []);
+    await page.context().close();
+  });
+
+  test("a customize session shows the SSH command with a copy button; End session asks the worker to package", async () => {
+    const { page, csp } = await open(admin);
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+    await page.goto(`${serve.url}/ui/#/jobs/${session.id}`);
+    await page.getByText("ssh -p 2222 root@10.1.2.3").waitFor();
+    await page.getByRole("button", { name: "Copy SSH command" }).click();
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText()), "ssh -p 2222 root@10.1.2.3");
+    assert.match(await page.locator(".session").innerText(), /SHA256:7bN3m2Yq0f1rA5cP9wXk4sT6uV8zD2eH1jL3nQ5oR7s/);
+    await check(page, "job-session");
+    await page.getByRole("button", { name: "End session: complete" }).click();
+    await page.waitForResponse((r) => r.url().endsWith(`/v3/jobs/${session.id}/end-session`));
+    const after = await call<{ kiln: { session_end: string } }>("GET", `/v3/jobs/${session.id}`);
+    assert.equal(after.kiln.session_end, "complete", "the API got the complete marker");
     assert.deepEqual(csp, []);
     await page.context().close();
   });
@@ -247,7 +314,7 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     const { page, csp } = await open(reader);
     assert.match(await page.locator(".who").innerText(), /read-only/);
     const writes = /^(Delete|Undelete|Upload|New job|Build it|Set|Add key|Cancel job|End session|Remove|Start job)/;
-    const pages = ["images", `images/${seeded.id}`, "jobs", "recipes", "keys", "deleted", "service"];
+    const pages = ["images", `images/${seeded.id}`, "jobs", `jobs/${session.id}`, `jobs/${built.id}`, "recipes", "keys", "deleted", "service"];
     for (const p of pages) {
       await page.goto(`${serve.url}/ui/#/${p}`);
       await page.locator("main h1").waitFor();
@@ -256,6 +323,9 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
       const controls = [...(await page.locator("main button:not(.sort)").allInnerTexts()), ...(await page.locator("main a.button").allInnerTexts())];
       assert.deepEqual(controls.filter((c) => writes.test(c.trim())), [], `#/${p}`);
     }
+    await page.goto(`${serve.url}/ui/#/jobs/${session.id}`);
+    await page.getByText("ssh -p 2222 root@10.1.2.3").waitFor();
+    assert.equal(await page.getByRole("button", { name: /End session/ }).count(), 0, "a reader sees the session, not its controls");
     await page.goto(`${serve.url}/ui/#/recipes/new`);
     await page.getByText("A read-only token cannot upload recipes.").waitFor();
     assert.deepEqual(csp, []);

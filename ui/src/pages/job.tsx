@@ -156,7 +156,8 @@ function JobLog(props: { id: string }) {
       <p class="hint" aria-live="polite">
         {state === "streaming" ? "Streaming while the job runs…" : state === "ended" ? "End of log." : `Log stopped: ${state.message}`}
       </p>
-      <pre class="log" ref={pre} tabIndex={0} aria-label="Job log" />
+      {/* A labelled region: keyboard users can focus it to scroll; no live role, which would read out every line. */}
+      <pre class="log" ref={pre} tabIndex={0} role="region" aria-label="Job log" />
     </>
   );
 }
