@@ -240,7 +240,7 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await page.getByRole("heading", { name: /Job tiny-image/ }).waitFor();
     // No worker runs here: the job waits in the queue, and its log is open.
     assert.match(await page.locator("h1 .status").innerText(), /creating/);
-    await page.locator("pre.log", { hasText: "waiting for a worker" }).waitFor();
+    await page.locator("div.log", { hasText: "waiting for a worker" }).waitFor();
     await check(page, "job");
     await page.getByRole("button", { name: "Cancel job" }).click();
     await page.locator("h1 .status", { hasText: "error" }).waitFor();
@@ -263,7 +263,7 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     const { page, csp } = await open(admin);
     await page.goto(`${serve.url}/ui/#/jobs/${built.id}`);
     await page.getByText("End of log.").waitFor();
-    const log = await page.locator("pre.log").innerText();
+    const log = (await page.locator("div.log").textContent()) ?? "";
     assert.equal(log.trim().split("\n").length, 200, "every line of the log");
     const bars = page.locator("svg.timeline rect");
     assert.equal(await bars.count(), 4);
