@@ -25,6 +25,7 @@ PACKAGES=(
   iproute2              # fault tests put the service's parts on machines of their own (network namespaces)
   diffoscope-minimal    # the reproducible-builds test reports what differs between two builds (0.7 MB; no optional comparators)
   prometheus            # tests check GET /metrics with promtool check metrics
+  chromium              # the web console's browser tests (playwright-core drives the system browser; no browser download)
 )
 # test/integration/host-packages.test.ts checks that every host command the code and tests run comes
 # from a package listed here or from Debian's base system (Essential or Priority: required).

@@ -5,6 +5,7 @@
  *
  *   problemDetails   RFC 7807 for every error, 404/405 for unknown routes and methods
  *   services         app.catalog, app.store, app.queue, app.settings (decorators)
+ *   ui               the web console's files at /ui/ (open) and a browser's GET / sent there
  *   auth             bearer tokens with roles; health and version are open
  *   metrics          GET /metrics (Prometheus; --metrics says who may scrape) and request timing
  *   openapi          GET /openapi.json, built from the routes' own schemas
@@ -25,6 +26,7 @@ import { imsRoutes } from "./routes/ims.js";
 import { objectRoutes } from "./routes/objects.js";
 import { SHARED_SCHEMAS } from "./schemas.js";
 import type { TokenVerifier } from "./tokens.js";
+import { uiPlugin } from "./ui.js";
 
 export interface AppSettings {
   /** Largest recipe archive accepted on upload (bytes, compressed). */
@@ -47,6 +49,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Who may scrape /metrics (--metrics); default open. */
   metricsAccess?: MetricsAccess;
+  /** Where the web console's built files are (default dist/ui/; tests point elsewhere). */
+  uiDir?: string;
   /** The MAAS boot source (--streams …); off when absent. */
   streams?: StreamsOptions;
 }
@@ -101,6 +105,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   await app.register(problemDetails);
   await app.register(services, deps);
+  // Before auth: its redirect of a browser's GET / must not meet the token check.
+  await app.register(uiPlugin, deps.uiDir ? { dir: deps.uiDir } : {});
   await app.register(authPlugin, { tokens: deps.tokens });
   const metrics = deps.metrics ?? new Metrics();
   metrics.watchCatalog(deps.catalog, deps.settings.workerTimeout);

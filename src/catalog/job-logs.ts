@@ -15,7 +15,8 @@ export class JobLogs {
   }
 
   async readLog(jobId: string, afterSeq = 0, limit = 1000): Promise<LogChunk[]> {
-    const rows = await this.sql.query<{ seq: string; text: string }>("SELECT seq::text AS seq, text FROM job_logs WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", [jobId, afterSeq, limit]);
+    // Ordered by the bigint column: the text alias `seq` would sort "10" before "9".
+    const rows = await this.sql.query<{ seq: string; text: string }>("SELECT seq::text AS seq, text FROM job_logs WHERE job_id = $1 AND job_logs.seq > $2 ORDER BY job_logs.seq LIMIT $3", [jobId, afterSeq, limit]);
     return rows.map((r) => ({ seq: Number(r.seq), text: r.text }));
   }
 }

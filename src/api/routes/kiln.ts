@@ -1,14 +1,15 @@
 /**
  * Kiln's own v3 routes beside IMS': artifact download (what `kiln ims images download` uses, so
  * artifacts are reachable through the API whatever the store is), presigned download URLs of an
- * image's artifacts (fetched with no token, from S3 itself or from this service's /objects/), and
- * the worker registry.
+ * image's artifacts (fetched with no token, from S3 itself or from this service's /objects/),
+ * the role of the caller's token (whoami), and the worker registry.
  */
 import type { FastifyInstance } from "fastify";
 import { LABELS } from "../../streams/names.js";
 import { BUCKETS, headOrUndefined, MAX_MANIFEST_BYTES, parseS3Path, readAll, type ImageManifest } from "../../catalog/objects.js";
 import { ObjectNotFound } from "../../store/object-store.js";
 import { apiError } from "../problem.js";
+import { ROLES } from "../tokens.js";
 import { idParam } from "../schemas.js";
 import { notFound, responses, sendJson } from "./common.js";
 
@@ -151,6 +152,19 @@ export async function kilnRoutes(app: FastifyInstance): Promise<void> {
         artifacts,
       });
     },
+  );
+
+  app.get(
+    "/whoami",
+    {
+      schema: {
+        summary: "The role of the token sent (Kiln)",
+        description: "What the web console asks after login, to show write controls to admin tokens only. The token itself is not echoed.",
+        tags: ["kiln"],
+        response: responses({ 200: { type: "object", required: ["role"], properties: { role: { type: "string", enum: [...ROLES], description: "admin: reads and writes; read-only: GET and HEAD only" } } } }, [401]),
+      },
+    },
+    async (request, reply) => sendJson(reply, 200, { role: request.role }),
   );
 
   app.get(

@@ -1,0 +1,29 @@
+/**
+ * The API's records: the service's own definitions (src/catalog/records.ts has no imports, so the
+ * bundle takes its types and enums as they are), plus the two Kiln answers that have no record
+ * type there.
+ */
+export type { ImageRecord, JobRecord, PublicKeyRecord, RecipeRecord, PackageDiff } from "../../src/catalog/records.js";
+export { ARCHES, FINAL_STATUSES, JOB_STATUSES, JOB_TYPES, LINUX_DISTRIBUTIONS, RECIPE_TYPES } from "../../src/catalog/records.js";
+
+/** GET /v3/images/{id}/urls */
+export interface PresignedUrls {
+  image_id: string;
+  expires_at: string;
+  manifest: { path: string; url: string };
+  artifacts: Array<{ type: string; md5?: string; flavor?: string; path: string; url: string }>;
+}
+
+/** GET /v3/workers */
+export interface Worker {
+  name: string;
+  host: string;
+  pid: number;
+  version: string;
+  concurrency: number;
+  running: number;
+  started: string;
+  last_seen: string;
+  stopped: string | null;
+  alive: boolean;
+}
