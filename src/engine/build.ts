@@ -275,7 +275,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
   const chain = plan.root.map((s) => used.get(s.key)!.tree).reverse(); // the sealed root's trees, top first
   artifacts.push(...(await attestOut({
-    out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started),
+    out, made: { loaded }, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started),
     signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
     layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [used.get(k.key)!.tree, ...chain] })) },
   })));
