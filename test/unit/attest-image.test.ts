@@ -153,3 +153,9 @@ test("an unknown image id is exit 2 with a clear message; a UUID-named folder is
   assert.equal(asDir.code, 2);
   assert.match(asDir.stderr, /not a Kiln out dir \(no result\.json/);
 });
+
+test("kiln serve with a --sign-key gpg cannot sign with stops at start with exit 2, naming the key", async () => {
+  const r = await runKiln(["serve", "--data-dir", path.join(s.dir, "bad-key-data"), "--listen", "127.0.0.1:0", "--sign-key", keyring, "--work-dir", path.join(s.dir, "bad-key-work"), "--cache-dir", path.join(s.dir, "bad-key-cache")]);
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, new RegExp(`--sign-key ${keyring.replaceAll(".", "\\.")}: no secret key in that file`), "a public keyring is no signing key");
+});
