@@ -32,7 +32,7 @@ export interface ImageAttestReport extends AttestReport {
 }
 
 interface StoredManifest {
-  artifacts: Array<{ type: string; md5?: string; flavor?: unknown; link: { path: string } }>;
+  artifacts: Array<{ type: string; md5?: string; flavor?: unknown; link?: { path?: unknown } }>;
 }
 
 export async function verifyImageAttestations(c: ImsClient, id: string, opts: { keyring?: string; signal?: AbortSignal } = {}): Promise<ImageAttestReport> {
@@ -55,8 +55,12 @@ export async function verifyImageAttestations(c: ImsClient, id: string, opts: { 
     const early: AttestFinding[] = [];
     const artifacts: ResultArtifact[] = [];
     for (const a of manifest.artifacts) {
-      const kind = uploadedKindOf(a.type);
+      const kind = uploadedKindOf(a?.type);
       if (!kind) continue; // a type no Kiln job uploads (another IMS client's): not Kiln's to attest
+      if (typeof a.link?.path !== "string" || !a.link.path.startsWith("s3://")) {
+        early.push({ file: kind.name, ok: false, message: `${kind.name}: the manifest links it as ${JSON.stringify(a.link?.path)}, not an s3://bucket/key path` });
+        continue;
+      }
       const flavor = typeof a.flavor === "string" ? a.flavor : undefined;
       if (flavor !== undefined && !FLAVOR.test(flavor)) {
         early.push({ file: a.link.path, ok: false, message: `${a.link.path}: the manifest gives it flavor ${JSON.stringify(flavor)}, which is no flavor name` });

@@ -154,6 +154,23 @@ test("an unknown image id is exit 2 with a clear message; a UUID-named folder is
   assert.match(asDir.stderr, /not a Kiln out dir \(no result\.json/);
 });
 
+test("a manifest whose flavor would leave the scratch folder, or whose link is no s3 path, is a failure naming it, not a path", async () => {
+  const id = "0e0e0e0e-0000-4000-8000-000000000001";
+  const body = "kernel bytes\n";
+  await s.store.put(BOOT_IMAGES_BUCKET, `${id}/kernel`, body, { contentType: ARTIFACT_KINDS.kernel.type });
+  const manifest = { version: "1.0", artifacts: [
+    { type: ARTIFACT_KINDS.kernel.type, flavor: "../../escape", md5: "", link: { path: `s3://${BOOT_IMAGES_BUCKET}/${id}/kernel`, type: "s3" } },
+    { type: ARTIFACT_KINDS.initrd.type, flavor: "generic", md5: "", link: { path: 42, type: "s3" } },
+  ] };
+  const m = await s.store.put(BOOT_IMAGES_BUCKET, `${id}/manifest.json`, JSON.stringify(manifest), { contentType: "application/json" });
+  await s.catalog.insert("images", { id, created: "2026-12-03T10:00:00.000000", name: "odd", arch: "x86_64", metadata: {}, link: { path: `s3://${BOOT_IMAGES_BUCKET}/${id}/manifest.json`, etag: m.etag, type: "s3" } });
+  const r = await runKiln(["attest", "verify", id], { env });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /^FAIL s3:\/\/boot-images\/.*\/kernel: the manifest gives it flavor "\.\.\/\.\.\/escape", which is no flavor name$/m);
+  assert.match(r.stdout, /^FAIL boot-initrd: the manifest links it as 42, not an s3:\/\/bucket\/key path$/m);
+  assert.match(r.stdout, /^FAIL SHA256SUMS: missing/m);
+});
+
 test("kiln serve with a --sign-key gpg cannot sign with stops at start with exit 2, naming the key", async () => {
   const r = await runKiln(["serve", "--data-dir", path.join(s.dir, "bad-key-data"), "--listen", "127.0.0.1:0", "--sign-key", keyring, "--work-dir", path.join(s.dir, "bad-key-work"), "--cache-dir", path.join(s.dir, "bad-key-cache")]);
   assert.equal(r.code, 2, r.stdout + r.stderr);
