@@ -118,6 +118,7 @@ export const ImageRecord = {
         job_id: { type: ["string", "null"] },
         source_image_id: { type: ["string", "null"] },
         label: { type: "string", description: "the simplestreams label it is published under: candidate when its job made it, another after promote" },
+        recipe: { type: "object", description: "the recipe it was built from (a customize job's image: its source's), which its provenance.json names", properties: { name: str(), sha256: str() } },
         flavors: { type: "array", items: { type: "object", properties: { flavor: str(), kpackage: str(), kernel_version: str() } } },
         package_diff: {
           anyOf: [

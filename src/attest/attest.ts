@@ -22,14 +22,15 @@ import { openSigner } from "../streams/sign.js";
 import { KILN_VERSION } from "../version.js";
 import { DebDigestCache, readInRoot, readRootPackages, type DebPackage } from "./debian.js";
 import { addedPackages, type ImageInventory } from "./inventory.js";
-import { CLI_BUILDER_ID, provenanceStatement } from "./provenance.js";
+import { CLI_BUILDER_ID, customizeStatement, provenanceStatement, type SourceImage } from "./provenance.js";
 import { cyclonedxSbom } from "./sbom-cyclonedx.js";
 import { spdxSbom } from "./sbom-spdx.js";
 import { formatSums, SUMS_FILE, SUMS_SIGNATURE } from "./sums.js";
 
 export interface AttestOptions {
   out: string;
-  loaded: LoadedRecipe;
+  /** What was built: a recipe (kiln build, create jobs), or for a customize job the image it changed. */
+  made: { loaded: LoadedRecipe } | { source: SourceImage };
   stages: readonly ResultStage[];
   /** Every artifact already in out/ (relative paths, digests): what the SBOMs, provenance and sums cover. */
   artifacts: readonly ResultArtifact[];
@@ -89,8 +90,7 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
     await put(ARTIFACT_KINDS.sbomSpdx, sboms.spdx);
     await put(ARTIFACT_KINDS.sbomCycloneDx, sboms.cyclonedx);
 
-    const statement = provenanceStatement({
-      loaded: o.loaded,
+    const facts = {
       subjects: [...o.artifacts, ...made],
       stages: o.stages,
       kilnVersion: KILN_VERSION,
@@ -98,7 +98,8 @@ export async function attestOut(o: AttestOptions): Promise<ResultArtifact[]> {
       ...(o.lock ? { lock: o.lock } : {}),
       startedOn: o.startedOn,
       finishedOn: new Date(),
-    });
+    };
+    const statement = "loaded" in o.made ? provenanceStatement({ ...facts, loaded: o.made.loaded }) : customizeStatement({ ...facts, source: o.made.source });
     await put(ARTIFACT_KINDS.provenance, JSON.stringify(statement, null, 2) + "\n");
     log.line(`SBOMs and provenance written after ${since(t0)}`);
 
@@ -135,7 +136,7 @@ function sbomKey(o: AttestOptions): string {
   return sha256Hex(
     canonicalJson({
       kiln: KILN_VERSION,
-      recipe: [o.loaded.recipe.name, o.loaded.sha256],
+      recipe: [madeName(o), madeDigest(o)],
       layers: o.layers,
       artifacts: o.artifacts.map((a) => [a.name, a.path, a.type, a.sha256, a.md5, a.flavor ?? null]),
       epoch: o.epoch ?? process.env.SOURCE_DATE_EPOCH ?? null,
@@ -167,6 +168,16 @@ async function keep(file: string, sboms: KeptSboms): Promise<void> {
   for (const e of entries.sort((a, b) => b.t - a.t).slice(KEPT_SBOMS)) await rm(path.join(dir, e.n), { force: true });
 }
 
+/** The name the SBOMs give the image: the recipe's, or a customized image's own. */
+function madeName(o: AttestOptions): string {
+  return "loaded" in o.made ? o.made.loaded.recipe.name : o.made.source.name;
+}
+
+/** What the SBOMs' identities derive from: the recipe's digest, or the source image's rootfs digest for a customized image. */
+function madeDigest(o: AttestOptions): string {
+  return "loaded" in o.made ? o.made.loaded.sha256 : o.made.source.rootfs.sha256;
+}
+
 /** The packages of the root and of each flavor, read from read-only overlays of their layers. */
 async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInventory> {
   await using scope = new Scope();
@@ -183,8 +194,9 @@ async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInven
   }
   await digests.save();
   return {
-    name: o.loaded.recipe.name,
-    recipeSha256: o.loaded.sha256,
+    name: madeName(o),
+    recipeSha256: madeDigest(o),
+    ...("source" in o.made ? { madeFrom: `by a customize job from image ${o.made.source.id} (rootfs sha256 ${o.made.source.rootfs.sha256})` } : {}),
     kilnVersion: KILN_VERSION,
     created: await sbomTime(root, o.epoch),
     ...(await distroOf(root)),

@@ -16,6 +16,8 @@ export interface ImageInventory {
   /** The recipe's name. */
   name: string;
   recipeSha256: string;
+  /** How the SBOMs say the image was made, when not from the recipe `recipeSha256` names (a customize job's image). */
+  madeFrom?: string;
   kilnVersion: string;
   /** The time the SBOMs state (SOURCE_DATE_EPOCH or the root's package database), never "now". */
   created: Date;

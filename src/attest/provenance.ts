@@ -15,8 +15,12 @@ export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 export const PROVENANCE_TYPE = "https://slsa.dev/provenance/v1";
 /** What a Kiln recipe build is; the URN's meaning is docs/attest.md#provenance. */
 export const BUILD_TYPE = "urn:kiln:build-type:recipe:v1";
+/** What a customize job is: an image changed in an SSH session (docs/attest.md#customized-images). */
+export const CUSTOMIZE_BUILD_TYPE = "urn:kiln:build-type:customize:v1";
 /** The builder of `kiln build` on the host it runs on. */
 export const CLI_BUILDER_ID = "urn:kiln:builder:cli";
+/** The builder of the service's jobs (create and customize), on whichever worker ran them. */
+export const SERVICE_BUILDER_ID = "urn:kiln:builder:service";
 
 interface ResourceDescriptor {
   name?: string;
@@ -31,8 +35,16 @@ export interface ProvenanceStatement {
   predicate: {
     buildDefinition: {
       buildType: string;
-      /** `lock`: the kiln.lock a locked build (`--lock`) installed from (docs/lock.md). */
-      externalParameters: { recipe: { name: string; file: string; digest: { sha256: string } }; lock?: { file: string; digest: { sha256: string } } };
+      /**
+       * `recipe`: what was built, or for a customized image the recipe its source was built from
+       * (absent when unknown); `sourceImage`: a customize job's; `lock`: the kiln.lock a locked
+       * build (`--lock`) installed from (docs/lock.md).
+       */
+      externalParameters: {
+        recipe?: { name: string; file?: string; digest: { sha256: string } };
+        sourceImage?: { id: string; name: string };
+        lock?: { file: string; digest: { sha256: string } };
+      };
       internalParameters: { stages: Array<{ name: string; key: string }> };
       resolvedDependencies: ResourceDescriptor[];
     };
@@ -56,6 +68,40 @@ export interface ProvenanceInput {
 }
 
 const hex = (digest: string) => digest.replace(/^sha256:/, "");
+
+/** A customize job's starting point, which its provenance names (there is no recipe to build). */
+export interface SourceImage {
+  id: string;
+  name: string;
+  /** Its rootfs object (s3://…) and that file's sha256, as the job downloaded it. */
+  rootfs: { path: string; sha256: string };
+  /** The recipe its record names (ImageKiln.recipe), carried to the new image. */
+  recipe?: { name: string; sha256: string };
+}
+
+export function customizeStatement(i: Omit<ProvenanceInput, "loaded"> & { source: SourceImage }): ProvenanceStatement {
+  const { source } = i;
+  return {
+    _type: STATEMENT_TYPE,
+    subject: i.subjects.map((s) => ({ name: s.path, digest: { sha256: s.sha256 } })),
+    predicateType: PROVENANCE_TYPE,
+    predicate: {
+      buildDefinition: {
+        buildType: CUSTOMIZE_BUILD_TYPE,
+        externalParameters: {
+          ...(source.recipe ? { recipe: { name: source.recipe.name, digest: { sha256: source.recipe.sha256 } } } : {}),
+          sourceImage: { id: source.id, name: source.name },
+        },
+        internalParameters: { stages: i.stages.map((s) => ({ name: s.name, key: s.key })) },
+        resolvedDependencies: [{ name: "source-image", uri: source.rootfs.path, digest: { sha256: source.rootfs.sha256 } }],
+      },
+      runDetails: {
+        builder: { id: i.builderId, version: { kiln: i.kilnVersion } },
+        metadata: { startedOn: isoSeconds(i.startedOn), finishedOn: isoSeconds(i.finishedOn) },
+      },
+    },
+  };
+}
 
 export function provenanceStatement(i: ProvenanceInput): ProvenanceStatement {
   const rel = (abs: string) => path.relative(i.loaded.dir, abs).split(path.sep).join("/");

@@ -106,7 +106,7 @@ export function cyclonedxSbom(inv: ImageInventory): CdxBom {
         type: "operating-system",
         "bom-ref": IMAGE_REF,
         name: inv.name,
-        description: `Built by Kiln ${inv.kilnVersion} from a recipe with sha256 ${inv.recipeSha256}`,
+        description: `Built by Kiln ${inv.kilnVersion} ${inv.madeFrom ?? `from a recipe with sha256 ${inv.recipeSha256}`}`,
       },
     },
     components,

@@ -55,7 +55,7 @@ export function spdxSbom(inv: ImageInventory): SpdxDocument {
   const contains = (a: string, b: string) => relationships.push({ spdxElementId: a, relationshipType: "CONTAINS", relatedSpdxElement: b });
   const none = { downloadLocation: "NOASSERTION", filesAnalyzed: false, licenseConcluded: "NOASSERTION", copyrightText: "NOASSERTION" } as const;
 
-  packages.push({ SPDXID: IMAGE_ID, name: inv.name, ...none, primaryPackagePurpose: "OPERATING_SYSTEM", licenseDeclared: "NOASSERTION", comment: `Built by Kiln ${inv.kilnVersion} from a recipe with sha256 ${inv.recipeSha256}` });
+  packages.push({ SPDXID: IMAGE_ID, name: inv.name, ...none, primaryPackagePurpose: "OPERATING_SYSTEM", licenseDeclared: "NOASSERTION", comment: `Built by Kiln ${inv.kilnVersion} ${inv.madeFrom ?? `from a recipe with sha256 ${inv.recipeSha256}`}` });
   for (const f of inv.flavors) {
     packages.push({ SPDXID: flavorId(f.flavor), name: `${inv.name} flavor ${f.flavor}`, ...none, primaryPackagePurpose: "OPERATING_SYSTEM", licenseDeclared: "NOASSERTION" });
     contains(IMAGE_ID, flavorId(f.flavor));

@@ -31,7 +31,11 @@ export interface AttestReport {
   findings: AttestFinding[];
 }
 
-export async function verifyAttestations(outDir: string, opts: { keyring?: string } = {}): Promise<AttestReport> {
+/**
+ * `recipeFrom`: who says which recipe the artifacts were built from, for messages (result.json for
+ * an out dir; the image record for an image of the service, verify-image.ts).
+ */
+export async function verifyAttestations(outDir: string, opts: { keyring?: string; recipeFrom?: string } = {}): Promise<AttestReport> {
   const out = path.resolve(outDir);
   const result = await readResult(out);
   const findings: AttestFinding[] = [];
@@ -88,7 +92,7 @@ export async function verifyAttestations(outDir: string, opts: { keyring?: strin
     if (st) {
       if (st._type !== STATEMENT_TYPE || st.predicateType !== PROVENANCE_TYPE) fail(prov, `not an in-toto ${STATEMENT_TYPE} statement with a ${PROVENANCE_TYPE} predicate`);
       const recipe = st.predicate?.buildDefinition?.externalParameters?.recipe?.digest?.sha256;
-      if (recipe !== result.recipe.sha256) fail(prov, `names recipe digest ${String(recipe)}, but this out dir was built from ${result.recipe.sha256} (result.json)`);
+      if (recipe !== result.recipe.sha256) fail(prov, `names recipe digest ${String(recipe)}, but ${opts.recipeFrom ?? "result.json"} says it was built from ${result.recipe.sha256 || "no known recipe"}`);
       else pass(prov, `names this build's recipe (${result.recipe.name}, sha256 ${recipe})`);
       checkLockNamed(st, result, actual, fail, pass);
       for (const s of Array.isArray(st.subject) ? st.subject : []) {

@@ -75,6 +75,12 @@ export interface ImageKiln {
   /** Packages added, removed and changed against source_image_id. */
   package_diff: PackageDiff | null;
   /**
+   * The recipe the image was built from (its name and the sha256 of the recipe.yaml the job
+   * built), which its provenance.json must name (`kiln attest verify IMAGE_ID`); a customize
+   * job's image carries its source's. Absent on images made before Kiln recorded it.
+   */
+  recipe?: { name: string; sha256: string };
+  /**
    * The simplestreams label the image is published under: `candidate` when its job succeeded,
    * another after `POST /v3/images/{id}/promote`. Absent on images made before labels existed.
    */

@@ -154,14 +154,16 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void): Co
     .command("attest")
     .description("Check a build's attestations (docs/attest.md)")
     .command("verify")
-    .description("Check out/SHA256SUMS's signature (gpgv), every checksum, and that provenance.json names this build's recipe")
-    .argument("<out>", "a build's out dir")
+    .description("Check SHA256SUMS's signature (gpgv), every checksum, and that provenance.json names this build's recipe: of an out dir, or of an image of the service (its artifacts downloaded to a temporary folder)")
+    .argument("<out|image-id>", "a build's out dir, or the id of an image of the service at --url")
     .option("--keyring <file>", "the signer's public keyring (binary or armored); without it gpgv uses its default keyring")
+    .option("--url <url>", "Kiln service URL for an image id [env KILN_URL], e.g. http://127.0.0.1:8080")
+    .option("--token <token>", "bearer token [env KILN_TOKEN]")
     .option("--json", "print the findings as JSON", false)
-    .addHelpText("after", "\nExit codes: 0 all good, 1 a check failed (each failure is named), 2 bad command line or no out dir\n\nExamples:\n  kiln attest verify out --keyring ops-key.gpg\n  kiln attest verify /srv/images/web --json")
-    .action(async (out: string, o) => {
+    .addHelpText("after", "\nExit codes: 0 all good, 1 a check failed (each failure is named), 2 bad command line, no out dir or no such image\n\nExamples:\n  kiln attest verify out --keyring ops-key.gpg\n  kiln attest verify /srv/images/web --json\n  kiln attest verify 3f1c2a9e-7b1d-4c55-9e0a-2d4b8c6f1a70 --keyring service-key.gpg --url http://kiln:8080")
+    .action(async (target: string, o) => {
       const { attestVerifyCommand } = await import("./commands/attest.js");
-      setExit(await attestVerifyCommand(out, { keyring: o.keyring, json: o.json }, io));
+      setExit(await attestVerifyCommand(target, { keyring: o.keyring, json: o.json, url: o.url, token: o.token }, io));
     });
 
   registerStreamsCommands(program, io, setExit);

@@ -12,6 +12,9 @@ export interface ClientOptions {
 
 const BY_STATUS: Record<number, ErrorCode> = { 400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "TOO_LARGE", 422: "REQUEST_INVALID" };
 
+/** A record id of the service (a UUID): what commands that take an out dir or an image id (kiln diff, kiln attest verify) read as an image id. */
+export const IMAGE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** The API path that serves an s3:// object of the service: GET /v3/artifacts/<bucket>/<key>. */
 export function artifactApiPath(s3: string): string {
   return `/v3/artifacts/${s3.replace(/^s3:\/\//, "")}`;

@@ -84,9 +84,10 @@ export function parsePublicUrl(t: string): string | undefined {
   return u.href.replace(/\/+$/, "");
 }
 
-/** What a computed default may depend on (settings resolved before it). */
+/** What a computed default may depend on (settings resolved before it: every setting with a fixed default). */
 export interface DefaultContext {
   dataDir?: string;
+  streamsSignKey?: string;
 }
 
 function dataPath(rel: string) {
@@ -313,6 +314,16 @@ export const SETTINGS = {
     description: "GnuPG key that signs index.sjson, as `kiln streams publish --sign-key` takes it (an exported secret key file, or a key id in GNUPGHOME); its public key is served at /streams/keyring.gpg. Without it only index.json is served",
     parse: (t: string) => t,
   },
+  signKey: {
+    flag: "--sign-key <key>",
+    env: "KILN_SIGN_KEY",
+    // One key for all the service serves: whoever trusts its streams (/streams/keyring.gpg) can
+    // check its images with the same keyring. `kiln worker` has no streams key: give it there.
+    default: (s: DefaultContext): string => s.streamsSignKey ?? "",
+    shown: "kiln serve: the --streams-sign-key key; kiln worker: none",
+    description: "GnuPG key that signs SHA256SUMS (SHA256SUMS.gpg) of every image the jobs make, as `kiln build --sign-key` takes it (an exported secret key file without passphrase, or a key id in GNUPGHOME); tried once at start. Give \"\" for unsigned checksums",
+    parse: optionalText,
+  },
   streamsBootloaders: {
     flag: "--streams-bootloaders <dir>",
     env: "KILN_STREAMS_BOOTLOADERS",
@@ -358,8 +369,8 @@ export type ServiceSettings = { [K in SettingName]: ReturnType<(typeof SETTINGS)
 
 /** Which settings each command takes, in the order --help shows them. */
 export const COMMAND_SETTINGS = {
-  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "streams", "streamsLabels", "streamsKeep", "streamsSignKey", "streamsBootloaders", "workerName", "workerArch", "archWait", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
-  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "workerName", "workerArch", "archWait", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  serve: ["listen", "dataDir", "database", "store", "cacheDir", "workDir", "worker", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "maxRecipeSize", "tlsCert", "tlsKey", "publicUrl", "logLevel", "metrics", "streams", "streamsLabels", "streamsKeep", "streamsSignKey", "streamsBootloaders", "signKey", "workerName", "workerArch", "archWait", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
+  worker: ["database", "store", "dataDir", "cacheDir", "workDir", "concurrency", "heartbeat", "workerTimeout", "jobRetries", "storeRetry", "verify", "logLevel", "signKey", "workerName", "workerArch", "archWait", "sshListen", "sshHost", "sshClusterHost", "sshLoginGrace", "sessionTimeout", "siteCa"],
   token: ["dataDir"],
 } as const satisfies Record<string, readonly SettingName[]>;
 
@@ -391,8 +402,9 @@ export function resolveSettings<N extends SettingName>(
 ): Pick<ServiceSettings, N> {
   const out: Partial<ServiceSettings> = {};
   const problems: Array<{ path: string; message: string }> = [];
-  // dataDir first: other defaults are paths under it.
-  const ordered = [...names].sort((a, b) => (a === "dataDir" ? -1 : b === "dataDir" ? 1 : 0));
+  // dataDir first (other defaults are paths under it), computed defaults last (they read the others).
+  const rank = (n: SettingName) => (n === "dataDir" ? 0 : typeof SETTINGS[n].default === "function" ? 2 : 1);
+  const ordered = [...names].sort((a, b) => rank(a) - rank(b));
   for (const name of ordered) {
     const s: Setting<unknown> = SETTINGS[name];
     const attr = attributeName(s.flag);

@@ -13,14 +13,12 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ARTIFACT_KINDS } from "../artifacts/types.js";
-import { artifactApiPath, type ImsClient } from "../client/ims-client.js";
+import { artifactApiPath, IMAGE_ID, type ImsClient } from "../client/ims-client.js";
 import { KilnError } from "../errors.js";
 import { capture } from "../host/exec.js";
 import { parsePackageList } from "../jobs/package-diff.js";
 import { readBuildResult } from "../verify/verify-out.js";
 import { parseSquashfsListing, type Snapshot } from "./compare.js";
-
-const IMAGE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** What `kiln diff` was given: an existing folder is an out dir, a UUID an image id. */
 export async function sideKind(arg: string): Promise<"out" | "image"> {

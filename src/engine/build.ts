@@ -332,7 +332,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   artifacts.push(await writeLock({ out, loaded, plan, used, chain, arch, locked, workDir: work.path, aptArchives: store.aptArchives, emit }));
   // SBOMs, provenance and SHA256SUMS over every artifact above (docs/attest.md).
   artifacts.push(...(await attestOut({
-    out, loaded, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started), epoch: buildEpoch(),
+    out, made: { loaded }, stages, artifacts, emit, workDir: work.path, cacheDir: opts.cacheDir, aptArchives: store.aptArchives, startedOn: new Date(started), epoch: buildEpoch(),
     signKey: opts.signKey, passphraseFile: opts.passphraseFile, builderId: opts.builderId,
     ...(locked ? { lock: { file: locked.file, sha256: locked.sha256 } } : {}),
     layers: { root: [...chain], flavors: plan.kernels.map((k) => ({ flavor: k.flavor!, lower: [used.get(k.key)!.tree, ...chain] })) },

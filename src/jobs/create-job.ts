@@ -8,6 +8,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { SERVICE_BUILDER_ID } from "../attest/provenance.js";
 import { build } from "../engine/build.js";
 import { loadRecipe } from "../recipe/load.js";
 import { IMS_BUCKET, parseS3Path } from "../catalog/objects.js";
@@ -55,6 +56,8 @@ export async function runCreateJob(ctx: JobContext): Promise<void> {
     emit: (e) => log.event(e),
     verify,
     siteCas: ctx.siteCas,
+    signKey: ctx.signKey,
+    builderId: SERVICE_BUILDER_ID,
     onStageFailure: job.enable_debug ? (f) => debugShell(ctx, f) : undefined,
   });
   const stages = result.stages.map((s) => ({ name: s.name, key: s.key, cached: s.cached, seconds: s.seconds }));
@@ -67,7 +70,7 @@ export async function runCreateJob(ctx: JobContext): Promise<void> {
   const flavors = result.artifacts
     .filter((a) => a.name === "boot-kernel" && a.flavor)
     .map((a) => ({ flavor: a.flavor!, kpackage: a.kpackage ?? "", kernel_version: a.kernelVersion ?? "" }));
-  const kiln = { job_id: job.id, source_image_id: null, flavors, package_diff: null, label: "candidate" };
+  const kiln = { job_id: job.id, source_image_id: null, flavors, package_diff: null, label: "candidate", recipe: { name: result.recipe.name, sha256: result.recipe.sha256 } };
   const image = await publishImage(catalog, store, { outDir, name: job.image_root_archive_name, arch: job.arch, jobId: job.id, kiln }, log);
   await ctx.setResult(image.id);
 }

@@ -10,7 +10,9 @@
  *     the end-session API call, or the timeout;
  *  4. packaging_artifacts: the seal stage, a new squashfs and package manifest, the kernel and
  *     initrd of each flavor (carried over byte for byte, or rebuilt by the kernel stage when the
- *     session touched what goes into them), boot verification when the service verifies always,
+ *     session touched what goes into them), the attest step as a build runs it (SBOMs of the new
+ *     root, provenance naming the source image, SHA256SUMS signed with the service's --sign-key;
+ *     docs/attest.md#customized-images), boot verification when the service verifies always,
  *     then a new image record with the package diff. The source record is never changed.
  *
  * Everything is mounted under a work dir of the cache (host/workdir.ts), so a worker killed
@@ -19,6 +21,8 @@
 import { copyFile, mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { bootParams, ARTIFACT_KINDS } from "../artifacts/types.js";
+import { attestOut } from "../attest/attest.js";
+import { SERVICE_BUILDER_ID, type SourceImage } from "../attest/provenance.js";
 import type { BuildResult, ResultArtifact } from "../artifacts/result.js";
 import { CacheStore } from "../cache/store.js";
 import { MAX_MANIFEST_BYTES, parseS3Path, readAll, ROOTFS_TYPE, type ImageManifest } from "../catalog/objects.js";
@@ -79,6 +83,7 @@ interface SourceFlavor {
 
 export async function runCustomizeJob(ctx: JobContext): Promise<void> {
   const { job, catalog, log } = ctx;
+  const started = new Date();
   await ctx.setStatus("fetching_image");
   const image = await catalog.get("images", job.artifact_id);
   if (!image) throw jobError(`image ${job.artifact_id} no longer exists (deleted after the job was created)`);
@@ -91,7 +96,7 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
   const stageOpts = (name: string, outputs: string): StageRunOptions => ({ name, log, signal: ctx.signal, workDir: work.path, outputs, aptArchives });
   const source = await fetchImage(ctx, image, path.join(work.path, "source"));
 
-  const sourceRoot = scope.use(await mountImageFile(source.rootfs, path.join(work.path, "mnt", "source"), { fstype: "squashfs", log, workDir: work.path }));
+  const sourceRoot = scope.use(await mountImageFile(source.rootfs.file, path.join(work.path, "mnt", "source"), { fstype: "squashfs", log, workDir: work.path }));
   const upper = path.join(work.path, "upper");
   const root = scope.use(await mountOverlay(path.join(work.path, "mnt", "root"), { lower: [sourceRoot.path], upper, work: path.join(work.path, "ovl", "root") }, { log, workDir: work.path }));
   if (ctx.siteCas.length > 0) await runLayerStage(siteCa, { certificates: ctx.siteCas }, root.path, upper, stageOpts("site-ca", path.join(work.path, "scratch")));
@@ -113,6 +118,8 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
 
   if (touched.length > 0) log.line(`the session changed what goes into the initramfs (${touched.slice(0, 5).join(", ")}${touched.length > 5 ? ", …" : ""}): rebuilding each flavor's kernel and initrd`);
   const flavors: Array<{ flavor: string; kpackage: string; kernel_version: string }> = [];
+  // The layers of the flavors rebuilt here, for the SBOMs (a flavor carried over has none here).
+  const flavorLayers: Array<{ flavor: string; lower: string[] }> = [];
   for (const f of source.flavors) {
     if (!f.kernel || !f.initrd) continue;
     const dir = path.join(out, f.flavor);
@@ -127,6 +134,7 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
       );
       const facts = await runLayerStage(kernel, { flavor: f.flavor, package: known.kpackage }, m.path, kupper, stageOpts(`kernel:${f.flavor}`, dir));
       version = factsOf(kernel, facts).kernelVersion;
+      flavorLayers.push({ flavor: f.flavor, lower: [kupper, upper, sourceRoot.path] });
     } else {
       if (touched.length > 0) log.line(`warning: flavor ${f.flavor}: the source image does not say which kernel package it came from; its kernel and initrd are carried over unchanged`);
       await copyFile(f.kernel, path.join(dir, "boot-kernel"));
@@ -144,9 +152,18 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
   const lines = formatPackageDiff(diff);
   log.line(`package changes: ${lines.length === 0 ? "none" : `\n  ${lines.join("\n  ")}`}`);
 
+  await mkdir(path.join(out, "logs"), { recursive: true });
+  const from: SourceImage = { id: image.id, name: image.name, rootfs: { path: source.rootfs.path, sha256: source.rootfs.sha256 }, ...(image.kiln?.recipe ? { recipe: image.kiln.recipe } : {}) };
+  // No cacheDir: the layers are this job's own folders, so kept SBOMs would never be used again.
+  artifacts.push(...(await attestOut({
+    out, made: { source: from }, stages: [], artifacts, emit: (e) => log.event(e), workDir: work.path, aptArchives, startedOn: started,
+    signKey: ctx.signKey, builderId: SERVICE_BUILDER_ID, layers: { root: [upper, sourceRoot.path], flavors: flavorLayers },
+  })));
+
   const created = new Date();
   const result: BuildResult = {
-    recipe: { name: job.image_root_archive_name, sha256: "" },
+    // The recipe the source was built from (provenance.json names it), when its record says.
+    recipe: image.kiln?.recipe ?? { name: job.image_root_archive_name, sha256: "" },
     image: { arch: await capture(["dpkg", `--admindir=${path.join(view.path, "var/lib/dpkg")}`, "--print-architecture"]).catch(() => "") },
     stages: [],
     artifacts,
@@ -160,13 +177,13 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
     if (failed.length > 0) throw jobError(`boot verification of the customized image failed: ${failed.map((v) => `${v.flavor}: ${v.reason ?? "did not reach userspace"}`).join("; ")}`);
   }
 
-  const kiln = { job_id: job.id, source_image_id: image.id, flavors, package_diff: diff, label: "candidate" };
+  const kiln = { job_id: job.id, source_image_id: image.id, flavors, package_diff: diff, label: "candidate", ...(image.kiln?.recipe ? { recipe: image.kiln.recipe } : {}) };
   const made = await publishImage(catalog, ctx.store, { outDir: out, name: job.image_root_archive_name, arch: image.arch, jobId: job.id, kiln }, log);
   await ctx.setResult(made.id);
 }
 
 /** Downloads the image's manifest and its rootfs, kernels, initrds and boot parameters (md5-checked). */
-async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Promise<{ rootfs: string; flavors: SourceFlavor[] }> {
+async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Promise<{ rootfs: { file: string; path: string; sha256: string }; flavors: SourceFlavor[] }> {
   const where = parseS3Path(image.link!.path);
   if (!where) throw jobError(`image ${image.id}: its link ${image.link!.path} is not an s3://bucket/key path`);
   let manifest: ImageManifest;
@@ -180,7 +197,7 @@ async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Pro
     const file = path.join(dir, name);
     const got = await downloadObject(ctx.store, a.link.path, file, { what: `image ${image.id}: ${a.type}`, signal: ctx.signal, expectMd5: a.md5 });
     ctx.log.line(`fetched ${a.link.path} (${got.size} bytes, md5 ${got.md5})`);
-    return file;
+    return { file, sha256: got.sha256 };
   };
   const rootfs = manifest.artifacts.find((a) => typeof a.type === "string" && a.type.startsWith(ROOTFS_TYPE));
   if (!rootfs) throw jobError(`image ${image.id}: its manifest lists no rootfs (${ROOTFS_TYPE})`);
@@ -191,9 +208,9 @@ async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Pro
     const flavor = typeof a.flavor === "string" && /^[a-z0-9][a-z0-9.-]*$/.test(a.flavor) ? a.flavor : "default";
     const f = flavors.get(flavor) ?? { flavor };
     flavors.set(flavor, f);
-    f[role] = await fetch(a, `${flavor}.${role}`);
+    f[role] = (await fetch(a, `${flavor}.${role}`)).file;
   }
-  return { rootfs: await fetch(rootfs, "rootfs.squashfs"), flavors: [...flavors.values()] };
+  return { rootfs: { ...(await fetch(rootfs, "rootfs.squashfs")), path: rootfs.link.path }, flavors: [...flavors.values()] };
 }
 
 /** Paths under INITRAMFS_INPUTS that the overlay's upper dir holds: what the session added, changed or removed there. */

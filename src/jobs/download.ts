@@ -13,6 +13,8 @@ import { jobError } from "./job-error.js";
 export interface Downloaded {
   size: number;
   md5: string;
+  /** Of the bytes downloaded (provenance of a customized image names its source by it). */
+  sha256: string;
 }
 
 /**
@@ -36,9 +38,11 @@ export async function downloadObject(
   }
   if (o.maxSize !== undefined && info.size > o.maxSize) throw jobError(`${o.what} is ${info.size} bytes; this service accepts at most ${o.maxSize}${o.maxSizeHint ? ` (${o.maxSizeHint})` : ""}`);
   const md5 = createHash("md5");
+  const sha256 = createHash("sha256");
   const hash = new Transform({
     transform(chunk: Buffer, _e, done) {
       md5.update(chunk);
+      sha256.update(chunk);
       done(null, chunk);
     },
   });
@@ -47,5 +51,5 @@ export async function downloadObject(
   for (const [whose, want] of [["the manifest's md5", o.expectMd5], ["the store's md5sum", info.metadata.md5sum]] as const) {
     if (want && want !== got) throw jobError(`${o.what}: downloaded ${s3path} has md5 ${got}, ${whose} says ${want}`);
   }
-  return { size: info.size, md5: got };
+  return { size: info.size, md5: got, sha256: sha256.digest("hex") };
 }

@@ -2,7 +2,8 @@
  * Publishing a build's out dir as an IMS image, atomically (ims-python-helper's upload_artifacts;
  * docs/architecture.md#ims-behaviour-kiln-follows):
  *  1. POST-equivalent: an image record with no link (IMS' upload_artifacts does the same);
- *  2. every artifact of out/manifest.json is uploaded to `boot-images/<image_id>/…` with the
+ *  2. every artifact of out/manifest.json, then every other artifact of a kind with an upload key
+ *     (artifacts/types.ts `imsKey`), is uploaded to `boot-images/<image_id>/…` with the
  *     `md5sum` and `x-shasta-ims-*` metadata (and `sha256` from out/result.json: a simplestreams
  *     item needs it, and reading a multi-GB object back to hash it would cost a download), then
  *     checked: size and md5 as the store reports them;
@@ -19,7 +20,7 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { BuildResult, ImsManifest } from "../artifacts/result.js";
-import { ARTIFACT_KINDS, uploadedKindOf } from "../artifacts/types.js";
+import { uploadedKindOf } from "../artifacts/types.js";
 import type { Catalog } from "../catalog/catalog.js";
 import { BOOT_IMAGES_BUCKET, parseS3Path, s3Path, validateImageManifest } from "../catalog/objects.js";
 import { imsTime, type Arch, type ImageKiln, type ImageRecord } from "../catalog/records.js";
@@ -51,11 +52,16 @@ export async function publishImage(catalog: Catalog, store: ObjectStore, input: 
   const local = JSON.parse(await readFile(path.join(input.outDir, "manifest.json"), "utf8")) as ImsManifest;
   const result = JSON.parse(await readFile(path.join(input.outDir, "result.json"), "utf8")) as BuildResult;
   const sha256 = new Map(result.artifacts.map((a) => [a.path, a.sha256]));
-  // The IMS artifacts first, in manifest.json's order; then the package list, which IMS' manifest
-  // does not carry but a MAAS stream version needs (docs/service.md#maas-boot-source).
+  // The IMS artifacts first, in manifest.json's order; then every other artifact of a kind that
+  // has an upload key (artifacts/types.ts): the package list a MAAS stream version needs
+  // (docs/service.md#maas-boot-source), the tarball, and the attestations (SBOMs, provenance,
+  // SHA256SUMS and its signature: docs/attest.md), which IMS clients skip as unknown types.
+  const inManifest = new Set(local.artifacts.map((a) => a.link.path));
   const toUpload: ImsManifest["artifacts"] = [
     ...local.artifacts,
-    ...result.artifacts.filter((a) => a.type === ARTIFACT_KINDS.manifest.type && !a.flavor).map((a) => ({ type: a.type, md5: a.md5, link: { type: "file" as const, path: a.path } })),
+    ...result.artifacts
+      .filter((a) => !inManifest.has(a.path) && uploadedKindOf(a.type) !== undefined)
+      .map((a) => ({ type: a.type, md5: a.md5, link: { type: "file" as const, path: a.path }, ...(a.flavor ? { flavor: a.flavor } : {}) })),
   ];
   const id = randomUUID();
   const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {}, ...(input.kiln ? { kiln: input.kiln } : {}) };

@@ -24,6 +24,8 @@ export interface JobSettings {
   session: SessionSettings;
   /** Site CA certificates (PEM files) every produced image trusts. */
   siteCas: string[];
+  /** GnuPG key (a secret key file or a key id) that signs the SHA256SUMS of every image a job makes (--sign-key); none: unsigned. */
+  signKey?: string;
 }
 
 export interface JobContext extends JobSettings {

@@ -252,6 +252,7 @@ export class Worker {
       maxRecipeSize: this.opts.maxRecipeSize,
       session: this.opts.session,
       siteCas: this.opts.siteCas,
+      signKey: this.opts.signKey,
       setStatus: async (status) => {
         if (signal.aborted) throw cancelled(signal.reason);
         const next = await catalog.setJobStatus(job.id, status);

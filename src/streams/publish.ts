@@ -5,8 +5,8 @@
  * per kernel flavor, `<prefix>.<label>:v3:boot:<release>:<arch>:<subarch>[-<kflavor>]`. The
  * squashfs and its manifest are stored once per release/arch/version and shared by every flavor's
  * product; each flavor has its kernel and initrd under `<subarch>/<flavor>/` (maas-images'
- * PATH_FORMATS in meph2/stream.py; docs/streams.md#the-tree). Other artifacts (boot-params, a rootfs tarball, later qcow2 and
- * ISO) go in as extra items named by their ftype, which MAAS skips.
+ * PATH_FORMATS in meph2/stream.py; docs/streams.md#the-tree). Other artifacts (boot-params, a rootfs tarball, qcow2 and
+ * ISO, the SBOMs, provenance and SHA256SUMS) go in as extra items named by their ftype, which MAAS skips.
  */
 import { copyFile, lstat, mkdir, readFile } from "node:fs/promises";
 import path from "node:path";

@@ -3,9 +3,12 @@ import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { BuildResult, ResultArtifact } from "../../src/artifacts/result.js";
-import { ARTIFACT_KINDS } from "../../src/artifacts/types.js";
+import { imsManifest, type BuildResult, type ResultArtifact } from "../../src/artifacts/result.js";
+import { ARTIFACT_KINDS, type ArtifactKind } from "../../src/artifacts/types.js";
+import { PROVENANCE_TYPE, STATEMENT_TYPE } from "../../src/attest/provenance.js";
+import { formatSums } from "../../src/attest/sums.js";
 import { fileDigests } from "../../src/cache/key.js";
+import type { Signer } from "../../src/streams/sign.js";
 
 /**
  * Writes an out dir shaped like a real build's: squashfs, squashfs.manifest and per flavor
@@ -40,6 +43,33 @@ export async function fakeOut(dir: string, opts: { seed: string; flavors?: strin
     kiln: { version: "test", created: new Date().toISOString(), seconds: 1, unchangedImport: false },
   };
   await writeFile(path.join(dir, "result.json"), JSON.stringify(result, null, 2));
+  return result;
+}
+
+/**
+ * Adds to an out dir of fakeOut what the attest step writes (stand-in SBOMs, a provenance
+ * statement naming the result's recipe, SHA256SUMS over every artifact and, with a signer, its
+ * signature) and rewrites result.json and manifest.json to list them, as a build's would.
+ */
+export async function attestFakeOut(out: string, result: BuildResult, signer?: Signer): Promise<BuildResult> {
+  const put = async (kind: ArtifactKind, text: string) => {
+    await writeFile(path.join(out, kind.name), text);
+    result.artifacts.push({ name: kind.name, path: kind.name, type: kind.type, ftype: kind.ftype, ...(await fileDigests(path.join(out, kind.name))) });
+  };
+  await put(ARTIFACT_KINDS.sbomSpdx, JSON.stringify({ spdxVersion: "SPDX-2.3", name: "stand-in" }) + "\n");
+  await put(ARTIFACT_KINDS.sbomCycloneDx, JSON.stringify({ bomFormat: "CycloneDX", specVersion: "1.6" }) + "\n");
+  const statement = {
+    _type: STATEMENT_TYPE,
+    subject: result.artifacts.map((a) => ({ name: a.path, digest: { sha256: a.sha256 } })),
+    predicateType: PROVENANCE_TYPE,
+    predicate: { buildDefinition: { externalParameters: { recipe: { name: result.recipe.name, file: "recipe.yaml", digest: { sha256: result.recipe.sha256 } } } } },
+  };
+  await put(ARTIFACT_KINDS.provenance, JSON.stringify(statement, null, 2) + "\n");
+  const sums = formatSums(result.artifacts);
+  await put(ARTIFACT_KINDS.checksums, sums);
+  if (signer) await put(ARTIFACT_KINDS.checksumsSignature, await signer.detachSign(sums));
+  await writeFile(path.join(out, "result.json"), JSON.stringify(result, null, 2));
+  await writeFile(path.join(out, "manifest.json"), JSON.stringify(imsManifest(result.artifacts, new Date()), null, 4));
   return result;
 }
 

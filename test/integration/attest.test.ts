@@ -189,8 +189,8 @@ describe("the SBOMs of the real build", () => {
 
   test("provenance names the recipe, its stage keys and the artifacts", async () => {
     const st = await json<ProvenanceStatement>("provenance.json");
-    assert.equal(st.predicate.buildDefinition.externalParameters.recipe.digest.sha256, result.recipe.sha256);
-    assert.equal(st.predicate.buildDefinition.externalParameters.recipe.digest.sha256, await fileDigest(s.out("recipe.yaml")));
+    assert.equal(st.predicate.buildDefinition.externalParameters.recipe!.digest.sha256, result.recipe.sha256);
+    assert.equal(st.predicate.buildDefinition.externalParameters.recipe!.digest.sha256, await fileDigest(s.out("recipe.yaml")));
     assert.deepEqual(st.predicate.buildDefinition.internalParameters.stages, result.stages.map((x) => ({ name: x.name, key: x.key })));
     const subjects = Object.fromEntries(st.subject.map((x) => [x.name, x.digest.sha256]));
     for (const a of result.artifacts.filter((x) => !["provenance.json", "SHA256SUMS", "SHA256SUMS.gpg"].includes(x.name))) assert.equal(subjects[a.path], a.sha256, a.path);

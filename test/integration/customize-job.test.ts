@@ -196,6 +196,25 @@ test("not jailed: the image at /mnt/image; ended through the API; a new image wi
   assert.equal(image.kiln?.label, "candidate", "a customized image enters the MAAS boot source as a candidate");
   const uploaded = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", image.id, "manifest.json"), "utf8")) as { artifacts: Array<{ type: string }> };
   assert.ok(uploaded.artifacts.some((a) => a.type === "text/tab-separated-values"), "its package list is stored for the stream tree");
+
+  // The customized image is attested like a build: SBOMs of its new root, provenance naming the source, SHA256SUMS.
+  for (const t of ["application/spdx+json", "application/vnd.cyclonedx+json", "application/vnd.in-toto+json", "text/plain"]) assert.ok(uploaded.artifacts.some((a) => a.type === t), t);
+  const objects = path.join(dataDir, "objects", "boot-images", image.id);
+  const spdx = JSON.parse(await readFile(path.join(objects, "sbom.spdx.json"), "utf8")) as { packages: Array<{ name: string; versionInfo?: string }> };
+  assert.ok(spdx.packages.some((p) => p.name === "ca-certificates"), "the SBOM lists the root's packages");
+  const prov = JSON.parse(await readFile(path.join(objects, "provenance.json"), "utf8")) as { predicate: { buildDefinition: { buildType: string; externalParameters: { sourceImage?: { id: string }; recipe?: { digest: { sha256: string } } }; resolvedDependencies: Array<{ name: string; uri: string; digest: { sha256: string } }> } } };
+  const def = prov.predicate.buildDefinition;
+  assert.equal(def.buildType, "urn:kiln:build-type:customize:v1");
+  assert.equal(def.externalParameters.sourceImage?.id, sourceImage);
+  const source = await ims<Image & { kiln: { recipe: { sha256: string } } }>(["images", "describe", sourceImage]);
+  assert.match(source.kiln.recipe.sha256, /^[0-9a-f]{64}$/, "the source record names its recipe");
+  assert.equal(def.externalParameters.recipe?.digest.sha256, source.kiln.recipe.sha256, "the recipe the source was built from");
+  const dep = def.resolvedDependencies.find((d) => d.name === "source-image");
+  assert.equal(dep?.uri, `s3://boot-images/${sourceImage}/rootfs`);
+  assert.equal(dep?.digest.sha256, createHash("sha256").update(await readFile(await rootfsOf(sourceImage))).digest("hex"), "the source's rootfs, by its digest");
+  const verified = await runKiln(["attest", "verify", image.id], { env });
+  assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+  assert.match(verified.stdout, /: ok \(\d+ checks, not signed\)/);
   await assertSourceUnchanged();
 });
 

@@ -6,13 +6,14 @@
  * reason, and the restarted worker takes new jobs. The service is also a MAAS boot source
  * (--streams open, with bootloaders from a real `kiln streams bootloaders` folder): the new image
  * is a candidate, not in the stable tree, until `kiln ims images promote`; then `kiln streams
- * check URL --keyring` accepts the running service's tree. Builds share layers with the other test files
+ * check URL --keyring` accepts the running service's tree. The image carries its SBOMs, provenance
+ * and SHA256SUMS signed with the service's key, which `kiln attest verify IMAGE_ID` checks. Builds share layers with the other test files
  * of the run and skip boot verification (--verify never), which build.test.ts covers.
  */
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { REPO, runKiln, scratch } from "../helpers/kiln.js";
 import { imsJson, waitFor } from "../helpers/ims-cli.js";
@@ -120,6 +121,50 @@ test("a create job builds the recipe through the queue into an image whose manif
   assert.match(log.stdout, /uploaded .*\/rootfs: \d+ bytes, md5 [0-9a-f]{32}/);
 });
 
+test("the image carries its SBOMs, provenance and SHA256SUMS signed with the service's key; kiln attest verify IMAGE_ID checks them and names a changed object", async () => {
+  assert.ok(imageId, "the create job's image");
+  const manifest = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", imageId, "manifest.json"), "utf8")) as { artifacts: Array<{ type: string; link: { path: string } }> };
+  const keyOf = (type: string) => manifest.artifacts.find((a) => a.type === type)?.link.path.replace(`s3://boot-images/${imageId}/`, "");
+  const attestations = [
+    ["application/spdx+json", "sbom.spdx.json"],
+    ["application/vnd.cyclonedx+json", "sbom.cdx.json"],
+    ["application/vnd.in-toto+json", "provenance.json"],
+    ["text/plain", "SHA256SUMS"],
+    ["application/pgp-signature", "SHA256SUMS.gpg"],
+  ] as const;
+  for (const [type, key] of attestations) assert.equal(keyOf(type), key, `${type} is an artifact of the image`);
+  const spdx = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", imageId, "sbom.spdx.json"), "utf8")) as { spdxVersion: string; packages: unknown[] };
+  assert.equal(spdx.spdxVersion, "SPDX-2.3");
+  assert.ok(spdx.packages.length > 50, "the root's Debian packages");
+  const prov = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", imageId, "provenance.json"), "utf8")) as { predicate: { runDetails: { builder: { id: string } } } };
+  assert.equal(prov.predicate.runDetails.builder.id, "urn:kiln:builder:service");
+
+  const described = await kiln(["ims", "images", "describe", imageId]);
+  assert.equal(described.code, 0, described.stderr);
+  for (const [type, key] of attestations) assert.match(described.stdout, new RegExp(`${type.replaceAll(".", "\\.").replaceAll("+", "\\+")} +s3://boot-images/${imageId}/${key.replaceAll(".", "\\.")}$`, "m"), key);
+
+  // The jobs sign with the streams key (--sign-key's default in kiln serve): MAAS' keyring checks the images too.
+  const ring = path.join(dir, "service-keyring.gpg");
+  await writeFile(ring, Buffer.from(await (await fetch(`${serve.url}/streams/keyring.gpg`)).arrayBuffer()));
+  const ok = await kiln(["attest", "verify", imageId, "--keyring", ring]);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /: ok \(\d+ checks, signature good\)/);
+
+  const rootfs = path.join(dataDir, "objects", "boot-images", imageId, "rootfs");
+  const fd = await open(rootfs, "r+");
+  try {
+    const b = Buffer.alloc(1);
+    await fd.read(b, 0, 1, 4096);
+    await fd.write(Buffer.from([b[0]! ^ 0xff]), 0, 1, 4096);
+    const bad = await kiln(["attest", "verify", imageId, "--keyring", ring]);
+    assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stdout, new RegExp(`^FAIL squashfs \\(s3://boot-images/${imageId}/rootfs\\): checksum mismatch`, "m"));
+    await fd.write(b, 0, 1, 4096);
+  } finally {
+    await fd.close();
+  }
+});
+
 test("the service is a MAAS boot source: the new image is a candidate until promoted, then kiln streams check --keyring accepts the running tree", async () => {
   assert.ok(imageId, "the create job's image");
   const index = async () => (await (await fetch(`${serve.url}/streams/v1/index.json`)).json()) as { index: Record<string, { products: string[] }> };
@@ -129,6 +174,9 @@ test("the service is a MAAS boot source: the new image is a candidate until prom
   assert.equal(promoted.code, 0, promoted.stderr);
   const after = await index();
   assert.deepEqual(after.index["org.kiln:stable:v3:download"]?.products, ["org.kiln.stable:v3:boot:minimal:amd64:generic"]);
+  const products = (await (await fetch(`${serve.url}/streams/v1/org.kiln:stable:v3:download.json`)).json()) as { products: Record<string, { versions: Record<string, { items: Record<string, { path: string }> }> }> };
+  const items = Object.values(products.products["org.kiln.stable:v3:boot:minimal:amd64:generic"]!.versions)[0]!.items;
+  for (const ftype of ["sbom.spdx.json", "sbom.cdx.json", "provenance.json", "sha256sums", "sha256sums.gpg"]) assert.ok(items[ftype], `the version lists ${ftype} as an extra item`);
   const ring = path.join(dir, "keyring.gpg");
   await writeFile(ring, Buffer.from(await (await fetch(`${serve.url}/streams/keyring.gpg`)).arrayBuffer()));
   const check = await kiln(["streams", "check", `${serve.url}/streams/v1/index.sjson`, "--keyring", ring, "--json"]);
@@ -136,7 +184,7 @@ test("the service is a MAAS boot source: the new image is a candidate until prom
   const report = JSON.parse(check.stdout) as { violations: unknown[]; signaturesChecked: number; files: number };
   assert.deepEqual(report.violations, []);
   assert.equal(report.signaturesChecked, 3, "index, images and bootloaders, each checked with the served key");
-  assert.ok(report.files >= 6, `squashfs, its package list, kernel, initrd, boot-params and the bootloader tarballs were fetched and hashed (${report.files})`);
+  assert.ok(report.files >= 11, `squashfs, its package list, kernel, initrd, boot-params, the 5 attestations and the bootloader tarballs were fetched and hashed (${report.files})`);
 });
 
 test("a kiwi-ng recipe is a valid record, but its create job fails saying why", async () => {

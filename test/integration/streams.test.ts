@@ -5,7 +5,8 @@
 // Then: the same out dir published again is a second version; a sync with nothing new does
 // nothing; a newer package in the repository makes sync rebuild from the stage after the
 // bootstrap and publish a third version, with retention keeping 2 and the dropped files waiting
-// out their grace period; a corrupted file and a corrupted signature fail the check.
+// out their grace period; a corrupted file and a corrupted signature fail the check. Each version
+// carries the build's SBOMs, provenance and SHA256SUMS as extra items, which the check accepts.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -115,6 +116,10 @@ images:
     assert.equal(items["boot-kernel"]!.kpackage, "linux-image-cloud-amd64");
     const manifest = await readFile(path.join(stream(), items.manifest!.path), "utf8");
     assert.match(manifest, /^kiln-probe\t1\.0$/m);
+    // The build's attestations are extra items of every version (the check below hashes them and applies MAAS' rules).
+    for (const ftype of ["sbom.spdx.json", "sbom.cdx.json", "provenance.json", "sha256sums"]) assert.equal(items[ftype]?.ftype, ftype, `${ftype} is an item`);
+    const spdx = JSON.parse(await readFile(path.join(stream(), items["sbom.spdx.json"]!.path), "utf8")) as { packages: Array<{ name: string; versionInfo?: string }> };
+    assert.ok(spdx.packages.some((p) => p.name === "kiln-probe" && p.versionInfo === "1.0"), "the published SBOM lists the repository's package");
 
     const boot = JSON.parse(await readFile(path.join(stream(), "streams/v1/org.kiln:candidate:1:bootloader-download.json"), "utf8")) as ProductsFile;
     assert.deepEqual(Object.keys(boot.products).sort(), ["org.kiln.candidate:1:grub-efi-signed:uefi:amd64", "org.kiln.candidate:1:pxelinux:pxe:i386"]);

@@ -55,7 +55,7 @@ test("an untouched unsigned out dir passes; asking for a keyring then fails on t
 test("provenance naming another recipe fails, naming provenance.json", async () => {
   const out = await outDir("other-recipe", { provenanceRecipe: "2".repeat(64) });
   assert.deepEqual(failures(await verifyAttestations(out)), [
-    `provenance.json: names recipe digest ${"2".repeat(64)}, but this out dir was built from ${"1".repeat(64)} (result.json)`,
+    `provenance.json: names recipe digest ${"2".repeat(64)}, but result.json says it was built from ${"1".repeat(64)}`,
   ]);
 });
 

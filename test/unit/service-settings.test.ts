@@ -17,6 +17,16 @@ test("flag beats environment beats default; defaults under --data-dir follow it"
   assert.equal(resolveSettings(["worker"], {}, { KILN_WORKER: "false" }).worker, false);
 });
 
+test("--sign-key: kiln serve signs with the streams key unless told otherwise; kiln worker has no default; \"\" signs nothing", () => {
+  assert.equal(resolveSettings(COMMAND_SETTINGS.serve, { streamsSignKey: "/k/stream.asc" }, {}).signKey, "/k/stream.asc");
+  assert.equal(resolveSettings(COMMAND_SETTINGS.serve, {}, { KILN_STREAMS_SIGN_KEY: "/k/stream.asc" }).signKey, "/k/stream.asc", "from the streams key's environment variable too");
+  assert.equal(resolveSettings(COMMAND_SETTINGS.serve, { streamsSignKey: "/k/stream.asc", signKey: "/k/images.asc" }, {}).signKey, "/k/images.asc");
+  assert.equal(resolveSettings(COMMAND_SETTINGS.serve, { streamsSignKey: "/k/stream.asc" }, { KILN_SIGN_KEY: "" }).signKey, undefined, "an empty KILN_SIGN_KEY: unsigned");
+  assert.equal(resolveSettings(COMMAND_SETTINGS.serve, {}, {}).signKey, undefined);
+  assert.equal(resolveSettings(COMMAND_SETTINGS.worker, {}, { KILN_STREAMS_SIGN_KEY: "/k/stream.asc" }).signKey, undefined, "kiln worker takes no streams key");
+  assert.equal(resolveSettings(COMMAND_SETTINGS.worker, {}, { KILN_SIGN_KEY: "/k/images.asc" }).signKey, "/k/images.asc");
+});
+
 test("every bad setting is reported at once, naming the flag and where the value came from", () => {
   assert.throws(
     () => resolveSettings(COMMAND_SETTINGS.serve, { listen: "nowhere", tlsCert: "c.pem" }, { KILN_CONCURRENCY: "0", KILN_VERIFY: "sometimes" }),

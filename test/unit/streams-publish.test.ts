@@ -9,7 +9,7 @@ import { checkStream, openSource } from "../../src/streams/check.js";
 import { type IndexFile, type ProductsFile } from "../../src/streams/format.js";
 import { publish, type PublishOptions } from "../../src/streams/publish.js";
 import { openSigner } from "../../src/streams/sign.js";
-import { fakeOut, throwawayKey } from "../helpers/streams.js";
+import { attestFakeOut, fakeOut, throwawayKey } from "../helpers/streams.js";
 
 describe("kiln streams publish", () => {
   let dir: string;
@@ -134,6 +134,34 @@ describe("kiln streams publish", () => {
       assert.deepEqual({ ftype: tar.ftype, path: tar.path }, { ftype: "root-tar.zst", path: "bookworm/amd64/20250724/rootfs.tar.zst" });
     }
     assert.deepEqual((await checkStream(openSource(stream))).violations, []);
+  });
+
+  test("a build's SBOMs, provenance and signed SHA256SUMS are extra items of every flavor's product; the checker (MAAS' rules) accepts them", async () => {
+    const out = path.join(dir, "out-attested");
+    const key = await throwawayKey(dir, "Kiln Attest Test");
+    const signer = await openSigner(key.secret);
+    try {
+      await attestFakeOut(out, await fakeOut(out, { seed: "7" }), signer);
+    } finally {
+      await signer.close();
+    }
+    const stream = path.join(dir, "attested");
+    await publish([out], opts(stream));
+    const p = JSON.parse(await readFile(path.join(stream, "streams/v1/org.kiln:candidate:v3:download.json"), "utf8")) as ProductsFile;
+    for (const name of ["org.kiln.candidate:v3:boot:bookworm:amd64:generic", "org.kiln.candidate:v3:boot:bookworm:amd64:generic-cloud"]) {
+      const items = p.products[name]!.versions["20250724"]!.items;
+      const extra = Object.fromEntries(Object.entries(items).filter(([k]) => !["boot-kernel", "boot-initrd", "boot-params", "manifest", "squashfs"].includes(k)).map(([k, i]) => [k, [i.ftype, i.path]]));
+      assert.deepEqual(extra, {
+        "sbom.spdx.json": ["sbom.spdx.json", "bookworm/amd64/20250724/sbom.spdx.json"],
+        "sbom.cdx.json": ["sbom.cdx.json", "bookworm/amd64/20250724/sbom.cdx.json"],
+        "provenance.json": ["provenance.json", "bookworm/amd64/20250724/provenance.json"],
+        sha256sums: ["sha256sums", "bookworm/amd64/20250724/SHA256SUMS"],
+        "sha256sums.gpg": ["sha256sums.gpg", "bookworm/amd64/20250724/SHA256SUMS.gpg"],
+      }, name);
+    }
+    const report = await checkStream(openSource(stream));
+    assert.deepEqual(report.violations, []);
+    assert.equal(report.files, 2 + 2 * 3 + 5, "squashfs + manifest + 3 files per flavor + the 5 attestations, once each");
   });
 
   test("refuses a build whose file changed after the build, or that lacks what MAAS needs", async () => {

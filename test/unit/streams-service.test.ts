@@ -10,6 +10,7 @@ import { mkdir, readdir, writeFile, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import { ARTIFACT_KINDS } from "../../src/artifacts/types.js";
 import { BOOT_IMAGES_BUCKET } from "../../src/catalog/objects.js";
 import type { ImageRecord } from "../../src/catalog/records.js";
 import { checkStream, openSource } from "../../src/streams/check.js";
@@ -30,12 +31,16 @@ async function walk(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-const UPLOADED = [
+/** The attestations a job uploads beside the image (docs/attest.md): extra items of each version. */
+const ATTESTATIONS = [ARTIFACT_KINDS.sbomSpdx, ARTIFACT_KINDS.sbomCycloneDx, ARTIFACT_KINDS.provenance, ARTIFACT_KINDS.checksums, ARTIFACT_KINDS.checksumsSignature];
+
+const UPLOADED: ReadonlyArray<readonly [string, string, string | undefined]> = [
   ["rootfs", "application/vnd.cray.image.rootfs.squashfs", undefined],
   ["kernel", "application/vnd.cray.image.kernel", "generic"],
   ["initrd", "application/vnd.cray.image.initrd", "generic"],
   ["rootfs.manifest", "text/tab-separated-values", undefined],
-] as const;
+  ...ATTESTATIONS.map((k) => [k.imsKey, k.type, undefined] as const),
+];
 
 /**
  * An image record and its objects as publishImage leaves them: artifacts with sha256 metadata, a
@@ -138,6 +143,20 @@ test("streams: kiln streams check with the served keyring verifies every signatu
   const item = (await stableProducts()).products["org.kiln.stable:v3:boot:bookworm-web:amd64:generic"]!.versions["20261201"]!.items.manifest;
   assert.equal(item?.ftype, "manifest", "the package list MAAS requires is an item");
   assert.equal(item?.path, "streams/bookworm-web/amd64/20261201/squashfs.manifest", "placed as kiln streams publish places it");
+});
+
+test("streams: SBOMs, provenance and SHA256SUMS(.gpg) are extra items of every version, named as in an out dir; the checker (MAAS' rules) accepts them", async () => {
+  const items = (await stableProducts()).products["org.kiln.stable:v3:boot:bookworm-web:amd64:generic"]!.versions["20261201"]!.items;
+  for (const k of ATTESTATIONS) {
+    const item = items[k.ftype];
+    assert.equal(item?.ftype, k.ftype, k.name);
+    assert.equal(item?.path, `streams/bookworm-web/amd64/20261201/${k.name}`, "placed as kiln streams publish places an out dir's file");
+    const body = Buffer.from(await (await fetch(`${base}/${item.path}`)).arrayBuffer());
+    assert.equal(createHash("sha256").update(body).digest("hex"), item.sha256, `${k.name} is served with the sha256 the stream gives`);
+  }
+  assert.deepEqual(Object.keys(items).sort(), ["boot-initrd", "boot-kernel", "manifest", "provenance.json", "sbom.cdx.json", "sbom.spdx.json", "sha256sums", "sha256sums.gpg", "squashfs"]);
+  const report = await checkServed();
+  assert.deepEqual(report.violations, []);
 });
 
 test("streams: a version without its package list (uploaded before jobs stored it) is not listed, as MAAS could not import it", async () => {

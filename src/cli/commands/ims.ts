@@ -13,6 +13,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../../errors.js";
 import { exec } from "../../host/exec.js";
+import { uploadedKindOf } from "../../artifacts/types.js";
 import { artifactApiPath, ImsClient } from "../../client/ims-client.js";
 import { renderRecipeTemplate } from "../../jobs/recipe-template.js";
 import type { PackageDiff } from "../../catalog/records.js";
@@ -178,9 +179,12 @@ export async function imsCommand(resource: string, verb: string, id: string | un
     case "list":
       print(io, o, await c.json("GET", base), resource);
       return 0;
-    case "describe":
-      print(io, o, await c.json("GET", `${base}/${id}`), resource);
+    case "describe": {
+      const record = await c.json<Row>("GET", `${base}/${id}`);
+      print(io, o, record, resource);
+      if (resource === "images" && !o.json && record) await printArtifactLinks(c, record, io);
       return 0;
+    }
     case "create": {
       const body = bodyFor(resource, "create", o);
       if (resource === "public-keys") body.public_key = await readFile(String(o.publicKey), "utf8").catch(() => {
@@ -269,6 +273,25 @@ interface ManifestArtifact {
   md5: string;
   flavor?: string;
   link: { path: string };
+}
+
+/**
+ * The table view of `images describe`: after the record, the artifacts its manifest links (SBOMs,
+ * provenance and SHA256SUMS beside IMS' own), each named as in an out dir. `--json` keeps the record
+ * as IMS answers it.
+ */
+async function printArtifactLinks(c: ImsClient, image: Row, io: CommandIo): Promise<void> {
+  const link = image.link as { path?: unknown } | null | undefined;
+  if (typeof link?.path !== "string") return;
+  let manifest: { artifacts?: ManifestArtifact[] };
+  try {
+    manifest = (await (await c.raw("GET", artifactApiPath(link.path), { signal: io.signal })).json()) as typeof manifest;
+  } catch (e) {
+    io.stdout.write(`artifacts: cannot read the manifest ${link.path} (${(e as Error).message})\n`);
+    return;
+  }
+  const rows = (manifest.artifacts ?? []).map((a) => ({ artifact: uploadedKindOf(a.type)?.name ?? "", flavor: a.flavor ?? "", type: a.type, link: a.link?.path }));
+  io.stdout.write(`artifacts (${link.path}):\n${table(rows, ["artifact", "flavor", "type", "link"]).replace(/^/gm, "  ")}`);
 }
 
 /** `kiln ims images download ID --out DIR`: every artifact of the manifest, md5-checked. */

@@ -79,7 +79,21 @@ function untilAborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
 }
 
+/** A --sign-key gpg cannot sign with (unknown, passphrase-protected) fails the start, not every job after it. */
+async function checkSignKey(key: string | undefined, say: Say): Promise<void> {
+  if (!key) return;
+  const { openSigner } = await import("../../streams/sign.js");
+  const signer = await openSigner(key);
+  try {
+    await signer.detachSign("kiln: can this key sign?\n");
+    say(`jobs sign their images' SHA256SUMS with ${signer.fingerprint} (--sign-key)`);
+  } finally {
+    await signer.close();
+  }
+}
+
 async function workerOptions(s: ServiceSettings, say: Say) {
+  await checkSignKey(s.signKey, say);
   return {
     arches: s.workerArch.length > 0 ? s.workerArch : await buildableArches(),
     archWaitSeconds: s.archWait,
@@ -94,6 +108,7 @@ async function workerOptions(s: ServiceSettings, say: Say) {
     maxRecipeSize: s.maxRecipeSize,
     session: { listen: s.sshListen, host: s.sshHost, clusterHost: s.sshClusterHost, loginGraceSeconds: s.sshLoginGrace, timeoutSeconds: s.sessionTimeout },
     siteCas: s.siteCa,
+    signKey: s.signKey,
     pollSeconds: Math.min(1, s.heartbeat),
     say,
   };
