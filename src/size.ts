@@ -16,3 +16,15 @@ export function parseSize(text: string): number | undefined {
   if (!m) return undefined;
   return Math.floor(Number(m[1]) * UNIT[m[2]!.toUpperCase() as keyof typeof UNIT]);
 }
+
+/** Bytes as people read them, in powers of 1024 with one decimal: "512 B", "1.5 GiB". */
+export function formatSize(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}

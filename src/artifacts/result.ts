@@ -4,6 +4,9 @@
  * artifacts with md5; docs/architecture.md#artifacts) with `file` links relative to the out dir; the service
  * rewrites them to s3 links when it uploads.
  */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { KilnError } from "../errors.js";
 import { ARTIFACT_KINDS } from "./types.js";
 
 export interface ResultArtifact {
@@ -118,4 +121,21 @@ export function imsManifest(artifacts: ResultArtifact[], created: Date): ImsMani
       .filter((a) => IMS_TYPES.has(a.type))
       .map((a) => ({ type: a.type, md5: a.md5, link: { type: "file" as const, path: a.path }, ...(a.flavor ? { flavor: a.flavor } : {}) })),
   };
+}
+
+/** An out dir's result.json, read for `kiln attest verify` and `kiln rebuild`: exit 2 naming the dir when it is none. */
+export async function readOutResult(out: string): Promise<BuildResult> {
+  let text: string;
+  try {
+    text = await readFile(path.join(out, "result.json"), "utf8");
+  } catch (e) {
+    throw new KilnError("USAGE", `${out}: not a Kiln out dir (no result.json: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { hint: "give the --out dir of a kiln build" });
+  }
+  try {
+    const r = JSON.parse(text) as BuildResult;
+    if (!Array.isArray(r.artifacts) || typeof r.recipe?.sha256 !== "string") throw new Error("no artifacts or recipe digest");
+    return r;
+  } catch (e) {
+    throw new KilnError("INPUT_INVALID", `${out}/result.json: not a Kiln result (${(e as Error).message})`);
+  }
 }

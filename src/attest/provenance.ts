@@ -81,19 +81,31 @@ export interface SourceImage {
 
 export function customizeStatement(i: Omit<ProvenanceInput, "loaded"> & { source: SourceImage }): ProvenanceStatement {
   const { source } = i;
+  return statement(i, {
+    buildType: CUSTOMIZE_BUILD_TYPE,
+    externalParameters: {
+      ...(source.recipe ? { recipe: { name: source.recipe.name, digest: { sha256: source.recipe.sha256 } } } : {}),
+      sourceImage: { id: source.id, name: source.name },
+    },
+    resolvedDependencies: [{ name: "source-image", uri: source.rootfs.path, digest: { sha256: source.rootfs.sha256 } }],
+  });
+}
+
+/** The statement around a build definition: its subjects, the stage keys, the builder and the run's times. */
+function statement(
+  i: Omit<ProvenanceInput, "loaded">,
+  definition: Omit<ProvenanceStatement["predicate"]["buildDefinition"], "internalParameters">,
+): ProvenanceStatement {
   return {
     _type: STATEMENT_TYPE,
     subject: i.subjects.map((s) => ({ name: s.path, digest: { sha256: s.sha256 } })),
     predicateType: PROVENANCE_TYPE,
     predicate: {
       buildDefinition: {
-        buildType: CUSTOMIZE_BUILD_TYPE,
-        externalParameters: {
-          ...(source.recipe ? { recipe: { name: source.recipe.name, digest: { sha256: source.recipe.sha256 } } } : {}),
-          sourceImage: { id: source.id, name: source.name },
-        },
+        buildType: definition.buildType,
+        externalParameters: definition.externalParameters,
         internalParameters: { stages: i.stages.map((s) => ({ name: s.name, key: s.key })) },
-        resolvedDependencies: [{ name: "source-image", uri: source.rootfs.path, digest: { sha256: source.rootfs.sha256 } }],
+        resolvedDependencies: definition.resolvedDependencies,
       },
       runDetails: {
         builder: { id: i.builderId, version: { kiln: i.kilnVersion } },
@@ -114,21 +126,9 @@ export function provenanceStatement(i: ProvenanceInput): ProvenanceStatement {
   // The lock's name only: where it lay on the builder says nothing about it; its digest does.
   const lock = i.lock && { file: path.basename(i.lock.file), digest: { sha256: i.lock.sha256 } };
   if (lock) deps.push({ name: "lock", uri: `file:${lock.file}`, digest: lock.digest });
-  return {
-    _type: STATEMENT_TYPE,
-    subject: i.subjects.map((s) => ({ name: s.path, digest: { sha256: s.sha256 } })),
-    predicateType: PROVENANCE_TYPE,
-    predicate: {
-      buildDefinition: {
-        buildType: BUILD_TYPE,
-        externalParameters: { recipe: { name: i.loaded.recipe.name, file: rel(i.loaded.file), digest: { sha256: i.loaded.sha256 } }, ...(lock ? { lock } : {}) },
-        internalParameters: { stages: i.stages.map((s) => ({ name: s.name, key: s.key })) },
-        resolvedDependencies: deps,
-      },
-      runDetails: {
-        builder: { id: i.builderId, version: { kiln: i.kilnVersion } },
-        metadata: { startedOn: isoSeconds(i.startedOn), finishedOn: isoSeconds(i.finishedOn) },
-      },
-    },
-  };
+  return statement(i, {
+    buildType: BUILD_TYPE,
+    externalParameters: { recipe: { name: i.loaded.recipe.name, file: rel(i.loaded.file), digest: { sha256: i.loaded.sha256 } }, ...(lock ? { lock } : {}) },
+    resolvedDependencies: deps,
+  });
 }

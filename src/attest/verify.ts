@@ -9,10 +9,9 @@
  */
 import { lstat, readFile } from "node:fs/promises";
 import path from "node:path";
-import type { BuildResult } from "../artifacts/result.js";
+import { readOutResult, type BuildResult } from "../artifacts/result.js";
 import { ARTIFACT_KINDS } from "../artifacts/types.js";
 import { fileDigest } from "../cache/key.js";
-import { KilnError } from "../errors.js";
 import { exec } from "../host/exec.js";
 import { openVerifier } from "../streams/sign.js";
 import { PROVENANCE_TYPE, STATEMENT_TYPE, type ProvenanceStatement } from "./provenance.js";
@@ -37,7 +36,7 @@ export interface AttestReport {
  */
 export async function verifyAttestations(outDir: string, opts: { keyring?: string; recipeFrom?: string } = {}): Promise<AttestReport> {
   const out = path.resolve(outDir);
-  const result = await readResult(out);
+  const result = await readOutResult(out);
   const findings: AttestFinding[] = [];
   const fail = (file: string, message: string) => findings.push({ file, ok: false, message: `${file}: ${message}` });
   const pass = (file: string, message: string) => findings.push({ file, ok: true, message: `${file}: ${message}` });
@@ -129,22 +128,6 @@ function checkLockNamed(
   const from = st.predicate?.buildDefinition?.externalParameters?.lock?.digest?.sha256;
   if (result.lock && from !== result.lock.sha256) fail(prov, `names lock ${String(from)} as the build's input, but result.json says it was built from ${result.lock.file} (sha256 ${result.lock.sha256})`);
   if (!result.lock && from !== undefined) fail(prov, `names an input lock (${from}), but result.json records no --lock build`);
-}
-
-async function readResult(out: string): Promise<BuildResult> {
-  let text: string;
-  try {
-    text = await readFile(path.join(out, "result.json"), "utf8");
-  } catch (e) {
-    throw new KilnError("USAGE", `${out}: not a Kiln out dir (no result.json: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { hint: "give the --out dir of a kiln build" });
-  }
-  try {
-    const r = JSON.parse(text) as BuildResult;
-    if (!Array.isArray(r.artifacts) || typeof r.recipe?.sha256 !== "string") throw new Error("no artifacts or recipe digest");
-    return r;
-  } catch (e) {
-    throw new KilnError("INPUT_INVALID", `${out}/result.json: not a Kiln result (${(e as Error).message})`);
-  }
 }
 
 /** gpgv on SHA256SUMS.gpg + SHA256SUMS: with --keyring as MAAS does it (streams' verifier), else gpgv's default keyring. */

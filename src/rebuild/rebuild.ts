@@ -11,7 +11,7 @@
  */
 import { copyFile, lstat, mkdir, mkdtemp, readFile, symlink } from "node:fs/promises";
 import path from "node:path";
-import type { BuildResult, ResultArtifact } from "../artifacts/result.js";
+import { readOutResult, type BuildResult, type ResultArtifact } from "../artifacts/result.js";
 import { ARTIFACT_KINDS } from "../artifacts/types.js";
 import type { ProvenanceStatement } from "../attest/provenance.js";
 import { safeRelPath } from "../attest/sums.js";
@@ -48,22 +48,6 @@ export interface RebuildReport {
 const NOT_REBUILT = new Set<string>([ARTIFACT_KINDS.checksumsSignature.name]);
 /** Lines of diffoscope's text report kept per artifact. */
 const DIFFOSCOPE_LINES = 40;
-
-export async function readOutResult(out: string): Promise<BuildResult> {
-  let text: string;
-  try {
-    text = await readFile(path.join(out, "result.json"), "utf8");
-  } catch (e) {
-    throw new KilnError("USAGE", `${out}: not a Kiln out dir (no result.json: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { hint: "give the --out dir of a kiln build" });
-  }
-  try {
-    const r = JSON.parse(text) as BuildResult;
-    if (!Array.isArray(r.artifacts) || typeof r.recipe?.sha256 !== "string") throw new Error("no artifacts or recipe digest");
-    return r;
-  } catch (e) {
-    throw new KilnError("INPUT_INVALID", `${out}/result.json: not a Kiln result (${(e as Error).message})`);
-  }
-}
 
 /**
  * The recipe OUT was built from, checked to be unchanged: its path from result.json, its sha256,

@@ -1,14 +1,8 @@
 /** How the console writes sizes, times and durations. */
+import { formatSize } from "../../src/size.js";
+
 export function bytes(n: number | undefined): string {
-  if (n === undefined || !Number.isFinite(n)) return "—";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  return n === undefined || !Number.isFinite(n) ? "—" : formatSize(n);
 }
 
 /** IMS times are UTC without a zone (2024-10-18T17:15:08.436814): shown as UTC, to the second. */

@@ -2,7 +2,7 @@
 import { CacheStore } from "../../cache/store.js";
 import { KilnError } from "../../errors.js";
 import { sweepDeadBuilds } from "../../host/sweep.js";
-import { parseSize } from "../../size.js";
+import { formatSize, parseSize } from "../../size.js";
 import type { CommandIo } from "../io.js";
 
 export async function cacheLsCommand(f: { cacheDir: string; json: boolean }, io: CommandIo): Promise<number> {
@@ -41,13 +41,3 @@ export async function cachePruneCommand(f: { cacheDir: string; maxSize: string; 
   return 0;
 }
 
-export function formatSize(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
