@@ -121,7 +121,7 @@ test("a create job builds the recipe through the queue into an image whose manif
   assert.match(log.stdout, /uploaded .*\/rootfs: \d+ bytes, md5 [0-9a-f]{32}/);
 });
 
-test("the image carries its SBOMs, provenance and SHA256SUMS signed with the service's key; kiln attest verify IMAGE_ID checks them and names a changed object", async () => {
+test("the image carries its SBOMs, provenance, kiln.lock and SHA256SUMS signed with the service's key; kiln attest verify IMAGE_ID checks them and names a changed object", async () => {
   assert.ok(imageId, "the create job's image");
   const manifest = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", imageId, "manifest.json"), "utf8")) as { artifacts: Array<{ type: string; link: { path: string } }> };
   const keyOf = (type: string) => manifest.artifacts.find((a) => a.type === type)?.link.path.replace(`s3://boot-images/${imageId}/`, "");
@@ -131,6 +131,7 @@ test("the image carries its SBOMs, provenance and SHA256SUMS signed with the ser
     ["application/vnd.in-toto+json", "provenance.json"],
     ["text/plain", "SHA256SUMS"],
     ["application/pgp-signature", "SHA256SUMS.gpg"],
+    ["application/vnd.kiln.lock+json", "kiln.lock"],
   ] as const;
   for (const [type, key] of attestations) assert.equal(keyOf(type), key, `${type} is an artifact of the image`);
   const spdx = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", imageId, "sbom.spdx.json"), "utf8")) as { spdxVersion: string; packages: unknown[] };
@@ -138,6 +139,9 @@ test("the image carries its SBOMs, provenance and SHA256SUMS signed with the ser
   assert.ok(spdx.packages.length > 50, "the root's Debian packages");
   const prov = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", imageId, "provenance.json"), "utf8")) as { predicate: { runDetails: { builder: { id: string } } } };
   assert.equal(prov.predicate.runDetails.builder.id, "urn:kiln:builder:service");
+  const lock = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", imageId, "kiln.lock"), "utf8")) as { kilnLock: number; root: Array<{ name: string; sha256: string }> };
+  assert.equal(lock.kilnLock, 1);
+  assert.ok(lock.root.some((p) => p.name === "systemd" && /^[0-9a-f]{64}$/.test(p.sha256)), "the image record's lock names the root's packages with their .deb digests");
 
   const described = await kiln(["ims", "images", "describe", imageId]);
   assert.equal(described.code, 0, described.stderr);
