@@ -54,6 +54,7 @@ describe("kiln build, for real", () => {
     assert.deepEqual(ims.artifacts.map((a) => a.type).sort(), [
       "application/spdx+json", "application/vnd.cray.image.initrd", "application/vnd.cray.image.kernel",
       "application/vnd.cray.image.parameters.boot", "application/vnd.cray.image.rootfs.squashfs", "application/vnd.cyclonedx+json",
+      "application/vnd.kiln.lock+json",
     ]);
     const manifest = await readFile(path.join(outMin(), "squashfs.manifest"), "utf8");
     assert.match(manifest, /^systemd\t\S+$/m);
