@@ -120,7 +120,7 @@ export async function startSessionServer(opts: SessionServerOptions): Promise<Se
   if (opts.signal?.aborted) throw cancelled(opts.signal.reason);
   const keys = parseAuthorizedKeys(opts.authorizedKeys);
   if (keys.length === 0) throw new KilnError("INPUT_INVALID", "a customize session needs at least one public key to accept");
-  const hostKey = opts.hostKey ?? ssh2.utils.generateKeyPairSync("ed25519").private;
+  const hostKey = opts.hostKey ?? generateHostKey();
   const parsedHost = ssh2.utils.parseKey(hostKey);
   const host = Array.isArray(parsedHost) ? parsedHost[0] : parsedHost;
   if (!host || host instanceof Error || !host.isPrivateKey()) throw new KilnError("INPUT_INVALID", "the session's host key is not a private key");
@@ -423,6 +423,20 @@ async function removeMarkers(files: RootFs, log: LogSink, why: "stale" | "sessio
     } catch (e) {
       log.line(`session: could not remove ${PLAIN_IMAGE_DIR}${p}: ${(e as Error).message}`);
     }
+  }
+}
+
+/**
+ * A fresh ed25519 host key for one session. ssh2 (1.17) writes a malformed key now and then
+ * (about 3 in 1,000: a public key whose first byte is zero comes out one byte short, and its own
+ * parser then refuses it), which failed a session at start; such a key is made again.
+ */
+export function generateHostKey(): string {
+  for (let attempt = 0; ; attempt++) {
+    const key = ssh2.utils.generateKeyPairSync("ed25519").private;
+    const parsed = ssh2.utils.parseKey(key);
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    if ((first && !(first instanceof Error) && first.isPrivateKey()) || attempt >= 20) return key;
   }
 }
 
