@@ -286,8 +286,10 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     assert.equal(await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText()), "ssh -p 2222 root@10.1.2.3");
     assert.match(await page.locator(".session").innerText(), /SHA256:7bN3m2Yq0f1rA5cP9wXk4sT6uV8zD2eH1jL3nQ5oR7s/);
     await check(page, "job-session");
+    // Wait for the response from before the click: a fast answer could come before a wait set up after it.
+    const ended = page.waitForResponse((r) => r.url().endsWith(`/v3/jobs/${session.id}/end-session`));
     await page.getByRole("button", { name: "End session: complete" }).click();
-    await page.waitForResponse((r) => r.url().endsWith(`/v3/jobs/${session.id}/end-session`));
+    await ended;
     const after = await call<{ kiln: { session_end: string } }>("GET", `/v3/jobs/${session.id}`);
     assert.equal(after.kiln.session_end, "complete", "the API got the complete marker");
     assert.deepEqual(csp, []);
