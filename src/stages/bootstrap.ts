@@ -1,7 +1,11 @@
 /**
  * bootstrap: a Debian root from the archive with mmdebstrap (docs/architecture.md#bootstrap). The apt archive
  * cache is synced in and out with mmdebstrap's own special hooks, so each .deb downloads once
- * across builds. mmdebstrap copies the host's hostname and resolv.conf into the root; they are
+ * across builds. They sync with the stage's own archives dir (hard links to the shared cache),
+ * never the shared dir itself: sync-out re-creates every file it copies, and two bootstraps
+ * writing the same .debs into one dir at once made one of them fail (tar: "File exists", the
+ * hook killed by SIGPIPE). The new .debs are linked into the shared cache afterwards, as a chroot
+ * session does (host/apt-archives.ts). mmdebstrap copies the host's hostname and resolv.conf into the root; they are
  * reset here so no host detail is baked into an image.
  *
  * It also fixes the build's SOURCE_DATE_EPOCH (docs/reproducible.md): the recipe's `epoch`, else
@@ -13,6 +17,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { KilnError } from "../errors.js";
+import { openSessionArchives } from "../host/apt-archives.js";
 import { debianArchiveUri, debianLinesFor } from "../host/apt-sources.js";
 import { emptyAptLists, LOCK_PINS } from "../host/chroot.js";
 import { releaseEpoch } from "./reproducible.js";
@@ -51,40 +56,48 @@ export const bootstrap = defineLayerStage({
   base: true,
   tools: ["mmdebstrap"],
   async run(ctx, o) {
-    const cache = ctx.aptArchives;
-    const epoch = o.epoch === "release" ? Math.max(...(await Promise.all(o.aptLines.map((l) => archiveEpoch(ctx, l))))) : o.epoch;
-    ctx.facts.epoch = epoch;
-    ctx.log.line(`SOURCE_DATE_EPOCH=${epoch} (${new Date(epoch * 1000).toISOString()}, ${o.epoch === "release" ? "the archive's Release date" : "the recipe's epoch"})`);
-    // A locked build pins every version of the lock (docs/lock.md) from the start: apt's
-    // preferences steer mmdebstrap's choice of the essential set and of every package after it.
-    const pins: string[] = [];
-    if (ctx.aptPins !== undefined) {
-      const dir = await mkdtemp(path.join(ctx.workDir, "lock-pins-"));
-      await writeFile(path.join(dir, PIN_FILE), ctx.aptPins);
-      pins.push("--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d", `--setup-hook=copy-in ${path.join(dir, PIN_FILE)} /etc/apt/preferences.d/`);
+    const archives = await openSessionArchives(ctx.aptArchives, { log: ctx.log, signal: ctx.signal, workDir: ctx.workDir });
+    try {
+      await bootstrapInto(ctx, o, archives.path);
+    } finally {
+      await archives.release(); // links in the .debs it fetched
     }
-    // prettier-ignore
-    await ctx.exec([
-      "mmdebstrap", "--mode=root", `--variant=${o.variant}`,
-      "--aptopt=Acquire::Retries \"3\";",
-      "--skip=essential/unlink",
-      // The lists are read for kiln.lock (the suite and .deb digest of each package), then emptied below.
-      "--skip=cleanup/apt/lists",
-      "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
-      ...pins,
-      `--setup-hook=sync-in ${cache} /var/cache/apt/archives/`,
-      `--customize-hook=sync-out /var/cache/apt/archives ${cache}`,
-      o.suite, ctx.root, ...o.aptLines,
-    ], { env: { ...ctx.env, SOURCE_DATE_EPOCH: String(epoch) } });
-    await ctx.recordAptLists?.(path.join(ctx.root, "var/lib/apt/lists"));
-    await emptyAptLists(ctx.root);
-    await rm(path.join(ctx.root, "etc/apt/preferences.d", PIN_FILE), { force: true });
-    // The root was made by us just now, so these are plain files, not image symlinks.
-    await writeFile(path.join(ctx.root, "etc/hostname"), "localhost\n");
-    await rm(path.join(ctx.root, "etc/resolv.conf"), { force: true });
-    await writeFile(path.join(ctx.root, "etc/resolv.conf"), "");
   },
 });
+
+async function bootstrapInto(ctx: LayerContext, o: BootstrapOptions, cache: string): Promise<void> {
+  const epoch = o.epoch === "release" ? Math.max(...(await Promise.all(o.aptLines.map((l) => archiveEpoch(ctx, l))))) : o.epoch;
+  ctx.facts.epoch = epoch;
+  ctx.log.line(`SOURCE_DATE_EPOCH=${epoch} (${new Date(epoch * 1000).toISOString()}, ${o.epoch === "release" ? "the archive's Release date" : "the recipe's epoch"})`);
+  // A locked build pins every version of the lock (docs/lock.md) from the start: apt's
+  // preferences steer mmdebstrap's choice of the essential set and of every package after it.
+  const pins: string[] = [];
+  if (ctx.aptPins !== undefined) {
+    const dir = await mkdtemp(path.join(ctx.workDir, "lock-pins-"));
+    await writeFile(path.join(dir, PIN_FILE), ctx.aptPins);
+    pins.push("--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d", `--setup-hook=copy-in ${path.join(dir, PIN_FILE)} /etc/apt/preferences.d/`);
+  }
+  // prettier-ignore
+  await ctx.exec([
+    "mmdebstrap", "--mode=root", `--variant=${o.variant}`,
+    "--aptopt=Acquire::Retries \"3\";",
+    "--skip=essential/unlink",
+    // The lists are read for kiln.lock (the suite and .deb digest of each package), then emptied below.
+    "--skip=cleanup/apt/lists",
+    "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+    ...pins,
+    `--setup-hook=sync-in ${cache} /var/cache/apt/archives/`,
+    `--customize-hook=sync-out /var/cache/apt/archives ${cache}`,
+    o.suite, ctx.root, ...o.aptLines,
+  ], { env: { ...ctx.env, SOURCE_DATE_EPOCH: String(epoch) } });
+  await ctx.recordAptLists?.(path.join(ctx.root, "var/lib/apt/lists"));
+  await emptyAptLists(ctx.root);
+  await rm(path.join(ctx.root, "etc/apt/preferences.d", PIN_FILE), { force: true });
+  // The root was made by us just now, so these are plain files, not image symlinks.
+  await writeFile(path.join(ctx.root, "etc/hostname"), "localhost\n");
+  await rm(path.join(ctx.root, "etc/resolv.conf"), { force: true });
+  await writeFile(path.join(ctx.root, "etc/resolv.conf"), "");
+}
 
 /**
  * The Date of `dists/SUITE/InRelease` (else `Release`) of an apt line, fetched with

@@ -8,8 +8,20 @@ import { createConnection, type Socket } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Releasable } from "../host/scope.js";
 
+/** The least time between two keys, even when the guest echoes at once. */
+const MIN_KEY_GAP_MS = 10;
+
 export class SerialConsole implements Releasable {
-  private constructor(private readonly socket: Socket) {}
+  /** Bytes the guest has written since we connected. */
+  private received = 0;
+  private onData: (() => void) | undefined;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      this.received += chunk.length;
+      this.onData?.();
+    });
+  }
 
   /** Connects once qemu has made the socket (it does so right after it starts). */
   static async connect(socketPath: string, signal?: AbortSignal, waitMs = 15_000): Promise<SerialConsole> {
@@ -21,7 +33,6 @@ export class SerialConsole implements Releasable {
           s.once("connect", () => resolve(s));
           s.once("error", reject);
         });
-        socket.on("data", () => {}); // drop: the log file has the output
         socket.on("error", () => {}); // qemu going away ends the boot, not the build
         return new SerialConsole(socket);
       } catch (e) {
@@ -31,11 +42,30 @@ export class SerialConsole implements Releasable {
     }
   }
 
-  /** Types `text` one character at a time: firmware reads a 16-byte UART FIFO and drops what overflows. */
-  async type(text: string, perCharMs = 20): Promise<void> {
+  /**
+   * Types `text` one character at a time, each after the guest answered the one before.
+   * Firmware reads a 16-byte UART FIFO and drops what overflows, and GRUB's editor redraws its
+   * line after every key: a fixed pace that is fine on an idle host loses keys (GRUB's Ctrl-X
+   * among them) when TCG runs slowly on a loaded one. So after each key we wait for the guest's
+   * echo, up to `echoWaitMs`, then go on (a key that echoes nothing costs that wait).
+   */
+  async type(text: string, echoWaitMs = 2000): Promise<void> {
     for (const ch of text) {
+      const before = this.received;
+      const echoed = new Promise<void>((resolve) => {
+        const timer = setTimeout(done, echoWaitMs);
+        this.onData = () => {
+          if (this.received > before) done();
+        };
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
       await new Promise<void>((resolve) => this.socket.write(ch, () => resolve()));
-      await delay(perCharMs);
+      await echoed;
+      this.onData = undefined;
+      await delay(MIN_KEY_GAP_MS);
     }
   }
 

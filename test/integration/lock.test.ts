@@ -5,7 +5,7 @@
 // naming every one of them before any stage runs; a bad lock file fails naming its field.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { BuildResult, ImsManifest } from "../../src/artifacts/result.js";
 import { fileDigest } from "../../src/cache/key.js";
@@ -138,6 +138,14 @@ describe("kiln build --lock", () => {
 describe("kiln rebuild OUT", () => {
   test("builds again from the lock in a scratch cache, compares every artifact, same versions", async () => {
     const kept = s.out("rebuilt");
+    // The root's .debs in the shared apt cache, which the rebuild's bootstrap syncs in and out.
+    const archives = path.join(s.cache, "apt", "archives");
+    const inodes = new Map<string, number>();
+    for (const p of lock.root) {
+      const st = await stat(path.join(archives, debFileName(p))).catch(() => undefined);
+      if (st) inodes.set(debFileName(p), st.ino);
+    }
+    assert.ok(inodes.size >= lock.root.length / 2, `.debs of the root in the shared cache: ${inodes.size} of ${lock.root.length}`);
     const r = await runKiln(["rebuild", out(), "--cache-dir", s.cache, "--keep", kept, "--json"], { env: { KILN_REBUILD_TMP: s.dir } });
     assert.ok(r.code === 0 || r.code === 1, `exit ${String(r.code)}: ${r.stderr.slice(-3000)}`);
     const report = JSON.parse(r.stdout) as RebuildReport;
@@ -155,6 +163,9 @@ describe("kiln rebuild OUT", () => {
     assert.equal(report.artifacts.find((a) => a.path === "squashfs.manifest")?.verdict, "identical");
     assert.equal((await json<BuildResult>("result.json", kept)).lock?.sha256, (await json<BuildResult>("result.json")).artifacts.find((a) => a.path === "kiln.lock")!.sha256);
     assert.equal((await json<ProvenanceStatement>("provenance.json", kept)).predicate.buildDefinition.externalParameters.lock?.digest.sha256, report.artifacts.find((a) => a.path === "kiln.lock")!.original);
+    // The bootstrap synced with its own archives dir: the shared .debs are the same files. (Synced
+    // with the shared dir itself, mmdebstrap re-created each, and two bootstraps at once failed.)
+    for (const [name, ino] of inodes) assert.equal((await stat(path.join(archives, name))).ino, ino, `${name} was re-written in the shared apt cache`);
     // The scratch cache is gone.
     assert.doesNotMatch((await import("node:fs/promises").then((f) => f.readdir(s.dir))).join(" "), /kiln-rebuild-/);
   });
