@@ -102,7 +102,8 @@ export async function bootMedium(o: MediumBootOptions): Promise<MediumBootResult
     });
     const tail = r.tail ?? "";
     const result: MediumBootResult = { ok: r.ok, seconds: r.seconds, ...(r.reason ? { reason: r.reason } : {}) };
-    if (step !== "booting" && !r.ok) result.reason = `GRUB's menu never came up on the serial console (${r.reason ?? "no output"})`;
+    if (step === "menu" && !r.ok) result.reason = `GRUB's menu never came up on the serial console (${r.reason ?? "no output"})`;
+    if (step === "editor" && !r.ok) result.reason = `GRUB's entry editor never opened after the key e (${r.reason ?? "no output"})`;
     if (o.firmware === "uefi") result.secureBoot = firmware.secureBoot && /Secure boot enabled/i.test(await readAll(o.serialLog));
     if (o.cloudInit && r.ok) {
       const hostname = hostnameAfterMarker(tail, marker);
