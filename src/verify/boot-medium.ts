@@ -18,7 +18,7 @@ import { GRUB_EDITOR_LINES_TO_LINUX } from "../stages/boot/grub.js";
 import { accelArgs, detectAccel } from "./accel.js";
 import { GUEST_CPUS, watchBoot } from "./boot.js";
 import { createMarker, grubMarkerText, hostnameAfterMarker } from "./cmdline.js";
-import { plainLines } from "./serial-log.js";
+import { plainLines, stutterTolerant } from "./serial-log.js";
 import { SerialConsole } from "./serial-console.js";
 
 export type Firmware = "bios" | "uefi";
@@ -52,6 +52,9 @@ const OVMF = {
 };
 
 const CTRL = { e: "\x05", n: "\x0e", x: "\x18" };
+/** GRUB 2.06's menu and entry editor, as their help text says on the serial console. */
+const GRUB_MENU = new RegExp(["to select which entry is highlighted", "will be executed automatically"].map(stutterTolerant).join("|"));
+const GRUB_EDITOR = new RegExp(["Emacs-like screen editing", "Press Ctrl-x or F10 to boot"].map(stutterTolerant).join("|"));
 
 export async function bootMedium(o: MediumBootOptions): Promise<MediumBootResult> {
   const log = o.log ?? nullLog;
@@ -87,12 +90,12 @@ export async function bootMedium(o: MediumBootOptions): Promise<MediumBootResult
         if (step === "booting") return undefined;
         seen = (seen + plainLines(text).join("\n")).slice(-8192);
         keyboard ??= await SerialConsole.connect(socket, o.signal);
-        if (step === "menu" && /to select which entry is highlighted|will be executed automatically/.test(seen)) {
+        if (step === "menu" && GRUB_MENU.test(seen)) {
           log.line("boot: GRUB's menu is up; opening the entry's editor");
           step = "editor";
           seen = "";
           await keyboard.type("e");
-        } else if (step === "editor" && /Emacs-like screen editing/.test(seen)) {
+        } else if (step === "editor" && GRUB_EDITOR.test(seen)) {
           log.line(`boot: adding to the linux line: ${words}`);
           step = "booting";
           await keyboard.type(CTRL.n.repeat(GRUB_EDITOR_LINES_TO_LINUX) + CTRL.e + " " + words + CTRL.x);

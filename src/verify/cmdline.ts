@@ -9,6 +9,7 @@
  * numbers, and only the computed text counts.
  */
 import { randomInt } from "node:crypto";
+import { stutterTolerant } from "./serial-log.js";
 
 export interface BootMarker {
   /** Text only a booted guest prints, e.g. `KILN-VERIFY-1234567`. */
@@ -31,7 +32,8 @@ export function createMarker(random: () => number = () => randomInt(100_000, 1_0
 
 /** True if `text` (serial output) holds the computed marker, not a longer number starting with it. */
 export function markerSeen(text: string, marker: BootMarker): boolean {
-  return new RegExp(`${marker.expected}(?!\\d)`).test(text);
+  // Stutter-tolerant: a loaded host's serial log can hold a character twice (serial-log.ts).
+  return new RegExp(`${stutterTolerant(marker.expected)}(?!\\d)`).test(text);
 }
 
 /**

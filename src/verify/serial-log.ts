@@ -29,6 +29,17 @@ export class LogFollower {
   }
 }
 
+/**
+ * A pattern for `phrase` in serial text that still matches when characters came out twice.
+ * Serial logs of a loaded host stutter: GRUB's "Minimum Emacs-like screen editing" was logged as
+ * "editting" (and a cmdline word as "hugepaggesz") while TCG ran slowly, so an exact match missed
+ * GRUB's editor and the boot waited for its timeout. Each character may repeat; nothing else
+ * changes, so a different text still does not match.
+ */
+export function stutterTolerant(phrase: string): string {
+  return [...phrase].map((c) => `${c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}+`).join("");
+}
+
 /** Serial text as plain lines: ANSI colours (systemd's status) and \r stripped, blanks dropped. */
 export function plainLines(text: string): string[] {
   return text

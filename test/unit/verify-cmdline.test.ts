@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { qemuCommand } from "../../src/verify/boot.js";
 import { createMarker, markerSeen, verifyCmdline, withMarker } from "../../src/verify/cmdline.js";
+import { plainLines, stutterTolerant } from "../../src/verify/serial-log.js";
 import { explainFailure } from "../../src/verify/serial-log.js";
 
 const fixed = () => {
@@ -35,6 +36,22 @@ test("the computed marker passes, with or without systemd's colour codes around 
   const m = fixed();
   assert.ok(markerSeen("Starting kernel-command-line.service...\r\nKILN-VERIFY-777777\r\n", m));
   assert.ok(markerSeen("\x1b[0;32m  OK  \x1b[0mKILN-VERIFY-777777", m));
+});
+
+test("a serial log that stuttered (a character written twice on a loaded host) still shows the marker; another number does not", () => {
+  assert.ok(markerSeen("KIILN-VERIFY-7777777\r\n", fixed()));
+  assert.equal(markerSeen("KILN-VERIFY-7777\r\n", fixed()), false, "fewer digits");
+  assert.equal(markerSeen("KILN-VERIFY-777787\r\n", fixed()), false, "another digit");
+});
+
+test("GRUB's editor help text as a loaded host logged it matches the stutter-tolerant pattern", () => {
+  // Bytes from a real serial log (GRUB 2.06 on SeaBIOS under TCG at load 13).
+  const logged = "\x1b[m\x1b[18;2H\x1b[19;2H\x1b[m     Minimum Emacs-like screen editting is supported. TAB lists        ";
+  const text = plainLines(logged).join("\n");
+  assert.equal(/Emacs-like screen editing/.test(text), false, "the exact text is not there");
+  assert.ok(new RegExp(stutterTolerant("Emacs-like screen editing")).test(text));
+  assert.equal(new RegExp(stutterTolerant("Emacs-like screen editing")).test("Emacs-like screen edting"), false, "a missing letter is not a stutter");
+  assert.equal(stutterTolerant("a.b"), "a+\\.+b+", "regex characters are literal");
 });
 
 test("a longer number that starts with the sum does not pass", () => {
