@@ -3,13 +3,15 @@
  * guest reached userspace. (Disks and ISOs, through their firmware and GRUB: boot-medium.ts.)
  *
  * Contract: passes when the serial console shows the computed marker (cmdline.ts); fails when
- * qemu exits without it (a panic ends qemu at once: -no-reboot + panic=-1) or at the timeout,
+ * qemu exits without it (a panic ends qemu at once: -no-reboot + panic=-1) or at the timeout
+ * (in boot seconds: stretched up to 3x while the host's load is above its CPUs, hostShare),
  * with the cause or the last serial lines in `reason`. qemu runs through host/exec.ts, so it has
  * its own process group, carries KILN_WORK for the crash sweep and dies with the CLI; it is
  * killed when this returns, whatever the outcome. Throws only on cancel or a host problem (qemu
  * not installed).
  */
 import { mkdir, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { cancelled } from "../errors.js";
@@ -86,6 +88,19 @@ const POLL_MS = 500;
 // The boot is judged by the serial log, not by how qemu exits: take every exit code.
 const ANY_EXIT_CODE = Array.from({ length: 256 }, (_, i) => i);
 
+/** At most this many wall-clock seconds count as one boot second on a busy host. */
+const MAX_STRETCH = 3;
+
+/**
+ * How much of a wall-clock second counts toward a boot's timeout: 1 on a host with a CPU to
+ * spare, less when the load average is above the number of CPUs (a TCG guest then gets that
+ * share of a CPU and boots that much slower), never below 1/MAX_STRETCH. So a timeout that
+ * holds on an idle host holds on a loaded one, and a guest that is stuck still fails.
+ */
+export function hostShare(load = os.loadavg()[0]!, cpus = os.availableParallelism()): number {
+  return Math.min(1, Math.max(1 / MAX_STRETCH, cpus / Math.max(load, 0.01)));
+}
+
 /** Runs qemu (argv writes the serial console to `serialLog`) until the marker, qemu's exit or the timeout. */
 export async function watchBoot(o: WatchOptions): Promise<WatchResult> {
   const log = o.log ?? nullLog;
@@ -94,7 +109,7 @@ export async function watchBoot(o: WatchOptions): Promise<WatchResult> {
   const { marker } = o;
   await mkdir(path.dirname(o.serialLog), { recursive: true });
   await rm(o.serialLog, { force: true });
-  log.line(`boot: waiting up to ${timeout} s for ${marker.expected} in ${o.serialLog}`);
+  log.line(`boot: waiting up to ${timeout} s (stretched on a busy host) for ${marker.expected} in ${o.serialLog}`);
 
   const stop = new AbortController();
   const forwardAbort = () => stop.abort(o.signal?.reason);
@@ -113,6 +128,14 @@ export async function watchBoot(o: WatchOptions): Promise<WatchResult> {
     (error: unknown) => void (exit = { error }),
   );
   const elapsed = () => Math.round((Date.now() - started) / 100) / 10;
+  // The timeout is in boot seconds: a poll on a host busier than its CPUs counts for less (hostShare).
+  let bootSeconds = 0;
+  let lastPoll = started;
+  const countBootTime = () => {
+    const now = Date.now();
+    bootSeconds += ((now - lastPoll) / 1000) * hostShare();
+    lastPoll = now;
+  };
   const follower = new LogFollower(o.serialLog);
   let recent = "";
 
@@ -144,8 +167,11 @@ export async function watchBoot(o: WatchOptions): Promise<WatchResult> {
         const stopped = await o.interact(fresh);
         if (stopped) return fail(stopped);
       }
-      if (elapsed() >= timeout) {
-        return fail(`no sign of userspace after ${timeout} s: ${explainFailure(await readTail(o.serialLog))}`);
+      countBootTime();
+      if (bootSeconds >= timeout) {
+        const wall = elapsed();
+        const stretched = wall > timeout + 1 ? ` (${wall} s on the clock: the host was busier than its CPUs, so the timeout stretched)` : "";
+        return fail(`timed out: no sign of userspace after ${timeout} s${stretched}: ${explainFailure(await readTail(o.serialLog))}`);
       }
     }
   } finally {

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { qemuCommand } from "../../src/verify/boot.js";
 import { createMarker, markerSeen, verifyCmdline, withMarker } from "../../src/verify/cmdline.js";
 import { plainLines, stutterTolerant } from "../../src/verify/serial-log.js";
+import { hostShare } from "../../src/verify/boot.js";
 import { explainFailure } from "../../src/verify/serial-log.js";
 
 const fixed = () => {
@@ -107,4 +108,11 @@ test("a failure names its cause: a kernel panic", () => {
 test("without a known cause, the last serial lines (no colour codes)", () => {
   assert.equal(explainFailure("a\n\x1b[0;32m  OK  \x1b[0m Reached target b\nc\n\n"), "last serial lines: a · OK   Reached target b · c");
   assert.equal(explainFailure(""), "the serial log is empty");
+});
+
+test("boot timeouts stretch on a host busier than its CPUs, at most 3x, and not on an idle one", () => {
+  assert.equal(hostShare(0.5, 2), 1, "idle: a second is a second");
+  assert.equal(hostShare(2, 2), 1, "fully used, not over: no stretch");
+  assert.equal(hostShare(4, 2), 0.5, "twice the CPUs' worth of load: half a boot second per second");
+  assert.equal(hostShare(13, 2), 1 / 3, "capped: a stuck guest still times out within 3x");
 });
