@@ -16,7 +16,7 @@ import type { BuildResult, ResultArtifact, ResultStage } from "../artifacts/resu
 import { explainMiss as explainKeyChange, fileDigests, sameBinding, type Binding } from "../cache/key.js";
 import { CacheStore, type Entry, type PendingEntry } from "../cache/store.js";
 import { readHostSources } from "../host/apt-sources.js";
-import { openChroot, type ChrootSession } from "../host/chroot.js";
+import { moveAptLists, openChroot, type ChrootSession } from "../host/chroot.js";
 import { capture, exec, nullLog } from "../host/exec.js";
 import { mountOverlay } from "../host/mount.js";
 import { Scope } from "../host/scope.js";
@@ -241,6 +241,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         hostSources: await readHostSources(),
         ...(aptPins !== undefined ? { aptPins } : {}),
         recordAptLists,
+        keepAptLists: async (listsDir: string) => {
+          const { keep } = await aptListsFor(s, pending);
+          if (keep) await moveAptLists(listsDir, keep);
+        },
         chroot: async () =>
           (session ??= stageScope.use(
             await openChroot(root, {

@@ -18,8 +18,8 @@
  * Downloads are serialized between builds: `fetch` runs an `apt-get --download-only` holding
  * `<cache>/apt/archives.lock` (flock), links in first what other builds fetched meanwhile and
  * publishes its own before letting go, so builds needing the same packages fetch them once. The
- * lock sits beside the dir, not in it: mmdebstrap's sync-out (bootstrap) re-creates every file
- * it copies into the dir, and a lock file must keep its inode.
+ * lock sits beside the dir, not in it: a tool that re-creates the files it copies into the dir
+ * (mmdebstrap's sync-out) would replace it, and a lock file must keep its inode.
  */
 import { chmod, constants, copyFile, link, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import path from "node:path";

@@ -16,7 +16,7 @@
  * itself: apt locks that dir for a whole install, so concurrent builds would fail on
  * "Could not get lock /var/cache/apt/archives/lock" (apt-archives.ts).
  */
-import { chmod, cp, lstat, mkdir, readdir, readFile, readlink, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { chmod, cp, lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { aptArchivesUse, openSessionArchives, type SessionArchives } from "./apt-archives.js";
 import { exec, type ExecOptions, type ExecResult, type LogSink } from "./exec.js";
@@ -73,6 +73,9 @@ const APT_OPTIONS = [
   "-o", "Dpkg::Options::=--force-unsafe-io", // the layer is thrown away if the build dies anyway
   "-o", "APT::Install-Recommends=false",
   "-o", "Acquire::Retries=3",
+  // No Translation-* indexes: nothing a build does reads package descriptions, and mmdebstrap
+  // fetches none either, so a chroot starting from the bootstrap's lists would fetch them (6 MB).
+  "-o", "Acquire::Languages=none",
 ];
 
 export async function openChroot(root: string, opts: ChrootOptions): Promise<ChrootSession> {
@@ -231,6 +234,21 @@ async function copyAptLists(from: string, to: string): Promise<void> {
   for (const f of files) {
     await rm(path.join(to, f), { recursive: true, force: true }); // never write through what is there
     await cp(path.join(from, f), path.join(to, f), { preserveTimestamps: true, errorOnExist: true, force: false });
+  }
+}
+
+/**
+ * Moves apt's indexes (regular files only) out of a lists dir into `to`: for a lists dir the
+ * stage made itself and empties anyway (bootstrap's), on the same filesystem as `to`.
+ */
+export async function moveAptLists(from: string, to: string): Promise<void> {
+  const files: string[] = [];
+  for (const f of await indexFiles(from)) if ((await lstat(path.join(from, f))).isFile()) files.push(f);
+  if (files.length === 0) return;
+  await mkdir(to, { recursive: true });
+  for (const f of files) {
+    await rm(path.join(to, f), { recursive: true, force: true });
+    await rename(path.join(from, f), path.join(to, f));
   }
 }
 

@@ -1,12 +1,18 @@
 /**
  * bootstrap: a Debian root from the archive with mmdebstrap (docs/architecture.md#bootstrap). The apt archive
- * cache is synced in and out with mmdebstrap's own special hooks, so each .deb downloads once
- * across builds. They sync with the stage's own archives dir (hard links to the shared cache),
- * never the shared dir itself: sync-out re-creates every file it copies, and two bootstraps
- * writing the same .debs into one dir at once made one of them fail (tar: "File exists", the
- * hook killed by SIGPIPE). The new .debs are linked into the shared cache afterwards, as a chroot
- * session does (host/apt-archives.ts). mmdebstrap copies the host's hostname and resolv.conf into the root; they are
+ * cache is shared with mmdebstrap through the stage's own archives dir (hard links to the shared
+ * cache, host/apt-archives.ts), so each .deb downloads once across builds. A setup hook hard-links
+ * that dir's .debs into the new root's /var/cache/apt/archives and a customize hook links the
+ * .debs apt fetched back into it; the new ones go into the shared cache when the stage ends, as
+ * with a chroot session. Not mmdebstrap's sync-in/sync-out hooks: they copy every file through
+ * tar, the whole shared cache (every kernel flavor's .debs too, 313 MB in bench/build) in and out
+ * again on each bootstrap, which cost 10+ s; and sync-out into a dir another bootstrap writes
+ * fails ("File exists"). The root, the session dir and the work dir are on one filesystem, so the
+ * links always work. mmdebstrap copies the host's hostname and resolv.conf into the root; they are
  * reset here so no host detail is baked into an image.
+ *
+ * The apt lists mmdebstrap fetched are kept for the layers built on this one (docs/cache.md#apt-lists):
+ * the `packages` layer's `apt update` then fetches only the release files.
  *
  * It also fixes the build's SOURCE_DATE_EPOCH (docs/reproducible.md): the recipe's `epoch`, else
  * the newest Date of the InRelease (Release) files of its apt lines (the suite, -updates,
@@ -86,17 +92,24 @@ async function bootstrapInto(ctx: LayerContext, o: BootstrapOptions, cache: stri
     "--skip=cleanup/apt/lists",
     "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
     ...pins,
-    `--setup-hook=sync-in ${cache} /var/cache/apt/archives/`,
-    `--customize-hook=sync-out /var/cache/apt/archives ${cache}`,
+    // Links, not copies (see above); a .deb already in the session dir is left as it is.
+    `--setup-hook=cp -al ${shellWord(cache)}/. "$1"/var/cache/apt/archives/`,
+    `--customize-hook=for f in "$1"/var/cache/apt/archives/*.deb; do [ -f "$f" ] || continue; [ -e ${shellWord(cache)}/"\${f##*/}" ] || ln "$f" ${shellWord(cache)}/; done`,
     o.suite, ctx.root, ...o.aptLines,
   ], { env: { ...ctx.env, SOURCE_DATE_EPOCH: String(epoch) } });
   await ctx.recordAptLists?.(path.join(ctx.root, "var/lib/apt/lists"));
+  await ctx.keepAptLists?.(path.join(ctx.root, "var/lib/apt/lists"));
   await emptyAptLists(ctx.root);
   await rm(path.join(ctx.root, "etc/apt/preferences.d", PIN_FILE), { force: true });
   // The root was made by us just now, so these are plain files, not image symlinks.
   await writeFile(path.join(ctx.root, "etc/hostname"), "localhost\n");
   await rm(path.join(ctx.root, "etc/resolv.conf"), { force: true });
   await writeFile(path.join(ctx.root, "etc/resolv.conf"), "");
+}
+
+/** `s` as one word of a POSIX shell command line. */
+function shellWord(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
 /**

@@ -61,6 +61,11 @@ export interface LayerContext extends StageContext {
   aptPins?: string;
   /** Records what an apt lists dir says of the packages now installed in `root` (suites, .deb digests) for kiln.lock; chroot sessions do it themselves. */
   recordAptLists?(listsDir: string): Promise<void>;
+  /**
+   * Keeps the indexes of an apt lists dir in the layer's cache entry when a layer is built on
+   * this one (docs/cache.md#apt-lists), moving them out of `listsDir`; chroot sessions do it themselves.
+   */
+  keepAptLists?(listsDir: string): Promise<void>;
 }
 
 export interface ArtifactContext extends StageContext {

@@ -138,7 +138,7 @@ describe("kiln build --lock", () => {
 describe("kiln rebuild OUT", () => {
   test("builds again from the lock in a scratch cache, compares every artifact, same versions", async () => {
     const kept = s.out("rebuilt");
-    // The root's .debs in the shared apt cache, which the rebuild's bootstrap syncs in and out.
+    // The root's .debs in the shared apt cache, which the rebuild's bootstrap links in and out.
     const archives = path.join(s.cache, "apt", "archives");
     const inodes = new Map<string, number>();
     for (const p of lock.root) {
@@ -163,8 +163,8 @@ describe("kiln rebuild OUT", () => {
     assert.equal(report.artifacts.find((a) => a.path === "squashfs.manifest")?.verdict, "identical");
     assert.equal((await json<BuildResult>("result.json", kept)).lock?.sha256, (await json<BuildResult>("result.json")).artifacts.find((a) => a.path === "kiln.lock")!.sha256);
     assert.equal((await json<ProvenanceStatement>("provenance.json", kept)).predicate.buildDefinition.externalParameters.lock?.digest.sha256, report.artifacts.find((a) => a.path === "kiln.lock")!.original);
-    // The bootstrap synced with its own archives dir: the shared .debs are the same files. (Synced
-    // with the shared dir itself, mmdebstrap re-created each, and two bootstraps at once failed.)
+    // The bootstrap linked the .debs through its own archives dir: the shared .debs are the same
+    // files. (mmdebstrap's sync-out into the shared dir re-created each, and two bootstraps at once failed.)
     for (const [name, ino] of inodes) assert.equal((await stat(path.join(archives, name))).ino, ino, `${name} was re-written in the shared apt cache`);
     // The scratch cache is gone.
     assert.doesNotMatch((await import("node:fs/promises").then((f) => f.readdir(s.dir))).join(" "), /kiln-rebuild-/);
