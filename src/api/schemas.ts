@@ -120,6 +120,11 @@ export const ImageRecord = {
         label: { type: "string", description: "the simplestreams label it is published under: candidate when its job made it, another after promote" },
         recipe: { type: "object", description: "the recipe it was built from (a customize job's image: its source's), which its provenance.json names", properties: { name: str(), sha256: str() } },
         flavors: { type: "array", items: { type: "object", properties: { flavor: str(), kpackage: str(), kernel_version: str() } } },
+        artifact_sha256: {
+          type: "object",
+          description: "the sha256 of every artifact its job published, by out-dir path (as SHA256SUMS names them): what `kiln attest verify` binds the stored files to",
+          additionalProperties: { type: "string" },
+        },
         package_diff: {
           anyOf: [
             {

@@ -36,6 +36,11 @@ export interface AttestOptions {
   artifacts: readonly ResultArtifact[];
   /** Layer trees, top first: the root's, and each flavor's (its kernel layer over the root). */
   layers: { root: string[]; flavors: Array<{ flavor: string; lower: string[] }> };
+  /**
+   * Flavors with no layer here, whose packages another record gives: a customize job's flavors
+   * carried over from the source image, as the source's SBOM lists them.
+   */
+  carried?: Array<{ flavor: string; packages: DebPackage[] }>;
   /** Kiln's shared apt archive cache, where the .debs a build installed usually still are. */
   aptArchives: string;
   workDir: string;
@@ -138,6 +143,7 @@ function sbomKey(o: AttestOptions): string {
       kiln: KILN_VERSION,
       recipe: [madeName(o), madeDigest(o)],
       layers: o.layers,
+      ...(o.carried?.length ? { carried: o.carried } : {}),
       artifacts: o.artifacts.map((a) => [a.name, a.path, a.type, a.sha256, a.md5, a.flavor ?? null]),
       epoch: o.epoch ?? process.env.SOURCE_DATE_EPOCH ?? null,
     }),
@@ -192,6 +198,8 @@ async function readInventory(o: AttestOptions, log: LogSink): Promise<ImageInven
     const all: DebPackage[] = await readRootPackages(await view(`flavor-${f.flavor}`, f.lower), { debDirs, digests });
     flavors.push({ flavor: f.flavor, packages: addedPackages(rootPackages, all) });
   }
+  // A carried flavor added its packages to the source's root: against this root, what it still adds.
+  for (const c of o.carried ?? []) flavors.push({ flavor: c.flavor, packages: addedPackages(rootPackages, c.packages) });
   await digests.save();
   return {
     name: madeName(o),

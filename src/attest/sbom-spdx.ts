@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ResultArtifact } from "../artifacts/result.js";
+import { PackageURL } from "packageurl-js";
 import { debPurl, type DebPackage } from "./debian.js";
 import { allPackages, flavorInstalled, inventoryIdentity, isoSeconds, resolveDepends, type ImageInventory } from "./inventory.js";
 
@@ -42,6 +43,7 @@ export interface SpdxDocument {
 }
 
 const IMAGE_ID = "SPDXRef-Image";
+const SOURCE_INFO = "built from Debian source package ";
 /** SPDX ids allow letters, digits, "." and "-": a readable part and a digest part that keeps them unique. */
 const idOf = (kind: string, readable: string, unique: string) =>
   `SPDXRef-${kind}-${readable.replace(/[^A-Za-z0-9.-]+/g, "-")}-${createHash("sha256").update(unique).digest("hex").slice(0, 12)}`;
@@ -90,7 +92,7 @@ export function spdxSbom(inv: ImageInventory): SpdxDocument {
       ...none,
       primaryPackagePurpose: "INSTALL",
       supplier: "Organization: Debian",
-      ...(p.source ? { sourceInfo: `built from Debian source package ${p.source}` } : {}),
+      ...(p.source ? { sourceInfo: `${SOURCE_INFO}${p.source}` } : {}),
       ...(p.debSha256 ? { checksums: [{ algorithm: "SHA256" as const, checksumValue: p.debSha256 }] } : { comment: "The .deb was no longer at hand when this SBOM was written: its checksum is not stated." }),
       licenseDeclared: p.license,
       externalRefs: [{ referenceCategory: "PACKAGE-MANAGER", referenceType: "purl", referenceLocator: e.purl }],
@@ -134,4 +136,53 @@ export function spdxSbom(inv: ImageInventory): SpdxDocument {
         }
       : {}),
   };
+}
+
+/**
+ * The packages an SPDX document of Kiln's (spdxSbom) lists for one flavor, as DebPackages again: a
+ * customized image carries a flavor's kernel and initrd over from its source image without its
+ * kernel layer, so the source's SBOM is the record of what that flavor added. Dependencies come
+ * back as the names the source resolved them to (DEPENDS_ON), licenses with their LicenseRef names.
+ * Returns undefined when the document lists no such flavor.
+ */
+export function spdxFlavorPackages(doc: SpdxDocument, flavor: string): DebPackage[] | undefined {
+  const fid = flavorId(flavor);
+  if (!doc.packages?.some((p) => p.SPDXID === fid)) return undefined;
+  const byId = new Map(doc.packages.map((p) => [p.SPDXID, p]));
+  const rels = Array.isArray(doc.relationships) ? doc.relationships : [];
+  const refNames = new Map((doc.hasExtractedLicensingInfos ?? []).map((l) => [l.licenseId, l.name]));
+  const out: DebPackage[] = [];
+  for (const r of rels) {
+    if (r.spdxElementId !== fid || r.relationshipType !== "CONTAINS") continue;
+    const p = byId.get(r.relatedSpdxElement);
+    const purl = p?.externalRefs?.find((e) => e.referenceType === "purl")?.referenceLocator;
+    if (!p || p.primaryPackagePurpose !== "INSTALL" || !purl || !p.versionInfo) continue;
+    let arch: string | undefined;
+    try {
+      arch = PackageURL.fromString(purl).qualifiers?.arch;
+    } catch {
+      continue; // not a purl Kiln wrote
+    }
+    if (!arch) continue;
+    const refs = p.licenseDeclared?.match(/LicenseRef-[A-Za-z0-9.-]+/g) ?? [];
+    // A LicenseRef the document does not name could not be declared again: no assertion then.
+    const license = p.licenseDeclared && refs.every((id) => refNames.has(id)) ? p.licenseDeclared : "NOASSERTION";
+    const depends = rels
+      .filter((d) => d.spdxElementId === p.SPDXID && d.relationshipType === "DEPENDS_ON")
+      .map((d) => byId.get(d.relatedSpdxElement)?.name)
+      .filter((n): n is string => typeof n === "string")
+      .map((n) => [n]);
+    out.push({
+      name: p.name,
+      version: p.versionInfo,
+      arch,
+      ...(p.sourceInfo?.startsWith(SOURCE_INFO) ? { source: p.sourceInfo.slice(SOURCE_INFO.length) } : {}),
+      depends,
+      provides: [],
+      license,
+      licenseRefs: license === "NOASSERTION" ? {} : Object.fromEntries(refs.map((id) => [id, refNames.get(id)!])),
+      ...(p.checksums?.find((c) => c.algorithm === "SHA256") ? { debSha256: p.checksums.find((c) => c.algorithm === "SHA256")!.checksumValue } : {}),
+    });
+  }
+  return out;
 }

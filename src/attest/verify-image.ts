@@ -8,17 +8,20 @@
  * store). Then the very same verification runs, and each finding also names the store object.
  */
 import { createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import type { ReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
 import type { BuildResult, ResultArtifact } from "../artifacts/result.js";
-import { outPathOf, uploadedKindOf } from "../artifacts/types.js";
+import { ARTIFACT_KINDS, outPathOf, uploadedKindOf } from "../artifacts/types.js";
+import { fileDigest } from "../cache/key.js";
 import type { ImageRecord } from "../catalog/records.js";
 import { artifactApiPath, type ImsClient } from "../client/ims-client.js";
 import { isKilnError, KilnError } from "../errors.js";
+import type { ProvenanceStatement } from "./provenance.js";
+import { parseSums, SUMS_FILE, SUMS_SIGNATURE } from "./sums.js";
 import { verifyAttestations, type AttestFinding, type AttestReport } from "./verify.js";
 
 /** Flavor names as recipes allow them: a manifest's `flavor` becomes a folder of the scratch dir. */
@@ -83,7 +86,8 @@ export async function verifyImageAttestations(c: ImsClient, id: string, opts: { 
     const result: Pick<BuildResult, "recipe" | "artifacts"> = { recipe, artifacts };
     await writeFile(path.join(dir, "result.json"), JSON.stringify(result, null, 2) + "\n");
     const report = await verifyAttestations(dir, { keyring: opts.keyring, recipeFrom: `image ${id}'s record` });
-    const findings = [...early, ...report.findings].map((f) => {
+    const bound = await recordFindings(dir, id, image.kiln?.artifact_sha256, Object.keys(objects));
+    const findings = [...early, ...report.findings, ...bound].map((f) => {
       const object = objects[f.file];
       return object ? { ...f, object, message: f.message.replace(`${f.file}:`, `${f.file} (${object}):`) } : f;
     });
@@ -91,4 +95,53 @@ export async function verifyImageAttestations(c: ImsClient, id: string, opts: { 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What binds the stored files to this image. A store writer can put under its keys another
+ * image's files with that image's SHA256SUMS, SHA256SUMS.gpg and provenance.json: validly signed,
+ * self-consistent, and naming the same recipe when it is an older build of it. Only the record,
+ * which its job wrote into the catalog, says which files are this image's (ImageKiln.artifact_sha256):
+ * SHA256SUMS and its signature must be the very files the job published, and every digest
+ * SHA256SUMS and the provenance's subjects state must be the record's, each mismatch named.
+ */
+async function recordFindings(dir: string, id: string, recorded: Record<string, string> | undefined, downloaded: readonly string[]): Promise<AttestFinding[]> {
+  const who = `image ${id}'s record`;
+  if (!recorded) {
+    return [{ file: SUMS_FILE, ok: true, message: `${SUMS_FILE}: ${who} keeps no artifact digests (published before Kiln recorded them), so only the recipe binds these files to it` }];
+  }
+  const out: AttestFinding[] = [];
+  const fail = (file: string, message: string) => out.push({ file, ok: false, message: `${file}: ${message}` });
+  const have = new Set(downloaded);
+  for (const rel of [SUMS_FILE, SUMS_SIGNATURE]) {
+    const want = recorded[rel];
+    if (want === undefined || !have.has(rel)) continue; // unsigned, or missing: named below
+    const got = await fileDigest(path.join(dir, rel));
+    if (got !== want) fail(rel, `the store's file has sha256 ${got}, but ${who} says its job published ${want}: the signed set is not this image's`);
+  }
+  for (const [rel, want] of Object.entries(recorded)) if (!have.has(rel)) fail(rel, `missing from the store's manifest, though ${who} lists it (sha256 ${want})`);
+  for (const rel of downloaded) if (recorded[rel] === undefined) fail(rel, `in the store's manifest, but ${who} lists no such artifact of its job`);
+
+  const sums = await readFile(path.join(dir, SUMS_FILE), "utf8").then(parseSums).catch(() => undefined); // unreadable: verify.ts says why
+  if (sums) {
+    const named = new Set(sums.map((e) => e.path));
+    for (const e of sums) {
+      const want = recorded[e.path];
+      if (want === undefined) fail(e.path, `${SUMS_FILE} names it, but ${who} lists no such artifact`);
+      else if (want !== e.sha256) fail(e.path, `${SUMS_FILE} names it with sha256 ${e.sha256}, but ${who} says ${want}`);
+    }
+    for (const [rel, want] of Object.entries(recorded)) {
+      if (rel !== SUMS_FILE && rel !== SUMS_SIGNATURE && !named.has(rel)) fail(rel, `${who} lists it (sha256 ${want}), but ${SUMS_FILE} does not name it`);
+    }
+  }
+  const prov = ARTIFACT_KINDS.provenance.name;
+  const st = await readFile(path.join(dir, prov), "utf8").then((t) => JSON.parse(t) as ProvenanceStatement).catch(() => undefined);
+  for (const sub of Array.isArray(st?.subject) ? st.subject : []) {
+    const name = String(sub?.name);
+    const want = recorded[name];
+    if (want === undefined) fail(prov, `subject ${name} is no artifact ${who} lists`);
+    else if (want !== sub?.digest?.sha256) fail(prov, `subject ${name} has sha256 ${String(sub?.digest?.sha256)}, but ${who} says ${want}`);
+  }
+  if (out.length === 0) out.push({ file: SUMS_FILE, ok: true, message: `${SUMS_FILE}: the one ${who} names, as is every digest in it and in ${prov}` });
+  return out;
 }

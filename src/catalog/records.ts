@@ -81,6 +81,13 @@ export interface ImageKiln {
    */
   recipe?: { name: string; sha256: string };
   /**
+   * The sha256 of every artifact the job published, by its out-dir path (as SHA256SUMS and the
+   * provenance name them): what binds the signed set in the store to this image, since a store
+   * writer can put another image's validly signed set under its keys (`kiln attest verify
+   * IMAGE_ID`, docs/attest.md#what-is-bound-to-what). Absent on images made before Kiln recorded it.
+   */
+  artifact_sha256?: Record<string, string>;
+  /**
    * The simplestreams label the image is published under: `candidate` when its job succeeded,
    * another after `POST /v3/images/{id}/promote`. Absent on images made before labels existed.
    */

@@ -39,7 +39,7 @@ import { KILN_VERSION } from "../version.js";
 import { parseDpkgStatus, readInRoot } from "../attest/debian.js";
 import { mergeIndexes, readAptIndex, type AptIndex } from "../lock/apt-index.js";
 import { checkLockOffered, lockAptLines } from "../lock/lock-check.js";
-import { aptPreferences, flavorPackages, readLock, type KilnLock } from "../lock/lock.js";
+import { aptPreferences, checkLockedBase, flavorPackages, readLock, type KilnLock } from "../lock/lock.js";
 import { makeLock } from "../lock/make.js";
 
 export interface BuildOptions {
@@ -103,6 +103,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // A bad lock fails before anything else (exit 2 naming the field); its digest goes into every key.
   const locked = opts.lockFile ? { ...(await readLock(opts.lockFile)), file: opts.lockFile } : undefined;
   const { loaded, plan } = await prepareBuild(opts.recipeFile, opts.siteCas, locked && `sha256:${locked.sha256}`);
+  if (locked) checkLockedBase(locked.lock, locked.file, recipeBaseImage(loaded));
   const store = new CacheStore(opts.cacheDir);
   const out = path.resolve(opts.outDir);
   const noteLog = { line: (message: string) => emit({ type: "note", message }) };
@@ -402,6 +403,13 @@ async function checkLockBeforeBuild(
   }
 }
 
+/** An import's base image as the lock names it: its path from the recipe's folder and its sha256 (hex). */
+function recipeBaseImage(loaded: LoadedRecipe): { file: string; sha256: string } | undefined {
+  const r = loaded.recipe;
+  const digest = "image" in r.base ? loaded.inputs[r.base.image] : undefined;
+  return "image" in r.base && digest ? { file: path.relative(loaded.dir, r.base.image), sha256: digest.replace(/^sha256:/, "") } : undefined;
+}
+
 /** out/kiln.lock from the sealed root and each flavor, with what their stages' apt lists recorded (src/lock/make.ts). */
 async function writeLock(o: {
   out: string;
@@ -416,8 +424,7 @@ async function writeLock(o: {
   emit: EventSink;
 }): Promise<ResultArtifact> {
   const indexOf = (s: PlannedStage) => o.used.get(s.key)!.meta.facts.aptIndex as AptIndex | undefined;
-  const r = o.loaded.recipe;
-  const baseDigest = "image" in r.base ? o.loaded.inputs[r.base.image] : undefined;
+  const base = recipeBaseImage(o.loaded);
   const log = openStageLog(o.out, "lock", o.emit);
   try {
     const { artifact } = await makeLock({
@@ -426,7 +433,7 @@ async function writeLock(o: {
       arch: o.arch,
       root: { lower: o.chain, indexes: o.plan.root.map(indexOf) },
       flavors: o.plan.kernels.map((k) => ({ flavor: k.flavor, lower: [o.used.get(k.key)!.tree, ...o.chain], index: indexOf(k) })),
-      ...("image" in r.base && baseDigest ? { base: { file: path.relative(o.loaded.dir, r.base.image), sha256: baseDigest.replace(/^sha256:/, "") } } : {}),
+      ...(base ? { base } : {}),
       aptArchives: o.aptArchives,
       ...(o.locked ? { locked: o.locked } : {}),
       log,

@@ -22,7 +22,9 @@ import { copyFile, mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { bootParams, ARTIFACT_KINDS } from "../artifacts/types.js";
 import { attestOut } from "../attest/attest.js";
+import type { DebPackage } from "../attest/debian.js";
 import { SERVICE_BUILDER_ID, type SourceImage } from "../attest/provenance.js";
+import { spdxFlavorPackages, type SpdxDocument } from "../attest/sbom-spdx.js";
 import type { BuildResult, ResultArtifact } from "../artifacts/result.js";
 import { CacheStore } from "../cache/store.js";
 import { MAX_MANIFEST_BYTES, parseS3Path, readAll, ROOTFS_TYPE, type ImageManifest } from "../catalog/objects.js";
@@ -118,8 +120,10 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
 
   if (touched.length > 0) log.line(`the session changed what goes into the initramfs (${touched.slice(0, 5).join(", ")}${touched.length > 5 ? ", …" : ""}): rebuilding each flavor's kernel and initrd`);
   const flavors: Array<{ flavor: string; kpackage: string; kernel_version: string }> = [];
-  // The layers of the flavors rebuilt here, for the SBOMs (a flavor carried over has none here).
+  // The layers of the flavors rebuilt here, for the SBOMs; a flavor carried over has none here,
+  // and its packages are those the source image's SBOM lists for it.
   const flavorLayers: Array<{ flavor: string; lower: string[] }> = [];
+  const carried: Array<{ flavor: string; packages: DebPackage[] }> = [];
   for (const f of source.flavors) {
     if (!f.kernel || !f.initrd) continue;
     const dir = path.join(out, f.flavor);
@@ -139,6 +143,9 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
       if (touched.length > 0) log.line(`warning: flavor ${f.flavor}: the source image does not say which kernel package it came from; its kernel and initrd are carried over unchanged`);
       await copyFile(f.kernel, path.join(dir, "boot-kernel"));
       await copyFile(f.initrd, path.join(dir, "boot-initrd"));
+      const packages = source.spdx && spdxFlavorPackages(source.spdx, f.flavor);
+      if (packages) carried.push({ flavor: f.flavor, packages });
+      else log.line(`warning: flavor ${f.flavor}: the source image's SBOM does not list it${source.spdx ? "" : " (it has none)"}, so the new SBOMs name no packages of it`);
     }
     const extra = { flavor: f.flavor, ...(known?.kpackage ? { kpackage: known.kpackage } : {}), ...(version ? { kernelVersion: version } : {}) };
     artifacts.push(...(await placeStageOutputs(kernel, dir, out, { flavor: extra })));
@@ -157,7 +164,7 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
   // No cacheDir: the layers are this job's own folders, so kept SBOMs would never be used again.
   artifacts.push(...(await attestOut({
     out, made: { source: from }, stages: [], artifacts, emit: (e) => log.event(e), workDir: work.path, aptArchives, startedOn: started,
-    signKey: ctx.signKey, builderId: SERVICE_BUILDER_ID, layers: { root: [upper, sourceRoot.path], flavors: flavorLayers },
+    signKey: ctx.signKey, builderId: SERVICE_BUILDER_ID, layers: { root: [upper, sourceRoot.path], flavors: flavorLayers }, carried,
   })));
 
   const created = new Date();
@@ -182,8 +189,15 @@ export async function runCustomizeJob(ctx: JobContext): Promise<void> {
   await ctx.setResult(made.id);
 }
 
-/** Downloads the image's manifest and its rootfs, kernels, initrds and boot parameters (md5-checked). */
-async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Promise<{ rootfs: { file: string; path: string; sha256: string }; flavors: SourceFlavor[] }> {
+/**
+ * Downloads the image's manifest and its rootfs, kernels, initrds and boot parameters (md5-checked),
+ * and its SPDX SBOM when it has one: bound to the image by the sha256 its record keeps, when it keeps one.
+ */
+async function fetchImage(
+  ctx: JobContext,
+  image: ImageRecord,
+  dir: string,
+): Promise<{ rootfs: { file: string; path: string; sha256: string }; flavors: SourceFlavor[]; spdx?: SpdxDocument }> {
   const where = parseS3Path(image.link!.path);
   if (!where) throw jobError(`image ${image.id}: its link ${image.link!.path} is not an s3://bucket/key path`);
   let manifest: ImageManifest;
@@ -210,7 +224,19 @@ async function fetchImage(ctx: JobContext, image: ImageRecord, dir: string): Pro
     flavors.set(flavor, f);
     f[role] = (await fetch(a, `${flavor}.${role}`)).file;
   }
-  return { rootfs: { ...(await fetch(rootfs, "rootfs.squashfs")), path: rootfs.link.path }, flavors: [...flavors.values()] };
+  const sbom = manifest.artifacts.find((a) => a.type === ARTIFACT_KINDS.sbomSpdx.type);
+  let spdx: SpdxDocument | undefined;
+  if (sbom) {
+    const got = await fetch(sbom, "sbom.spdx.json");
+    const want = image.kiln?.artifact_sha256?.[ARTIFACT_KINDS.sbomSpdx.name];
+    if (want !== undefined && want !== got.sha256) throw jobError(`image ${image.id}: its stored ${ARTIFACT_KINDS.sbomSpdx.name} has sha256 ${got.sha256}, but its record says ${want}: the store holds another file`);
+    try {
+      spdx = JSON.parse(await readFile(got.file, "utf8")) as SpdxDocument;
+    } catch (e) {
+      ctx.log.line(`warning: image ${image.id}: its ${ARTIFACT_KINDS.sbomSpdx.name} is not JSON (${(e as Error).message})`);
+    }
+  }
+  return { rootfs: { ...(await fetch(rootfs, "rootfs.squashfs")), path: rootfs.link.path }, flavors: [...flavors.values()], ...(spdx ? { spdx } : {}) };
 }
 
 /** Paths under INITRAMFS_INPUTS that the overlay's upper dir holds: what the session added, changed or removed there. */

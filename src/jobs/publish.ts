@@ -64,7 +64,10 @@ export async function publishImage(catalog: Catalog, store: ObjectStore, input: 
       .map((a) => ({ type: a.type, md5: a.md5, link: { type: "file" as const, path: a.path }, ...(a.flavor ? { flavor: a.flavor } : {}) })),
   ];
   const id = randomUUID();
-  const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {}, ...(input.kiln ? { kiln: input.kiln } : {}) };
+  // The record, which only jobs write, keeps each uploaded file's sha256: the store's copy of the
+  // signed set (SHA256SUMS, its signature, the provenance) is bound to this image by it.
+  const kiln = input.kiln && { ...input.kiln, artifact_sha256: artifactDigests(toUpload.map((a) => a.link.path), sha256) };
+  const image: ImageRecord = { id, created: imsTime(), name: input.name, link: null, arch: input.arch, metadata: input.metadata ?? {}, ...(kiln ? { kiln } : {}) };
   await catalog.insert("images", image);
   log.line(`image ${id} (${input.name}): uploading ${toUpload.length} artifacts to ${store.url} bucket ${BOOT_IMAGES_BUCKET}`);
   const uploaded: string[] = [];
@@ -109,6 +112,14 @@ export async function publishImage(catalog: Catalog, store: ObjectStore, input: 
     await catalog.remove("images", id).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * The uploaded files' sha256 from result.json, by out-dir path, sorted. A file result.json does not
+ * list (none a Kiln job makes) is left out, and `kiln attest verify` names it as unbound.
+ */
+function artifactDigests(paths: readonly string[], sha256: ReadonlyMap<string, string>): Record<string, string> {
+  return Object.fromEntries([...new Set(paths)].filter((p) => sha256.has(p)).sort().map((p) => [p, sha256.get(p)!]));
 }
 
 /** The store must hold the object whole: same size, same md5 (its md5sum metadata, and its etag when that is a plain md5). */

@@ -115,6 +115,25 @@ function fieldPath(p: ReadonlyArray<PropertyKey>): string {
   return p.map((x, i) => (typeof x === "number" ? `[${x}]` : i === 0 ? String(x) : `.${String(x)}`)).join("");
 }
 
+/**
+ * A lock pins the base image as it pins packages: an import built --lock must import the very
+ * image the lock was made from, and a lock of an import is no lock of a bootstrap (or the other
+ * way round). Compared by digest only: the image may have moved since. Exit 2 naming base.image.
+ */
+export function checkLockedBase(lock: KilnLock, file: string, recipe: { file: string; sha256: string } | undefined): void {
+  const pinned = lock.base?.image;
+  const fix = "build from the image the lock was made from, or without --lock";
+  if (pinned && !recipe) {
+    throw new KilnError("INPUT_INVALID", `--lock ${file}: base.image: the lock was made from an import of ${pinned.file} (sha256 ${pinned.sha256}), but the recipe bootstraps Debian`, { hint: fix });
+  }
+  if (!pinned && recipe) {
+    throw new KilnError("INPUT_INVALID", `--lock ${file}: base.image: the recipe imports ${recipe.file}, but the lock pins no base image (it was made by a bootstrap)`, { hint: fix });
+  }
+  if (pinned && recipe && pinned.sha256 !== recipe.sha256) {
+    throw new KilnError("INPUT_INVALID", `--lock ${file}: base.image: the recipe's image ${recipe.file} has sha256 ${recipe.sha256}, the lock pins ${pinned.sha256} (${pinned.file})`, { hint: fix });
+  }
+}
+
 /** The packages a flavor's root has per the lock: the root's, with the flavor's own over them. */
 export function flavorPackages(lock: KilnLock, flavor: string | undefined): LockedPackage[] {
   const m = new Map(lock.root.map((p) => [`${p.name}:${p.arch}`, p]));

@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileDigests } from "../../src/cache/key.js";
 import type { BuildResult, ImsManifest } from "../../src/artifacts/result.js";
 import { loopsUnder, mountsUnder, processesUnder } from "../helpers/host.js";
+import { parseLock, type KilnLock } from "../../src/lock/lock.js";
 import { events, REPO, runKiln, scratch, startKiln } from "../helpers/kiln.js";
 
 describe("kiln build, for real", () => {
@@ -142,6 +143,29 @@ verify: boot
     const original = minimal.artifacts.find((a) => a.name === "squashfs")!;
     assert.equal(res.artifacts.find((a) => a.name === "squashfs")!.sha256, original.sha256, "the published squashfs is the original");
     assert.equal(res.verify[0]?.ok, true, JSON.stringify(res.verify));
+  });
+
+  test("the import's kiln.lock names the base image's sha256 and the imported root's packages; --lock with another base image is exit 2 naming base.image", async () => {
+    const lock = parseLock(await readFile(s.out("out-import/kiln.lock"), "utf8"), "kiln.lock");
+    const base = (await fileDigests(path.join(outMin(), "squashfs"))).sha256;
+    assert.deepEqual(lock.base, { image: { file: "out-min/squashfs", sha256: base } });
+    // The imported root is minimal's sealed root: the same packages, read from its dpkg database.
+    const minimalLock = parseLock(await readFile(path.join(outMin(), "kiln.lock"), "utf8"), "kiln.lock");
+    const packages = (l: KilnLock) => l.root.map((p) => `${p.name} ${p.version} ${p.arch}`).sort();
+    assert.ok(lock.root.some((p) => p.name === "systemd"), "the imported root's packages are listed");
+    assert.deepEqual(packages(lock), packages(minimalLock));
+    assert.ok(lock.flavors.generic?.some((p) => p.name === "linux-image-amd64"), "the flavor the import adds");
+
+    // The same recipe text over another image (the base changed since the lock was made): refused before any stage.
+    const other = s.out("other.squashfs");
+    await writeFile(other, Buffer.concat([await readFile(path.join(outMin(), "squashfs")), Buffer.alloc(4096)]));
+    const recipe = s.out("import-other.yaml");
+    await writeFile(recipe, (await readFile(s.out("import.yaml"), "utf8")).replace("./out-min/squashfs", "./other.squashfs"));
+    const r = await runKiln(["build", recipe, "--lock", s.out("out-import/kiln.lock"), "--out", s.out("out-import-other"), "--cache-dir", s.cache, "--json"]);
+    assert.equal(r.code, 2, r.stderr + r.stdout.slice(-2000));
+    const otherSha = (await fileDigests(other)).sha256;
+    assert.match(r.stderr, new RegExp(`base\\.image: the recipe's image other\\.squashfs has sha256 ${otherSha}, the lock pins ${base} \\(out-min/squashfs\\)`));
+    assert.doesNotMatch(r.stdout, /"type":"stage-start"/, "no stage ran");
   });
 
   /** minimal.yaml plus a second flavor: the same root (cached by the tests above), two kernel layers. */

@@ -200,8 +200,19 @@ test("not jailed: the image at /mnt/image; ended through the API; a new image wi
   // The customized image is attested like a build: SBOMs of its new root, provenance naming the source, SHA256SUMS.
   for (const t of ["application/spdx+json", "application/vnd.cyclonedx+json", "application/vnd.in-toto+json", "text/plain"]) assert.ok(uploaded.artifacts.some((a) => a.type === t), t);
   const objects = path.join(dataDir, "objects", "boot-images", image.id);
-  const spdx = JSON.parse(await readFile(path.join(objects, "sbom.spdx.json"), "utf8")) as { packages: Array<{ name: string; versionInfo?: string }> };
+  const spdx = JSON.parse(await readFile(path.join(objects, "sbom.spdx.json"), "utf8")) as { packages: Array<{ name: string; versionInfo?: string; externalRefs?: Array<{ referenceLocator: string }> }> };
   assert.ok(spdx.packages.some((p) => p.name === "ca-certificates"), "the SBOM lists the root's packages");
+  // The flavor was carried over (the session touched no initramfs input): its kernel packages come
+  // from the source image's SBOM, with the purl the source's SBOM gives them.
+  type Cdx = { components: Array<{ name: string; purl?: string; properties?: Array<{ name: string; value: string }> }> };
+  const cdx = JSON.parse(await readFile(path.join(objects, "sbom.cdx.json"), "utf8")) as Cdx;
+  const sourceCdx = JSON.parse(await readFile(path.join(dataDir, "objects", "boot-images", sourceImage, "sbom.cdx.json"), "utf8")) as Cdx;
+  const kernelPkg = cdx.components.find((c) => c.name === "linux-image-amd64");
+  assert.ok(kernelPkg, "the CycloneDX SBOM lists the flavor's kernel package");
+  assert.match(kernelPkg.purl ?? "", /^pkg:deb\/debian\/linux-image-amd64@[^?]+\?arch=amd64&distro=debian-12$/);
+  assert.equal(kernelPkg.purl, sourceCdx.components.find((c) => c.name === "linux-image-amd64")?.purl, "the source's kernel package");
+  assert.ok(kernelPkg.properties?.some((p) => p.name === "kiln:layer" && p.value === "flavor:generic"), "as the flavor's");
+  assert.equal(spdx.packages.find((p) => p.name === "linux-image-amd64")?.externalRefs?.[0]?.referenceLocator, kernelPkg.purl, "the SPDX SBOM lists it with its purl");
   const prov = JSON.parse(await readFile(path.join(objects, "provenance.json"), "utf8")) as { predicate: { buildDefinition: { buildType: string; externalParameters: { sourceImage?: { id: string }; recipe?: { digest: { sha256: string } } }; resolvedDependencies: Array<{ name: string; uri: string; digest: { sha256: string } }> } } };
   const def = prov.predicate.buildDefinition;
   assert.equal(def.buildType, "urn:kiln:build-type:customize:v1");

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ARTIFACT_KINDS } from "../../src/artifacts/types.js";
-import { BOOT_IMAGES_BUCKET } from "../../src/catalog/objects.js";
+import { BOOT_IMAGES_BUCKET, MAX_MANIFEST_BYTES, readAll } from "../../src/catalog/objects.js";
 import type { ImageRecord } from "../../src/catalog/records.js";
 import { JobLog } from "../../src/jobs/job-log.js";
 import { publishImage } from "../../src/jobs/publish.js";
@@ -137,6 +137,49 @@ test("a record naming another recipe than the stored provenance fails, naming pr
   } finally {
     await s.catalog.update("images", image.id, (doc) => ({ ...doc, kiln: { ...doc.kiln!, recipe: { name: "web", sha256: RECIPE_SHA } } }));
   }
+});
+
+test("another image's validly signed set swapped into the store (a rollback by a store writer) fails, naming the record's digests", async () => {
+  // An older build of the same recipe, signed by the same key: everything verify checked before
+  // this (signature, checksums, recipe) holds for it. Only the record says which files are this image's.
+  const oldOut = path.join(s.dir, "out-older");
+  const oldResult = await fakeOut(oldOut, { seed: "older", flavors: ["generic", "cloud"], tarball: true });
+  await attestFakeOut(oldOut, { ...oldResult, recipe: { name: "web", sha256: RECIPE_SHA } }, signer);
+  const older = await publishImage(s.catalog, s.store, { outDir: oldOut, name: "web", arch: "x86_64", jobId: JOB, kiln: { ...image.kiln!, flavors: image.kiln!.flavors } }, new JobLog(s.catalog, JOB));
+  const ours = await s.store.list(BOOT_IMAGES_BUCKET, `${image.id}/`);
+  for (const o of ours) await s.store.copy(BOOT_IMAGES_BUCKET, o.key, `backup/${o.key}`);
+  try {
+    for (const o of await s.store.list(BOOT_IMAGES_BUCKET, `${older.id}/`)) {
+      const to = o.key.replace(older.id, image.id);
+      if (!o.key.endsWith("/manifest.json")) await s.store.copy(BOOT_IMAGES_BUCKET, o.key, to);
+      else {
+        const body = (await readAll(await s.store.get(BOOT_IMAGES_BUCKET, o.key), MAX_MANIFEST_BYTES)).toString("utf8").replaceAll(older.id, image.id);
+        await s.store.put(BOOT_IMAGES_BUCKET, to, body, { contentType: "application/json" });
+      }
+    }
+    const r = await runKiln(["attest", "verify", image.id, "--keyring", keyring, "--json"], { env });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const report = JSON.parse(r.stdout) as { ok: boolean; signed: boolean; findings: Array<{ file: string; ok: boolean; object?: string; message: string }> };
+    assert.equal(report.signed, true);
+    const failed = report.findings.filter((f) => !f.ok);
+    const sums = failed.find((f) => f.file === "SHA256SUMS");
+    assert.ok(sums, JSON.stringify(failed, null, 1));
+    assert.match(sums.message, new RegExp(`^SHA256SUMS \\(s3://boot-images/${image.id}/SHA256SUMS\\): the store's file has sha256 [0-9a-f]{64}, but image ${image.id}'s record says its job published [0-9a-f]{64}: the signed set is not this image's$`));
+    const squash = failed.find((f) => f.file === "squashfs");
+    assert.ok(squash, "the artifact whose digest differs is named too");
+    assert.match(squash.message, new RegExp(`^squashfs \\(s3://boot-images/${image.id}/rootfs\\): SHA256SUMS names it with sha256 [0-9a-f]{64}, but image ${image.id}'s record says [0-9a-f]{64}$`));
+    assert.ok(failed.some((f) => f.file === "provenance.json" && /subject squashfs has sha256 [0-9a-f]{64}, but image .*'s record says [0-9a-f]{64}/.test(f.message)), "the provenance's subjects too");
+  } finally {
+    for (const o of ours) await s.store.copy(BOOT_IMAGES_BUCKET, `backup/${o.key}`, o.key);
+  }
+  const again = await runKiln(["attest", "verify", image.id, "--keyring", keyring], { env });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+});
+
+test("the record keeps the sha256 of every artifact its job published, by out-dir path", async () => {
+  const rec = (await s.call("GET", `/v3/images/${image.id}`)).json() as ImageRecord;
+  const result = JSON.parse(await readFile(path.join(s.dir, "out", "result.json"), "utf8")) as { artifacts: Array<{ path: string; sha256: string }> };
+  assert.deepEqual(rec.kiln?.artifact_sha256, Object.fromEntries(result.artifacts.map((a) => [a.path, a.sha256]).sort(([a], [b]) => (a! < b! ? -1 : 1))));
 });
 
 test("an unknown image id is exit 2 with a clear message; a UUID-named folder is still an out dir", async () => {

@@ -12,7 +12,7 @@ import type { ResultArtifact } from "../../src/artifacts/result.js";
 import { licenseFromCopyright, parseDpkgStatus, parseRelations, readRootPackages, spdxFromDebianName } from "../../src/attest/debian.js";
 import { addedPackages, type ImageInventory } from "../../src/attest/inventory.js";
 import { cyclonedxSbom } from "../../src/attest/sbom-cyclonedx.js";
-import { spdxSbom } from "../../src/attest/sbom-spdx.js";
+import { spdxFlavorPackages, spdxSbom } from "../../src/attest/sbom-spdx.js";
 import { cycloneDxLibraryErrors, cycloneDxSchemaErrors, spdxSchemaErrors } from "../helpers/sbom-schemas.js";
 
 // spdx-expression-parse ships no types: it throws on what is not an SPDX license expression.
@@ -218,6 +218,36 @@ describe("CycloneDX 1.6", () => {
     assert.ok(deps("kiln:image").includes(bash["bom-ref"]));
     assert.ok(!deps("kiln:image").includes(bom.components.find((c) => c.name === "kmod")!["bom-ref"]));
     assert.equal(JSON.stringify(cyclonedxSbom(inv)), JSON.stringify(bom), "deterministic");
+  });
+});
+
+describe("a flavor carried over by a customize job", () => {
+  test("its packages read back from the source's SPDX give the same SBOMs as its layer did", async () => {
+    const source = spdxSbom(inv);
+    const carried = spdxFlavorPackages(source, "generic");
+    assert.ok(carried);
+    const kernel = carried.find((p) => p.name === "linux-image-6.1.0-28-amd64")!;
+    const orig = inv.flavors[0]!.packages.find((p) => p.name === kernel.name)!;
+    assert.deepEqual([kernel.version, kernel.arch, kernel.source, kernel.license, kernel.debSha256], [orig.version, orig.arch, orig.source, orig.license, orig.debSha256]);
+    assert.deepEqual(kernel.depends, [["kmod"], ["linux-base"]], "dependencies as the source resolved them");
+    // A customized image whose root is the source's: the flavor's packages, purls and dependencies are the source's.
+    const customized: ImageInventory = { ...inv, flavors: [{ flavor: "generic", packages: addedPackages(inv.root, carried) }] };
+    assert.deepEqual(spdxSbom(customized), source);
+    assert.deepEqual(cyclonedxSbom(customized), cyclonedxSbom(inv));
+    assert.deepEqual(spdxSchemaErrors(spdxSbom(customized)), []);
+    assert.equal(spdxFlavorPackages(source, "cloud"), undefined, "a flavor the source does not have");
+  });
+
+  test("a LicenseRef the source document does not declare becomes NOASSERTION (it could not be declared again)", () => {
+    const source = spdxSbom(inv);
+    const kmod = source.packages.find((p) => p.name === "kmod")!;
+    kmod.licenseDeclared = "LicenseRef-unknown AND GPL-2.0-or-later";
+    const mawkLike = source.packages.find((p) => p.name === "linux-base")!;
+    mawkLike.licenseDeclared = "LicenseRef-X11-with-something-special";
+    const carried = spdxFlavorPackages(source, "generic")!;
+    assert.equal(carried.find((p) => p.name === "kmod")!.license, "NOASSERTION");
+    const base = carried.find((p) => p.name === "linux-base")!;
+    assert.deepEqual([base.license, base.licenseRefs], ["LicenseRef-X11-with-something-special", { "LicenseRef-X11-with-something-special": "X11-with-something special" }]);
   });
 });
 

@@ -9,7 +9,7 @@ import path from "node:path";
 import { isKilnError } from "../../src/errors.js";
 import { mergeIndexes, readAptIndex } from "../../src/lock/apt-index.js";
 import { lockAptLines, lockedPackages } from "../../src/lock/lock-check.js";
-import { aptPreferences, flavorPackages, formatLock, lockMismatches, parseLock, readLock, type KilnLock } from "../../src/lock/lock.js";
+import { aptPreferences, checkLockedBase, flavorPackages, formatLock, lockMismatches, parseLock, readLock, type KilnLock } from "../../src/lock/lock.js";
 import { provenanceStatement } from "../../src/attest/provenance.js";
 
 const SHA_A = "a".repeat(64);
@@ -93,6 +93,16 @@ describe("a bad lock is refused naming the field", () => {
 });
 
 describe("using a lock", () => {
+  test("a lock pins the base image: another image, an import's lock on a bootstrap and the other way round are exit 2 naming base.image", () => {
+    const imported: KilnLock = { ...sample(), base: { image: { file: "images/base.squashfs", sha256: SHA_A } } };
+    const refused = (lock: KilnLock, recipe: { file: string; sha256: string } | undefined, re: RegExp) =>
+      assert.throws(() => checkLockedBase(lock, "kiln.lock", recipe), (e: unknown) => isKilnError(e) && e.exitCode === 2 && re.test(e.message) && /base\.image/.test(e.message));
+    assert.doesNotThrow(() => checkLockedBase(imported, "kiln.lock", { file: "moved/base.squashfs", sha256: SHA_A }), "the same image, moved: the digest is what counts");
+    assert.doesNotThrow(() => checkLockedBase(sample(), "kiln.lock", undefined));
+    refused(imported, { file: "images/base.squashfs", sha256: SHA_B }, new RegExp(`--lock kiln\\.lock: base\\.image: the recipe's image images/base\\.squashfs has sha256 ${SHA_B}, the lock pins ${SHA_A}`));
+    refused(imported, undefined, /the lock was made from an import of images\/base\.squashfs .* but the recipe bootstraps Debian/);
+    refused(sample(), { file: "images/base.squashfs", sha256: SHA_A }, /the recipe imports images\/base\.squashfs, but the lock pins no base image/);
+  });
   test("pins: one stanza per package above 1000, so apt downgrades to it", () => {
     const p = aptPreferences(sample().root);
     assert.equal(p, "Package: adduser\nPin: version 3.134\nPin-Priority: 1001\n\nPackage: libc6\nPin: version 2.36-9+deb12u7\nPin-Priority: 1001\n");
