@@ -120,6 +120,23 @@ export const ImageRecord = {
         label: { type: "string", description: "the simplestreams label it is published under: candidate when its job made it, another after promote" },
         recipe: { type: "object", description: "the recipe it was built from (a customize job's image: its source's), which its provenance.json names", properties: { name: str(), sha256: str() } },
         flavors: { type: "array", items: { type: "object", properties: { flavor: str(), kpackage: str(), kernel_version: str() } } },
+        size: { type: "integer", description: "bytes of every artifact the job uploaded" },
+        verify: {
+          type: "array",
+          description: "the boots of the build's verify stage; [] when the job verified nothing",
+          items: {
+            type: "object",
+            properties: {
+              flavor: str(),
+              target: { type: "string", description: "pxe, qcow2-bios, qcow2-uefi, iso-bios, iso-uefi, iso-seeded:<name>" },
+              ok: { type: "boolean" },
+              seconds: { type: "number" },
+              cached: { type: "boolean", description: "not booted: an earlier boot of the same bytes passed" },
+              reason: { type: "string", description: "why it failed" },
+              log: { type: ["string", "null"], description: "s3 path of its serial console log (GET /v3/artifacts/{bucket}/{key})" },
+            },
+          },
+        },
         package_diff: {
           anyOf: [
             {

@@ -50,7 +50,7 @@ export async function kilnRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         summary: "Download an object of bucket ims or boot-images (Kiln)",
-        description: "Streams the object. Headers: ETag, X-Kiln-Md5sum (the md5sum metadata IMS sets), Content-Length.",
+        description: "Streams the object. Headers: ETag, X-Kiln-Md5sum (the md5sum metadata IMS sets), X-Kiln-Sha256 (the sha256 a Kiln job recorded), Content-Length.",
         tags: ["kiln"],
         params: { type: "object", properties: { bucket: { type: "string", enum: [...BUCKETS] } }, required: ["bucket"] },
         produces: "application/octet-stream",
@@ -68,6 +68,8 @@ export async function kilnRoutes(app: FastifyInstance): Promise<void> {
         .header("content-length", String(info.size))
         .header("etag", `"${info.etag}"`);
       if (info.metadata.md5sum) reply.header("x-kiln-md5sum", info.metadata.md5sum);
+      // The sha256 a job's upload records (jobs/publish.ts): the console shows it without reading the object.
+      if (info.metadata.sha256) reply.header("x-kiln-sha256", info.metadata.sha256);
       return reply.send(await store.get(bucket, key));
     },
   );
