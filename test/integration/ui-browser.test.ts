@@ -10,7 +10,7 @@
 import { describe, before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -357,6 +357,37 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await page.getByLabel("Type").selectOption("customize");
     assert.deepEqual(await page.locator("tbody tr td:first-child").allInnerTexts(), ["custom-image"]);
     await check(page, "jobs");
+    assert.deepEqual(csp, []);
+    await page.context().close();
+  });
+
+  test("a recipe folder chosen as a folder is packed into a .tar.gz in the browser; the recipe page shows recipe.yaml highlighted and the files it carries", async () => {
+    const folder = path.join(dir, "web-recipe");
+    const yaml = "# the smallest bootable recipe, with a file\napiVersion: kiln/v1\nname: web\nbase: {debian: bookworm, variant: minbase}\nfiles: [{path: /etc/motd, source: ./motd}]\nkernels: [{flavor: generic, package: linux-image-amd64}]\n";
+    await mkdir(path.join(folder, "files"), { recursive: true });
+    await writeFile(path.join(folder, "recipe.yaml"), yaml);
+    await writeFile(path.join(folder, "motd"), "welcome\n");
+    await writeFile(path.join(folder, "files", "sshd.conf"), "PermitRootLogin no\n");
+    const { page, csp } = await open(admin);
+    await page.goto(`${serve.url}/ui/#/recipes/new`);
+    await page.getByLabel("Name", { exact: true }).fill("web-folder");
+    await page.getByLabel("Recipe folder").setInputFiles(folder);
+    await page.getByText(/web-recipe\.tar\.gz \(\d+ bytes\)/).waitFor();
+    await page.getByRole("button", { name: "Upload" }).click();
+    await page.getByRole("heading", { name: "Recipe web-folder" }).waitFor();
+    const shown = page.locator("pre.yaml");
+    await shown.waitFor();
+    assert.equal(await shown.textContent(), yaml, "the file as uploaded, every character");
+    assert.deepEqual((await shown.locator(".y-key").allTextContents()).slice(0, 4), ["apiVersion", "name", "base", "debian"]);
+    assert.deepEqual(await shown.locator(".y-comment").allTextContents(), ["# the smallest bootable recipe, with a file"]);
+    assert.ok((await shown.locator(".y-string").allTextContents()).includes("bookworm"));
+    const files = page.locator("table.files tbody tr td:first-child");
+    await files.first().waitFor();
+    assert.deepEqual(await files.allInnerTexts(), ["files/", "files/sshd.conf", "motd", "recipe.yaml"]);
+    const recipes = await call<Array<{ id: string; name: string }>>("GET", "/v3/recipes");
+    const id = recipes.find((r) => r.name === "web-folder")!.id;
+    assert.equal((await call<{ files: Array<{ path: string; size: number }> }>("GET", `/v3/recipes/${id}/files`)).files.find((f) => f.path === "files/sshd.conf")?.size, 19, "the service unpacked what the browser packed");
+    await check(page, "recipe-folder");
     assert.deepEqual(csp, []);
     await page.context().close();
   });
