@@ -445,11 +445,36 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await page.context().close();
   });
 
+  test("remote build nodes: register one, see its status and why Kiln runs no jobs on it, delete it; the Service page names the catalog and store", async () => {
+    const { page, csp } = await open(admin);
+    await page.getByRole("link", { name: "Build nodes" }).click();
+    await page.getByRole("heading", { name: "Remote build nodes" }).waitFor();
+    await page.getByLabel(/Xname/).fill("x3000c0s1b0n0");
+    await page.getByRole("button", { name: "Register node" }).click();
+    const row = page.locator("tbody tr", { hasText: "x3000c0s1b0n0" });
+    await row.waitFor();
+    assert.match(await row.innerText(), /\bno\b/, "Kiln runs no jobs on it");
+    assert.match(await page.locator("p.hint").innerText(), /its workers take jobs from the queue/);
+    assert.deepEqual(await call<Array<{ xname: string }>>("GET", "/v3/remote-build-nodes"), [{ xname: "x3000c0s1b0n0" }]);
+    await check(page, "nodes");
+    await page.getByRole("button", { name: "Delete node x3000c0s1b0n0" }).click();
+    await row.waitFor({ state: "detached" });
+    assert.deepEqual(await call<unknown[]>("GET", "/v3/remote-build-nodes"), []);
+    await page.getByRole("link", { name: "Service" }).click();
+    await page.getByText("PGlite (embedded)").waitFor();
+    const facts = await page.locator("dl.facts").innerText();
+    assert.match(facts, new RegExp(`${path.join(dir, "data", "catalog")}`));
+    assert.match(facts, new RegExp(`directory\\s+file://${path.join(dir, "data", "objects")}`));
+    await check(page, "service-stores");
+    assert.deepEqual(csp, []);
+    await page.context().close();
+  });
+
   test("a read-only token sees no write controls on any page", async () => {
     const { page, csp } = await open(reader);
     assert.match(await page.locator(".who").innerText(), /read-only/);
-    const writes = /^(Delete|Undelete|Upload|New job|Build it|Set|Add key|Cancel job|End session|Remove|Start job)/;
-    const pages = ["images", `images/${seeded.id}`, "jobs", `jobs/${session.id}`, `jobs/${built.id}`, "recipes", "keys", "deleted", "service"];
+    const writes = /^(Delete|Undelete|Upload|New job|Build it|Set|Add key|Cancel job|End session|Remove|Start job|Register)/;
+    const pages = ["images", `images/${seeded.id}`, `images/${verified.id}`, "jobs", `jobs/${session.id}`, `jobs/${built.id}`, "recipes", "keys", "deleted", "nodes", "service"];
     for (const p of pages) {
       await page.goto(`${serve.url}/ui/#/${p}`);
       await page.locator("main h1").waitFor();

@@ -4,7 +4,7 @@
  * type there.
  */
 import type { ImageRecord } from "../../src/catalog/records.js";
-export type { ImageRecord, ImageVerify, JobRecord, PublicKeyRecord, RecipeRecord, PackageDiff } from "../../src/catalog/records.js";
+export type { ImageRecord, ImageVerify, JobRecord, PublicKeyRecord, RecipeRecord, PackageDiff, RemoteBuildNodeStatus } from "../../src/catalog/records.js";
 export { ARCHES, FINAL_STATUSES, JOB_STATUSES, JOB_TYPES, LINUX_DISTRIBUTIONS, RECIPE_TYPES } from "../../src/catalog/records.js";
 
 /** GET /v3/images/{id}/urls */
@@ -13,6 +13,13 @@ export interface PresignedUrls {
   expires_at: string;
   manifest: { path: string; url: string };
   artifacts: Array<{ type: string; md5?: string; flavor?: string; path: string; url: string }>;
+}
+
+/** GET /v3/service */
+export interface ServiceInfo {
+  version: string;
+  catalog: { kind: "pglite" | "postgres"; location: string };
+  store: { kind: "file" | "s3"; location: string };
 }
 
 /** GET /v3/workers */
