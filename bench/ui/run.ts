@@ -36,7 +36,10 @@ async function seedImages(catalog: Catalog, n: number): Promise<void> {
     for (let i = 0; i < batch; i++) {
       const id = randomUUID();
       const k = done + i;
-      const doc = { id, created: imsTime(new Date(Date.now() - k * 60_000)), name: `image-${k}`, link: null, arch: k % 5 ? "x86_64" : "aarch64", metadata: { built_by: "bench" } };
+      // As jobs publish them: a size, flavors and verify boots (one in 50 not verified, one in 200 failed).
+      const verify = k % 50 === 0 ? [] : [{ flavor: "generic", target: "pxe", ok: k % 200 !== 1, seconds: 40 + (k % 30), log: null }];
+      const kiln = { job_id: null, source_image_id: null, flavors: [{ flavor: k % 3 ? "generic" : "cloud", kpackage: "linux-image-amd64", kernel_version: "6.1.0-28-amd64" }], package_diff: null, label: "candidate", size: 200_000_000 + ((k * 7919) % 500) * 1_000_000, verify };
+      const doc = { id, created: imsTime(new Date(Date.now() - k * 60_000)), name: `image-${k}`, link: null, arch: k % 5 ? "x86_64" : "aarch64", metadata: { built_by: "bench" }, kiln };
       params.push(id, JSON.stringify(doc));
       rows.push(`($${params.length - 1}, $${params.length})`);
     }
@@ -83,6 +86,8 @@ async function main(): Promise<void> {
     const shown: number[] = [];
     const sorted: number[] = [];
     const filtered: number[] = [];
+    const sizeSorted: number[] = [];
+    const verifyFiltered: number[] = [];
     for (let r = 0; r < RUNS; r++) {
       await page.goto("about:blank");
       await page.goto(`${serve.url}/ui/#/images`);
@@ -92,12 +97,23 @@ async function main(): Promise<void> {
       await page.locator("tbody tr td:first-child", { hasText: /^image-0$/ }).waitFor();
       sorted.push((await page.evaluate(() => performance.now())) - t);
       t = await page.evaluate(() => performance.now());
+      await page.getByRole("button", { name: "Size" }).click();
+      await page.locator("th[aria-sort=ascending]", { hasText: "Size" }).waitFor();
+      sizeSorted.push((await page.evaluate(() => performance.now())) - t);
+      t = await page.evaluate(() => performance.now());
+      await page.getByLabel("Verify").selectOption("failed");
+      await page.getByText(`(${Math.floor((RECORDS + 198) / 200)} rows)`).waitFor();
+      verifyFiltered.push((await page.evaluate(() => performance.now())) - t);
+      await page.getByLabel("Verify").selectOption("");
+      t = await page.evaluate(() => performance.now());
       await page.getByLabel("Name or id").fill(`image-${RECORDS - 1}`);
       await page.getByText("(1 rows)").waitFor();
       filtered.push((await page.evaluate(() => performance.now())) - t);
     }
     rows.push([`images page, ${RECORDS} records: first page shown after navigation`, `${median(shown).toFixed(0)} ms`, `runs ${shown.map((x) => x.toFixed(0)).join(", ")}`, "< 1000 ms"]);
     rows.push(["  sort by name (click to table updated)", `${median(sorted).toFixed(0)} ms`, `runs ${sorted.map((x) => x.toFixed(0)).join(", ")}`, ""]);
+    rows.push(["  sort by size (click to table updated)", `${median(sizeSorted).toFixed(0)} ms`, `runs ${sizeSorted.map((x) => x.toFixed(0)).join(", ")}`, ""]);
+    rows.push(["  filter by verify status failed (select to table updated)", `${median(verifyFiltered).toFixed(0)} ms`, `runs ${verifyFiltered.map((x) => x.toFixed(0)).join(", ")}`, ""]);
     rows.push(["  filter by name (input to table updated)", `${median(filtered).toFixed(0)} ms`, `runs ${filtered.map((x) => x.toFixed(0)).join(", ")}`, ""]);
 
     const served = (await (await fetch(`${serve.url}/v3/jobs/${job.id}/log?follow=false`, { headers: { authorization: `Bearer ${token}` } })).text()).split("\n").length - 1;

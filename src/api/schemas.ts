@@ -125,6 +125,23 @@ export const ImageRecord = {
           description: "the sha256 of every artifact its job published, by out-dir path (as SHA256SUMS names them): what `kiln attest verify` binds the stored files to",
           additionalProperties: { type: "string" },
         },
+        size: { type: "integer", description: "bytes of every artifact the job uploaded" },
+        verify: {
+          type: "array",
+          description: "the boots of the build's verify stage; [] when the job verified nothing",
+          items: {
+            type: "object",
+            properties: {
+              flavor: str(),
+              target: { type: "string", description: "pxe, qcow2-bios, qcow2-uefi, iso-bios, iso-uefi, iso-seeded:<name>" },
+              ok: { type: "boolean" },
+              seconds: { type: "number" },
+              cached: { type: "boolean", description: "not booted: an earlier boot of the same bytes passed" },
+              reason: { type: "string", description: "why it failed" },
+              log: { type: ["string", "null"], description: "s3 path of its serial console log (GET /v3/artifacts/{bucket}/{key})" },
+            },
+          },
+        },
         package_diff: {
           anyOf: [
             {

@@ -44,6 +44,14 @@ export const ARTIFACT_KINDS = {
   checksumsSignature: { name: "SHA256SUMS.gpg", type: "application/pgp-signature", ftype: "sha256sums.gpg", imsKey: "SHA256SUMS.gpg" },
 } as const satisfies Record<string, ArtifactKind>;
 
+/**
+ * A verify boot's serial console log, as a service job uploads it beside the artifacts
+ * (`<image_id>/logs/verify-<flavor>-<target>.log`, named in the image record's `kiln.verify`).
+ * Not an artifact kind: no stream item, nothing to attest; it is in the uploaded manifest.json
+ * only so that deleting, undeleting and purging the image move it with the rest.
+ */
+export const SERIAL_LOG_TYPE = "text/vnd.kiln.serial-log";
+
 /** The kinds a service job uploads, by media type (first kind of a type wins). */
 export function uploadedKindOf(type: string): ArtifactKind | undefined {
   return Object.values(ARTIFACT_KINDS as Record<string, ArtifactKind>).find((k) => k.type === type && k.imsKey !== undefined);

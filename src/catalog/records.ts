@@ -92,6 +92,29 @@ export interface ImageKiln {
    * another after `POST /v3/images/{id}/promote`. Absent on images made before labels existed.
    */
   label?: string;
+  /**
+   * Bytes of every artifact the job uploaded (the manifest itself not counted): what the image
+   * costs in the store. Absent on images made before Kiln recorded it, and on images POSTed by hand.
+   */
+  size?: number;
+  /**
+   * The boots of the build's verify stage (out/result.json's `verify`), each with the s3 path of
+   * its serial log, uploaded beside the artifacts (listed in the manifest, so it is deleted,
+   * undeleted and purged with them). `[]`: the job verified nothing (--verify never, or a recipe
+   * that asks for no boot). Absent on images made before Kiln recorded it.
+   */
+  verify?: ImageVerify[];
+}
+
+/** One boot of an image's verify stage; the fields are result.json's, `log` an s3 path or null. */
+export interface ImageVerify {
+  flavor: string;
+  target?: string;
+  ok: boolean;
+  seconds: number;
+  cached?: boolean;
+  reason?: string;
+  log: string | null;
 }
 
 export interface PublicKeyRecord {

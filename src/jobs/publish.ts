@@ -7,9 +7,11 @@
  *     `md5sum` and `x-shasta-ims-*` metadata (and `sha256` from out/result.json: a simplestreams
  *     item needs it, and reading a multi-GB object back to hash it would cost a download), then
  *     checked: size and md5 as the store reports them;
+ *     The serial logs of the verify boots go under `<image_id>/logs/` (type SERIAL_LOG_TYPE);
  *  3. manifest.json (version 1.0, s3 links with etags, sorted keys, indent 4 as IMS writes it) is
  *     uploaded and validated like any PATCHed link;
- *  4. only then does the record get its link.
+ *  4. only then does the record get its link, with `kiln.size` (the bytes uploaded) and
+ *     `kiln.verify` (the boots and their logs' paths), which the console lists images by.
  * If anything fails, the record and every object under `<image_id>/` are removed.
  *
  * Keys: the first kernel flavor uses IMS' keys (`kernel`, `initrd`, `boot_parameters`); further
@@ -20,10 +22,10 @@ import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { BuildResult, ImsManifest } from "../artifacts/result.js";
-import { uploadedKindOf } from "../artifacts/types.js";
+import { SERIAL_LOG_TYPE, uploadedKindOf } from "../artifacts/types.js";
 import type { Catalog } from "../catalog/catalog.js";
 import { BOOT_IMAGES_BUCKET, parseS3Path, s3Path, validateImageManifest } from "../catalog/objects.js";
-import { imsTime, type Arch, type ImageKiln, type ImageRecord } from "../catalog/records.js";
+import { imsTime, type Arch, type ImageKiln, type ImageRecord, type ImageVerify } from "../catalog/records.js";
 import { KilnError } from "../errors.js";
 import type { ObjectStore } from "../store/object-store.js";
 import type { JobLog } from "./job-log.js";
@@ -74,12 +76,22 @@ export async function publishImage(catalog: Catalog, store: ObjectStore, input: 
   try {
     const firstFlavor = toUpload.find((a) => a.flavor)?.flavor;
     const artifacts: Array<Record<string, unknown>> = [];
+    const verify: ImageVerify[] = [];
+    for (const v of result.verify ?? []) {
+      // A serial log the boot left (a cached boot made none); its path is verify-out.ts's `logs/verify-….log`.
+      const file = SERIAL_LOG.test(v.log) ? path.join(input.outDir, v.log) : undefined;
+      const md5 = file ? await fileMd5(file) : undefined;
+      if (file && md5) toUpload.push({ type: SERIAL_LOG_TYPE, md5, link: { type: "file", path: v.log }, flavor: v.flavor });
+      verify.push({ flavor: v.flavor, ...(v.target ? { target: v.target } : {}), ok: v.ok, seconds: v.seconds, ...(v.cached ? { cached: true } : {}), ...(v.reason ? { reason: v.reason } : {}), log: md5 ? s3Path(BOOT_IMAGES_BUCKET, `${id}/${v.log}`) : null });
+    }
+    let total = 0;
     for (const a of toUpload) {
-      const base = uploadedKindOf(a.type)?.imsKey;
+      const base = a.type === SERIAL_LOG_TYPE ? a.link.path : uploadedKindOf(a.type)?.imsKey;
       if (!base) continue;
-      const key = a.flavor && a.flavor !== firstFlavor ? `${id}/${a.flavor}/${base}` : `${id}/${base}`;
+      const key = a.type !== SERIAL_LOG_TYPE && a.flavor && a.flavor !== firstFlavor ? `${id}/${a.flavor}/${base}` : `${id}/${base}`;
       const file = path.join(input.outDir, a.link.path);
       const size = (await stat(file)).size;
+      total += size;
       const t0 = Date.now();
       uploaded.push(key);
       const info = await store.put(BOOT_IMAGES_BUCKET, key, createReadStream(file), {
@@ -102,7 +114,7 @@ export async function publishImage(catalog: Catalog, store: ObjectStore, input: 
     });
     const link = { path: s3Path(BOOT_IMAGES_BUCKET, manifestKey), etag: info.etag, type: "s3" as const };
     await validateImageManifest(store, [], link);
-    const linked = await catalog.update("images", id, (doc) => ({ ...doc, link }));
+    const linked = await catalog.update("images", id, (doc) => ({ ...doc, link, ...(doc.kiln ? { kiln: { ...doc.kiln, size: total, verify } } : {}) }));
     if (!linked) throw new KilnError("STORE_FAILED", `image ${id} was deleted while its artifacts were uploaded`);
     log.line(`image ${id}: manifest ${link.path}`);
     return linked;
@@ -120,6 +132,19 @@ export async function publishImage(catalog: Catalog, store: ObjectStore, input: 
  */
 function artifactDigests(paths: readonly string[], sha256: ReadonlyMap<string, string>): Record<string, string> {
   return Object.fromEntries([...new Set(paths)].filter((p) => sha256.has(p)).sort().map((p) => [p, sha256.get(p)!]));
+}
+
+const SERIAL_LOG = /^logs\/verify-[A-Za-z0-9.-]+\.log$/;
+
+/** md5 of a file, or undefined when there is none. */
+async function fileMd5(file: string): Promise<string | undefined> {
+  const h = createHash("md5");
+  try {
+    for await (const c of createReadStream(file)) h.update(c as Buffer);
+  } catch {
+    return undefined;
+  }
+  return h.digest("hex");
 }
 
 /** The store must hold the object whole: same size, same md5 (its md5sum metadata, and its etag when that is a plain md5). */

@@ -10,14 +10,17 @@
 import { describe, before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { createToken, startServe, type ServiceProcess } from "../helpers/service-process.js";
 import { writeTar } from "../helpers/tar-writer.js";
-import { appendLogLines, jobRecord } from "../helpers/ui-seed.js";
+import { appendLogLines, jobRecord, seedPublishedImage } from "../helpers/ui-seed.js";
+import { BUCKETS } from "../../src/catalog/objects.js";
+import { ARTIFACT_KINDS, SERIAL_LOG_TYPE } from "../../src/artifacts/types.js";
+import type { ImageRecord } from "../../src/catalog/records.js";
 import { Catalog } from "../../src/catalog/catalog.js";
 import { openStore } from "../../src/store/open-store.js";
 import type { ObjectStore } from "../../src/store/object-store.js";
@@ -35,6 +38,13 @@ let reader: string;
 const rootfs = randomBytes(96 * 1024);
 const rootfsMd5 = createHash("md5").update(rootfs).digest("hex");
 let seeded: { id: string; name: string };
+/** Two images as jobs publish them (size, verify boots, serial log, attestations), seeded before the service starts. */
+let verified: ImageRecord;
+let failing: ImageRecord;
+const MIB = 1024 * 1024;
+const serialLog = "SeaBIOS (version 1.16.2)\nLinux version 6.1.0-28-amd64\nkiln-verify: reached userspace (multi-user.target)\n";
+const spdx = JSON.stringify({ spdxVersion: "SPDX-2.3", name: "verified-image", packages: [{ name: "bash", versionInfo: "5.2.15-2+b7" }] });
+const lock = JSON.stringify({ lockVersion: 1, root: { packages: [{ name: "bash", version: "5.2.15-2+b7" }] } });
 const built = jobRecord({
   image_root_archive_name: "built-image",
   kiln: {
@@ -117,11 +127,33 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await catalog.insert("jobs", built);
     await appendLogLines(catalog, built.id, 200, 50);
     await catalog.insert("jobs", session);
+    store = await openStore(`file://${path.join(data, "objects")}`);
+    for (const b of BUCKETS) await store.ensureBucket(b);
+    verified = await seedPublishedImage(catalog, store, {
+      name: "verified-image",
+      files: {
+        rootfs: [ARTIFACT_KINDS.squashfs.type, randomBytes(1.5 * MIB)],
+        "sbom.spdx.json": [ARTIFACT_KINDS.sbomSpdx.type, spdx],
+        "sbom.cdx.json": [ARTIFACT_KINDS.sbomCycloneDx.type, JSON.stringify({ bomFormat: "CycloneDX", specVersion: "1.6" })],
+        "kiln.lock": [ARTIFACT_KINDS.lock.type, lock],
+        "provenance.json": [ARTIFACT_KINDS.provenance.type, JSON.stringify({ _type: "https://in-toto.io/Statement/v1" })],
+        "logs/verify-generic-pxe.log": [SERIAL_LOG_TYPE, serialLog, "generic"],
+      },
+      verify: (id) => [
+        { flavor: "generic", target: "pxe", ok: true, seconds: 42.5, log: `s3://boot-images/${id}/logs/verify-generic-pxe.log` },
+        { flavor: "generic", target: "qcow2-bios", ok: true, seconds: 0, cached: true, log: null },
+      ],
+    });
+    failing = await seedPublishedImage(catalog, store, {
+      name: "failing-image",
+      flavors: ["cloud"],
+      files: { rootfs: [ARTIFACT_KINDS.squashfs.type, randomBytes(5 * MIB)] },
+      verify: [{ flavor: "cloud", target: "pxe", ok: false, seconds: 200, reason: "did not reach userspace", log: null }],
+    });
     await catalog.close();
     admin = await createToken(data, "admin");
     reader = await createToken(data, "read-only");
     serve = await startServe(["--data-dir", data, "--no-worker"]);
-    store = await openStore(`file://${path.join(data, "objects")}`);
     seeded = await seedImageWithArtifacts("web-server");
     for (const [name, arch] of [["db-server", "x86_64"], ["edge-arm", "aarch64"], ["build-host", "x86_64"]]) await call("POST", "/v3/images", { name, arch });
     await call("POST", "/v3/public-keys", { name: "ops", public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGs7oMbS+8fZVdlkCqCcc8TTJ1Cf3bBeUcsbzXwV5k9n ops@example" });
@@ -138,8 +170,8 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     const { page, csp } = await open(admin);
     const rows = page.locator("tbody tr");
     await rows.first().waitFor();
-    assert.equal(await rows.count(), 4);
-    for (const n of ["web-server", "db-server", "edge-arm", "build-host"]) assert.ok(await page.getByRole("link", { name: n }).isVisible(), n);
+    assert.equal(await rows.count(), 6);
+    for (const n of ["web-server", "db-server", "edge-arm", "build-host", "verified-image", "failing-image"]) assert.ok(await page.getByRole("link", { name: n }).isVisible(), n);
     await page.getByLabel("Arch").selectOption("aarch64");
     assert.equal(await rows.count(), 1);
     assert.equal(await rows.first().locator("td").first().innerText(), "edge-arm");
@@ -148,9 +180,79 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     assert.equal(await rows.count(), 2);
     await page.getByLabel("Name or id").fill("");
     await page.getByRole("button", { name: "Name" }).click();
-    assert.deepEqual(await page.locator("tbody tr td:first-child").allInnerTexts(), ["build-host", "db-server", "edge-arm", "web-server"]);
+    assert.deepEqual(await page.locator("tbody tr td:first-child").allInnerTexts(), ["build-host", "db-server", "edge-arm", "failing-image", "verified-image", "web-server"]);
     await check(page, "images");
     assert.deepEqual(csp, [], "no CSP violations");
+    await page.context().close();
+  });
+
+  test("the images list filters by flavor, verify status and size, and sorts by size and verify status", async () => {
+    const { page, csp } = await open(admin);
+    const rows = page.locator("tbody tr");
+    const names = () => page.locator("tbody tr td:first-child").allInnerTexts();
+    await rows.first().waitFor();
+    assert.match(await page.locator("tr", { hasText: "verified-image" }).innerText(), /1\.5\d* MiB.*\s+generic\s+passed/s);
+    await page.getByLabel("Verify").selectOption("passed");
+    assert.deepEqual(await names(), ["verified-image"]);
+    await page.getByLabel("Verify").selectOption("failed");
+    assert.deepEqual(await names(), ["failing-image"]);
+    await page.getByLabel("Verify").selectOption("unknown");
+    assert.equal(await rows.count(), 4, "the images POSTed by hand have no verify record");
+    await page.getByLabel("Verify").selectOption("");
+    await page.getByLabel("Flavor").selectOption("cloud");
+    assert.deepEqual(await names(), ["failing-image"]);
+    await page.getByLabel("Flavor").selectOption("");
+    await page.getByLabel("Size from (MiB)").fill("4");
+    assert.deepEqual(await names(), ["failing-image"]);
+    await page.getByLabel("Size from (MiB)").fill("1");
+    await page.getByLabel("to (MiB)").fill("2");
+    assert.deepEqual(await names(), ["verified-image"]);
+    await page.getByLabel("Size from (MiB)").fill("");
+    await page.getByLabel("to (MiB)").fill("");
+    const size = page.getByRole("button", { name: "Size" });
+    await size.click();
+    await size.click();
+    assert.deepEqual((await names()).slice(0, 2), ["failing-image", "verified-image"], "largest first; images of unknown size last");
+    assert.equal(await page.locator("th", { has: size }).getAttribute("aria-sort"), "descending");
+    await page.getByRole("button", { name: "Verify" }).click();
+    assert.deepEqual((await names()).slice(0, 1), ["failing-image"], "failed sorts before passed");
+    await check(page, "images-filtered");
+    assert.deepEqual(csp, []);
+    await page.context().close();
+  });
+
+  test("a published image's page shows sha256 beside md5, SBOM, lock and provenance links, and its verify boots with the serial log", async () => {
+    const { page, csp } = await open(admin);
+    await page.goto(`${serve.url}/ui/#/images/${verified.id}`);
+    await page.getByRole("heading", { name: "Image verified-image" }).waitFor();
+    const rootRow = page.locator("tr", { hasText: ARTIFACT_KINDS.squashfs.type });
+    await rootRow.waitFor();
+    const rootfsSha = (await store.head("boot-images", `${verified.id}/rootfs`)).metadata.sha256!;
+    assert.match(await rootRow.innerText(), new RegExp(rootfsSha), "the sha256 the job recorded");
+    assert.equal(await page.locator("table", { hasText: "md5" }).locator("tr", { hasText: SERIAL_LOG_TYPE }).count(), 0, "serial logs are not listed as artifacts");
+    for (const [label, body] of [["SBOM (SPDX)", spdx], ["kiln.lock", lock]] as const) {
+      const link = page.locator("ul.attestations").getByRole("link", { name: label });
+      const href = await link.getAttribute("href");
+      assert.ok(href && !href.includes(admin), `${label}: presigned, no token`);
+      assert.equal(await (await fetch(new URL(href, serve.url))).text(), body, `${label}: the link gives the file`);
+    }
+    assert.ok(await page.getByRole("link", { name: "SBOM (CycloneDX)" }).isVisible());
+    assert.ok(await page.getByRole("link", { name: "Provenance (in-toto)" }).isVisible());
+    const boots = page.locator("table.verify-boots tbody tr");
+    assert.equal(await boots.count(), 2);
+    assert.match(await boots.nth(0).innerText(), /generic\s+pxe\s+passed\s+42\.5 s/);
+    assert.match(await boots.nth(1).innerText(), /qcow2-bios\s+passed \(cached.*none \(no boot made\)/s);
+    await page.getByText("Serial log of generic pxe").click();
+    await page.locator("pre.serial", { hasText: "kiln-verify: reached userspace" }).waitFor();
+    const dl = await boots.nth(0).getByRole("link", { name: "Download" }).getAttribute("href");
+    assert.equal(await (await fetch(new URL(dl!, serve.url))).text(), serialLog, "the serial log's presigned link");
+    await check(page, "image-verified");
+    await page.goto(`${serve.url}/ui/#/images/${failing.id}`);
+    await page.getByRole("heading", { name: "Image failing-image" }).waitFor();
+    await page.locator("table.verify-boots tbody tr", { hasText: "failed: did not reach userspace" }).waitFor();
+    await page.locator("table", { hasText: "md5" }).waitFor();
+    assert.equal(await page.getByRole("heading", { name: "SBOM, lock and provenance" }).count(), 0, "no attestations, no links");
+    assert.deepEqual(csp, []);
     await page.context().close();
   });
 
@@ -259,6 +361,37 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await page.context().close();
   });
 
+  test("a recipe folder chosen as a folder is packed into a .tar.gz in the browser; the recipe page shows recipe.yaml highlighted and the files it carries", async () => {
+    const folder = path.join(dir, "web-recipe");
+    const yaml = "# the smallest bootable recipe, with a file\napiVersion: kiln/v1\nname: web\nbase: {debian: bookworm, variant: minbase}\nfiles: [{path: /etc/motd, source: ./motd}]\nkernels: [{flavor: generic, package: linux-image-amd64}]\n";
+    await mkdir(path.join(folder, "files"), { recursive: true });
+    await writeFile(path.join(folder, "recipe.yaml"), yaml);
+    await writeFile(path.join(folder, "motd"), "welcome\n");
+    await writeFile(path.join(folder, "files", "sshd.conf"), "PermitRootLogin no\n");
+    const { page, csp } = await open(admin);
+    await page.goto(`${serve.url}/ui/#/recipes/new`);
+    await page.getByLabel("Name", { exact: true }).fill("web-folder");
+    await page.getByLabel("Recipe folder").setInputFiles(folder);
+    await page.getByText(/web-recipe\.tar\.gz \(\d+ bytes\)/).waitFor();
+    await page.getByRole("button", { name: "Upload" }).click();
+    await page.getByRole("heading", { name: "Recipe web-folder" }).waitFor();
+    const shown = page.locator("pre.yaml");
+    await shown.waitFor();
+    assert.equal(await shown.textContent(), yaml, "the file as uploaded, every character");
+    assert.deepEqual((await shown.locator(".y-key").allTextContents()).slice(0, 4), ["apiVersion", "name", "base", "debian"]);
+    assert.deepEqual(await shown.locator(".y-comment").allTextContents(), ["# the smallest bootable recipe, with a file"]);
+    assert.ok((await shown.locator(".y-string").allTextContents()).includes("bookworm"));
+    const files = page.locator("table.files tbody tr td:first-child");
+    await files.first().waitFor();
+    assert.deepEqual(await files.allInnerTexts(), ["files/", "files/sshd.conf", "motd", "recipe.yaml"]);
+    const recipes = await call<Array<{ id: string; name: string }>>("GET", "/v3/recipes");
+    const id = recipes.find((r) => r.name === "web-folder")!.id;
+    assert.equal((await call<{ files: Array<{ path: string; size: number }> }>("GET", `/v3/recipes/${id}/files`)).files.find((f) => f.path === "files/sshd.conf")?.size, 19, "the service unpacked what the browser packed");
+    await check(page, "recipe-folder");
+    assert.deepEqual(csp, []);
+    await page.context().close();
+  });
+
   test("a finished job shows its stage timeline with cache hits, its status history and its whole log", async () => {
     const { page, csp } = await open(admin);
     await page.goto(`${serve.url}/ui/#/jobs/${built.id}`);
@@ -312,11 +445,36 @@ describe("the web console in chromium", { timeout: 300_000 }, () => {
     await page.context().close();
   });
 
+  test("remote build nodes: register one, see its status and why Kiln runs no jobs on it, delete it; the Service page names the catalog and store", async () => {
+    const { page, csp } = await open(admin);
+    await page.getByRole("link", { name: "Build nodes" }).click();
+    await page.getByRole("heading", { name: "Remote build nodes" }).waitFor();
+    await page.getByLabel(/Xname/).fill("x3000c0s1b0n0");
+    await page.getByRole("button", { name: "Register node" }).click();
+    const row = page.locator("tbody tr", { hasText: "x3000c0s1b0n0" });
+    await row.waitFor();
+    assert.match(await row.innerText(), /\bno\b/, "Kiln runs no jobs on it");
+    assert.match(await page.locator("p.hint").innerText(), /its workers take jobs from the queue/);
+    assert.deepEqual(await call<Array<{ xname: string }>>("GET", "/v3/remote-build-nodes"), [{ xname: "x3000c0s1b0n0" }]);
+    await check(page, "nodes");
+    await page.getByRole("button", { name: "Delete node x3000c0s1b0n0" }).click();
+    await row.waitFor({ state: "detached" });
+    assert.deepEqual(await call<unknown[]>("GET", "/v3/remote-build-nodes"), []);
+    await page.getByRole("link", { name: "Service" }).click();
+    await page.getByText("PGlite (embedded)").waitFor();
+    const facts = await page.locator("dl.facts").innerText();
+    assert.match(facts, new RegExp(`${path.join(dir, "data", "catalog")}`));
+    assert.match(facts, new RegExp(`directory\\s+file://${path.join(dir, "data", "objects")}`));
+    await check(page, "service-stores");
+    assert.deepEqual(csp, []);
+    await page.context().close();
+  });
+
   test("a read-only token sees no write controls on any page", async () => {
     const { page, csp } = await open(reader);
     assert.match(await page.locator(".who").innerText(), /read-only/);
-    const writes = /^(Delete|Undelete|Upload|New job|Build it|Set|Add key|Cancel job|End session|Remove|Start job)/;
-    const pages = ["images", `images/${seeded.id}`, "jobs", `jobs/${session.id}`, `jobs/${built.id}`, "recipes", "keys", "deleted", "service"];
+    const writes = /^(Delete|Undelete|Upload|New job|Build it|Set|Add key|Cancel job|End session|Remove|Start job|Register)/;
+    const pages = ["images", `images/${seeded.id}`, `images/${verified.id}`, "jobs", `jobs/${session.id}`, `jobs/${built.id}`, "recipes", "keys", "deleted", "nodes", "service"];
     for (const p of pages) {
       await page.goto(`${serve.url}/ui/#/${p}`);
       await page.locator("main h1").waitFor();

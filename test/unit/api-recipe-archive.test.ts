@@ -152,3 +152,38 @@ test("8 concurrent uploads of different archives: one 200, seven 409, and the st
     assert.deepEqual((await s.store.list(IMS_BUCKET, `recipes/${id}/`)).map((o) => o.key), [where.key], "the refused uploads left nothing behind");
   }
 });
+
+test("GET /v3/recipes/{id}/files lists what the archive carries; /files/{path} serves a regular file of it and nothing else", async () => {
+  const id = await newRecipe();
+  const get = (url: string, token = "admin-token") => s.app.inject({ method: "GET", url, headers: { authorization: `Bearer ${token}` } });
+  const before = await get(`/v3/recipes/${id}/files`);
+  assert.equal(before.statusCode, 409, "no archive yet");
+  assert.match((JSON.parse(before.body) as { detail: string }).detail, /has no archive yet: upload it first/);
+  assert.equal((await upload(id, gzipSync(writeTar([...good, { name: "./files/", type: "dir" }, { name: "./files/sshd.conf", type: "file", content: "PermitRootLogin no\n" }])))).statusCode, 200);
+  const list = await get(`/v3/recipes/${id}/files`, "reader-token");
+  assert.equal(list.statusCode, 200, list.body);
+  assert.deepEqual(JSON.parse(list.body), {
+    recipe_id: id,
+    files: [
+      { path: "files", type: "dir", size: 0 },
+      { path: "files/sshd.conf", type: "file", size: 19 },
+      { path: "link-to-motd", type: "symlink", size: 0, target: "motd" },
+      { path: "motd", type: "file", size: 6 },
+      { path: "recipe.yaml", type: "file", size: RECIPE.length },
+    ],
+  });
+  const yaml = await get(`/v3/recipes/${id}/files/recipe.yaml`, "reader-token");
+  assert.equal(yaml.statusCode, 200);
+  assert.equal(yaml.body, RECIPE);
+  assert.match(String(yaml.headers["content-type"]), /^text\/plain/);
+  assert.equal((await get(`/v3/recipes/${id}/files/files/sshd.conf`)).body, "PermitRootLogin no\n");
+  // The attacks: out of the archive by .., an absolute path, through its symlink.
+  for (const [p, why] of [["..%2F..%2F..%2F..%2Fetc%2Fpasswd", /no regular file/], ["files/..%2F..%2F..%2Fetc%2Fhostname", /no regular file/], ["%2Fetc%2Fpasswd", /no regular file/], ["link-to-motd", /it is a symlink/], ["files", /it is a dir/]] as const) {
+    const r = await get(`/v3/recipes/${id}/files/${p}`);
+    assert.equal(r.statusCode, 404, `${p}: ${r.body}`);
+    const problem = JSON.parse(r.body) as { code: string; detail: string };
+    assert.equal(problem.code, "NOT_FOUND");
+    assert.match(problem.detail, why, p);
+  }
+  assert.equal((await get(`/v3/recipes/6a6b2d4e-2f5c-4a9b-9b1e-0c6f7b0e8d11/files`)).statusCode, 404);
+});

@@ -59,12 +59,12 @@ export async function apiText(path: string, signal?: AbortSignal): Promise<strin
   return r.text();
 }
 
-/** HEAD of an object: its size and md5 as the service records them. */
-export async function apiHead(path: string): Promise<{ size: number | undefined; md5: string | undefined }> {
+/** HEAD of an object: its size, md5 and sha256 as the service records them. */
+export async function apiHead(path: string): Promise<{ size: number | undefined; md5: string | undefined; sha256: string | undefined }> {
   const r = await fetch(path, { method: "HEAD", headers: headers() });
   if (!r.ok) return fail(r);
   const len = r.headers.get("content-length");
-  return { size: len === null ? undefined : Number(len), md5: r.headers.get("x-kiln-md5sum") ?? undefined };
+  return { size: len === null ? undefined : Number(len), md5: r.headers.get("x-kiln-md5sum") ?? undefined, sha256: r.headers.get("x-kiln-sha256") ?? undefined };
 }
 
 /** Uploads a file as the request body (a recipe archive). */

@@ -20,6 +20,7 @@ import { NewRecipePage } from "./pages/new-recipe.js";
 import { KeysPage } from "./pages/keys.js";
 import { DeletedPage } from "./pages/deleted.js";
 import { ServicePage } from "./pages/service.js";
+import { NodesPage } from "./pages/nodes.js";
 
 const NAV: Array<[string, string]> = [
   ["images", "Images"],
@@ -27,6 +28,7 @@ const NAV: Array<[string, string]> = [
   ["recipes", "Recipes"],
   ["keys", "Public keys"],
   ["deleted", "Deleted"],
+  ["nodes", "Build nodes"],
   ["service", "Service"],
 ];
 
@@ -43,6 +45,8 @@ function Page(props: { route: string[] }) {
       return <DeletedPage />;
     case "service":
       return <ServicePage />;
+    case "nodes":
+      return <NodesPage />;
     default:
       return id ? <ImagePage id={id} /> : <ImagesPage />;
   }

@@ -5,6 +5,7 @@
  * the role of the caller's token (whoami), and the worker registry.
  */
 import type { FastifyInstance } from "fastify";
+import { KILN_VERSION } from "../../version.js";
 import { LABELS } from "../../streams/names.js";
 import { BUCKETS, headOrUndefined, MAX_MANIFEST_BYTES, parseS3Path, readAll, type ImageManifest } from "../../catalog/objects.js";
 import { ObjectNotFound } from "../../store/object-store.js";
@@ -42,15 +43,66 @@ const ImageUrls = {
   },
 };
 
+/**
+ * Where a catalog or store is, for people: scheme, user name, host, port and path only. Passwords,
+ * query parameters (libpq takes `?password=`) and fragments never leave the process, whatever
+ * the URL held; a directory (PGlite's) is shown as it is.
+ */
+export function publicLocation(where: string): string {
+  let u: URL;
+  try {
+    u = new URL(where);
+  } catch {
+    return where.startsWith("/") ? where : "(not shown)";
+  }
+  if (!["postgres:", "postgresql:", "file:", "s3:"].includes(u.protocol)) return "(not shown)";
+  const user = u.username ? `${u.username}@` : "";
+  return u.host ? `${u.protocol}//${user}${u.host}${u.pathname === "/" ? "" : u.pathname}` : `${u.protocol}//${u.pathname}`;
+}
+
+const ServiceInfo = {
+  type: "object",
+  required: ["version", "catalog", "store"],
+  properties: {
+    version: { type: "string" },
+    catalog: {
+      type: "object",
+      properties: { kind: { type: "string", enum: ["pglite", "postgres"], description: "PGlite embedded in --data-dir, or PostgreSQL (--database)" }, location: { type: "string", description: "its directory, or its URL without password or parameters" } },
+    },
+    store: {
+      type: "object",
+      properties: { kind: { type: "string", enum: ["file", "s3"] }, location: { type: "string", description: "its directory or S3 endpoint; never credentials" } },
+    },
+  },
+};
+
 export async function kilnRoutes(app: FastifyInstance): Promise<void> {
   const { store, catalog } = app;
+
+  app.get(
+    "/service",
+    {
+      schema: {
+        summary: "The catalog and object store this service uses, and its version (Kiln)",
+        description: "What the web console's Service page shows. Locations only: no password, key or query parameter of the configured URLs is ever answered.",
+        tags: ["kiln"],
+        response: responses({ 200: ServiceInfo }),
+      },
+    },
+    async (_req, reply) =>
+      sendJson(reply, 200, {
+        version: KILN_VERSION,
+        catalog: { kind: catalog.sql.dialect, location: publicLocation(catalog.sql.where) },
+        store: { kind: store.url.startsWith("s3:") ? "s3" : "file", location: publicLocation(store.url) },
+      }),
+  );
 
   app.get<{ Params: { bucket: string; "*": string } }>(
     "/artifacts/:bucket/*",
     {
       schema: {
         summary: "Download an object of bucket ims or boot-images (Kiln)",
-        description: "Streams the object. Headers: ETag, X-Kiln-Md5sum (the md5sum metadata IMS sets), Content-Length.",
+        description: "Streams the object. Headers: ETag, X-Kiln-Md5sum (the md5sum metadata IMS sets), X-Kiln-Sha256 (the sha256 a Kiln job recorded), Content-Length.",
         tags: ["kiln"],
         params: { type: "object", properties: { bucket: { type: "string", enum: [...BUCKETS] } }, required: ["bucket"] },
         produces: "application/octet-stream",
@@ -68,6 +120,8 @@ export async function kilnRoutes(app: FastifyInstance): Promise<void> {
         .header("content-length", String(info.size))
         .header("etag", `"${info.etag}"`);
       if (info.metadata.md5sum) reply.header("x-kiln-md5sum", info.metadata.md5sum);
+      // The sha256 a job's upload records (jobs/publish.ts): the console shows it without reading the object.
+      if (info.metadata.sha256) reply.header("x-kiln-sha256", info.metadata.sha256);
       return reply.send(await store.get(bucket, key));
     },
   );

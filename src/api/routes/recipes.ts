@@ -8,7 +8,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm } from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -16,6 +16,7 @@ import type { FastifyInstance } from "fastify";
 import { IMS_BUCKET, purgeRecipeObject, recipeArchiveKey, recipeIdOfLink, s3Path, softDeleteRecipeObject, validateRecipeLink } from "../../catalog/objects.js";
 import { imsTime, type ArtifactLink, type RecipeRecord } from "../../catalog/records.js";
 import { distributionMismatch } from "../../jobs/create-job.js";
+import { downloadObject } from "../../jobs/download.js";
 import { RECIPE_FILE, unpackRecipeArchive } from "../../jobs/recipe-archive.js";
 import { renderRecipeFile } from "../../jobs/recipe-template.js";
 import { loadRecipe } from "../../recipe/load.js";
@@ -138,6 +139,81 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
 
   if (!v3) return;
 
+  // --- Kiln: what the archive carries (read-only; the web console's recipe page) ---------------
+  if (v3) {
+    const fileSchema = {
+      type: "object",
+      required: ["path", "type", "size"],
+      properties: {
+        path: { type: "string", description: "relative to the archive's root, / separated" },
+        type: { type: "string", enum: ["file", "dir", "symlink"] },
+        size: { type: "integer", description: "bytes (0 for directories and links)" },
+        target: { type: "string", description: "a symlink's target" },
+      },
+    };
+    app.get<{ Params: { id: string } }>(
+      "/recipes/:id/files",
+      {
+        schema: {
+          summary: "The files the recipe's archive carries (Kiln)",
+          description: "Unpacks the linked archive as a job would (the same checks) and lists its members, sorted by path. 409 when the recipe has no archive yet.",
+          tags: ["kiln"],
+          params: idParam,
+          response: responses({ 200: { type: "object", required: ["recipe_id", "files"], properties: { recipe_id: { type: "string" }, files: { type: "array", items: fileSchema } } } }, [404, 409, 422]),
+        },
+      },
+      async (request, reply) => {
+        const id = request.params.id;
+        const files = await withUnpackedArchive(id, async (dir) => listFiles(dir));
+        return sendJson(reply, 200, { recipe_id: id, files });
+      },
+    );
+    app.get<{ Params: { id: string; "*": string } }>(
+      "/recipes/:id/files/*",
+      {
+        schema: {
+          summary: "One regular file of the recipe's archive, e.g. recipe.yaml (Kiln)",
+          description: "Served as text/plain. 404 for a path that is not a regular file of the archive (directories and symlinks are listed by /files, not served), 409 when the recipe has no archive yet.",
+          tags: ["kiln"],
+          params: idParam,
+          produces: "text/plain",
+          response: responses({ 200: { type: "string" } }, [404, 409, 422]),
+        },
+      },
+      async (request, reply) => {
+        const id = request.params.id;
+        const want = request.params["*"];
+        const body = await withUnpackedArchive(id, async (dir) => {
+          // Looked up among the listed members, never joined onto the directory as given: no
+          // `..`, absolute path or symlink can reach past the unpacked archive.
+          const hit = (await listFiles(dir)).find((f) => f.path === want);
+          if (!hit || hit.type !== "file") throw apiError("NOT_FOUND", `recipe ${id}: its archive has no regular file ${JSON.stringify(want)}${hit ? ` (it is a ${hit.type})` : ""}; GET /v3/recipes/${id}/files lists what it has`);
+          return readFile(path.join(dir, ...hit.path.split("/")));
+        });
+        return reply.type("text/plain; charset=utf-8").send(body);
+      },
+    );
+  }
+
+  /** Fetches and unpacks the recipe's archive into scratch (checked as on upload), runs `use` on it, removes it. */
+  async function withUnpackedArchive<T>(id: string, use: (dir: string) => Promise<T>): Promise<T> {
+    const recipe = await catalog.get("recipes", id);
+    if (!recipe) notFound("recipe", id);
+    if (!recipe.link) throw apiError("CONFLICT", `recipe ${id} has no archive yet: upload it first (PUT /v3/recipes/${id}/archive)`);
+    await mkdir(app.settings.scratchDir, { recursive: true });
+    const scratch = await mkdtemp(path.join(app.settings.scratchDir, "files-"));
+    try {
+      const file = path.join(scratch, "recipe.tar.gz");
+      await downloadObject(store, recipe.link.path, file, { what: `recipe ${id}: its archive`, signal: AbortSignal.timeout(60_000), expectEtag: recipe.link.etag, maxSize: app.settings.maxRecipeSize, maxSizeHint: "--max-recipe-size" }).catch((e: unknown) => {
+        throw apiError("CONFLICT", (e as Error).message);
+      });
+      const unpacked = await unpackRecipeArchive(file, path.join(scratch, "recipe"), path.join(scratch, "check"), { maxUnpacked: app.settings.maxRecipeSize * 4 });
+      return await use(unpacked.dir);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
   // --- Kiln: upload the archive ---------------------------------------------------------------
   app.register(async (upload) => {
     upload.addContentTypeParser(ARCHIVE_TYPES, (_request, payload, done) => done(null, payload));
@@ -206,6 +282,31 @@ export async function recipeRoutes(app: FastifyInstance, opts: { version: 2 | 3 
       },
     );
   });
+}
+
+interface RecipeFile {
+  path: string;
+  type: "file" | "dir" | "symlink";
+  size: number;
+  target?: string;
+}
+
+/** The members of an unpacked archive, sorted by path (lstat: links are listed, not followed). */
+async function listFiles(root: string): Promise<RecipeFile[]> {
+  const out: RecipeFile[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(path.join(root, rel))).sort()) {
+      const at = rel ? `${rel}/${name}` : name;
+      const st = await lstat(path.join(root, at));
+      if (st.isSymbolicLink()) out.push({ path: at, type: "symlink", size: 0, target: await readlink(path.join(root, at)) });
+      else if (st.isDirectory()) {
+        out.push({ path: at, type: "dir", size: 0 });
+        await walk(at);
+      } else if (st.isFile()) out.push({ path: at, type: "file", size: st.size });
+    }
+  };
+  await walk("");
+  return out;
 }
 
 function conflict(kind: string, id: string, have: ArtifactLink, want: ArtifactLink): KilnError {

@@ -1,26 +1,40 @@
 /**
- * One image: its record, its artifacts (size and md5 from the service, download through the
- * presigned URL), boot-params, the package manifest (searchable), the package diff against its
+ * One image: its record, its artifacts (size, md5 and sha256 from the service, download through
+ * the presigned URL), its attestations (SBOMs, kiln.lock, provenance), its verify boots with their
+ * serial logs, boot-params, the package manifest (searchable), the package diff against its
  * source image, metadata editing and delete (undelete is on the Deleted page).
  */
 import { useMemo, useState } from "preact/hooks";
 import { api, apiHead, apiText } from "../api.js";
 import { useCanWrite } from "../context.js";
 import { ErrorBox } from "../components/status.js";
-import { artifactApiPath, bytes, when } from "../format.js";
+import { artifactApiPath, bytes, seconds, when } from "../format.js";
 import { useLoad } from "../hooks.js";
-import type { ImageRecord, PresignedUrls } from "../records.js";
+import { ARTIFACT_KINDS, SERIAL_LOG_TYPE } from "../../../src/artifacts/types.js";
+import type { ImageRecord, ImageVerify, PresignedUrls } from "../records.js";
 import { go, href } from "../router.js";
 
-type Artifact = PresignedUrls["artifacts"][number] & { size?: number };
+type Artifact = PresignedUrls["artifacts"][number] & { size?: number; sha256?: string };
 
-const BOOT_PARAMS = "application/vnd.cray.image.parameters.boot";
-const PACKAGE_LIST = "text/tab-separated-values";
+const BOOT_PARAMS = ARTIFACT_KINDS.bootParams.type;
+const PACKAGE_LIST = ARTIFACT_KINDS.manifest.type;
+/** What the image says about itself (docs/attest.md, docs/lock.md), linked by name. */
+const ATTESTATIONS: Array<{ type: string; label: string }> = [
+  { type: ARTIFACT_KINDS.sbomSpdx.type, label: "SBOM (SPDX)" },
+  { type: ARTIFACT_KINDS.sbomCycloneDx.type, label: "SBOM (CycloneDX)" },
+  { type: ARTIFACT_KINDS.lock.type, label: "kiln.lock" },
+  { type: ARTIFACT_KINDS.provenance.type, label: "Provenance (in-toto)" },
+];
 
 async function loadArtifacts(image: ImageRecord): Promise<{ urls: PresignedUrls; artifacts: Artifact[]; bootParams: Array<[string, string]>; packages: string | undefined } | undefined> {
   if (!image.link) return undefined;
   const urls = await api<PresignedUrls>("GET", `/v3/images/${image.id}/urls`);
-  const artifacts: Artifact[] = await Promise.all(urls.artifacts.map(async (a) => ({ ...a, size: (await apiHead(artifactApiPath(a.path)).catch(() => ({ size: undefined }))).size })));
+  const artifacts: Artifact[] = await Promise.all(
+    urls.artifacts.map(async (a) => {
+      const head = await apiHead(artifactApiPath(a.path)).catch(() => ({ size: undefined, sha256: undefined }));
+      return { ...a, size: head.size, sha256: head.sha256 };
+    }),
+  );
   const bootParams: Array<[string, string]> = [];
   for (const a of artifacts.filter((x) => x.type === BOOT_PARAMS)) bootParams.push([a.flavor ?? "", (await apiText(artifactApiPath(a.path))).trim()]);
   const list = artifacts.find((x) => x.type === PACKAGE_LIST);
@@ -75,7 +89,9 @@ export function ImagePage(props: { id: string }) {
       <Metadata image={i} onChange={image.reload} />
       <h2>Artifacts</h2>
       <ErrorBox error={files.error} />
-      {!i.link ? <p>No artifacts yet: a job links the image when it ends.</p> : !files.data ? <p>Loading…</p> : <Artifacts artifacts={files.data.artifacts} expires={files.data.urls.expires_at} />}
+      {!i.link ? <p>No artifacts yet: a job links the image when it ends.</p> : !files.data ? <p>Loading…</p> : <Artifacts artifacts={files.data.artifacts.filter((a) => a.type !== SERIAL_LOG_TYPE)} expires={files.data.urls.expires_at} />}
+      {files.data ? <Attestations artifacts={files.data.artifacts} /> : null}
+      <Verify boots={i.kiln?.verify} artifacts={files.data?.artifacts ?? []} />
       {files.data?.bootParams.length ? (
         <>
           <h2>Boot parameters</h2>
@@ -104,6 +120,7 @@ function Artifacts(props: { artifacts: Artifact[]; expires: string }) {
             <th scope="col">Flavor</th>
             <th scope="col">Size</th>
             <th scope="col">md5</th>
+            <th scope="col">sha256</th>
             <th scope="col">Download</th>
           </tr>
         </thead>
@@ -117,6 +134,9 @@ function Artifacts(props: { artifacts: Artifact[]; expires: string }) {
                 <code>{a.md5 ?? "—"}</code>
               </td>
               <td>
+                <code class="digest">{a.sha256 ?? "—"}</code>
+              </td>
+              <td>
                 {/* The presigned URL is the credential for this one object until it expires: no token leaves the tab. */}
                 <a href={a.url} download rel="noreferrer">
                   {a.path.split("/").at(-1)}
@@ -128,6 +148,91 @@ function Artifacts(props: { artifacts: Artifact[]; expires: string }) {
       </table>
       <p class="hint">Download links are presigned and work until {props.expires}.</p>
     </>
+  );
+}
+
+function Attestations(props: { artifacts: Artifact[] }) {
+  const present = ATTESTATIONS.flatMap((k) => props.artifacts.filter((a) => a.type === k.type).map((a) => ({ ...k, a })));
+  if (present.length === 0) return null;
+  return (
+    <>
+      <h2>SBOM, lock and provenance</h2>
+      <ul class="attestations">
+        {present.map(({ label, a }) => (
+          <li key={a.path}>
+            <a href={a.url} download rel="noreferrer">
+              {label}
+            </a>{" "}
+            <span class="hint">
+              {a.path.split("/").at(-1)}, {bytes(a.size)}
+            </span>
+          </li>
+        ))}
+      </ul>
+    </>
+  );
+}
+
+/** The verify boots the job made, each with its serial log: shown on demand, downloadable. */
+function Verify(props: { boots: ImageVerify[] | undefined; artifacts: Artifact[] }) {
+  const boots = props.boots;
+  return (
+    <>
+      <h2>Boot verification</h2>
+      {boots === undefined ? (
+        <p>No record of verification: the image was made before Kiln kept one, or not by a Kiln job.</p>
+      ) : boots.length === 0 ? (
+        <p>Not verified: the job booted nothing (verify never, or a recipe that asks for no boot).</p>
+      ) : (
+        <table class="verify-boots">
+          <caption class="visually-hidden">Verify boots</caption>
+          <thead>
+            <tr>
+              <th scope="col">Flavor</th>
+              <th scope="col">Target</th>
+              <th scope="col">Result</th>
+              <th scope="col">Time</th>
+              <th scope="col">Serial log</th>
+            </tr>
+          </thead>
+          <tbody>
+            {boots.map((b) => (
+              <tr key={`${b.flavor} ${b.target ?? ""}`}>
+                <td>{b.flavor}</td>
+                <td>{b.target ?? "pxe"}</td>
+                <td class={b.ok ? "verify-passed" : "verify-failed"}>
+                  {b.ok ? "passed" : `failed${b.reason ? `: ${b.reason}` : ""}`}
+                  {b.cached ? " (cached: the same bytes booted before)" : ""}
+                </td>
+                <td>{b.cached ? "—" : seconds(b.seconds)}</td>
+                <td>{b.log ? <SerialLog path={b.log} url={props.artifacts.find((a) => a.path === b.log)?.url} name={`${b.flavor} ${b.target ?? "pxe"}`} /> : "none (no boot made)"}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
+function SerialLog(props: { path: string; url: string | undefined; name: string }) {
+  const [text, setText] = useState<string | undefined>(undefined);
+  const [error, setError] = useState<Error | undefined>(undefined);
+  return (
+    <details
+      onToggle={(e) => {
+        if (e.currentTarget.open && text === undefined) apiText(artifactApiPath(props.path)).then(setText, setError);
+      }}
+    >
+      <summary>Serial log of {props.name}</summary>
+      {props.url ? (
+        <a href={props.url} download rel="noreferrer">
+          Download
+        </a>
+      ) : null}
+      <ErrorBox error={error} />
+      {text === undefined ? null : <pre class="wrap serial">{text}</pre>}
+    </details>
   );
 }
 

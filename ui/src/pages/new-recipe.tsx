@@ -3,7 +3,8 @@
  * which the service checks before it keeps it. A rejected archive leaves no record behind (the
  * unlinked record is removed for good through the v2 route, so it does not fill Deleted), and
  * each field error of the service's problem is shown under its field; errors inside recipe.yaml
- * go under the archive.
+ * go under the archive. The archive is a .tar.gz chosen or dropped as it is, or a folder chosen or
+ * dropped, packed into one here (folder-archive.ts).
  */
 import { useState } from "preact/hooks";
 import { api, ApiError, apiUpload } from "../api.js";
@@ -11,6 +12,7 @@ import { useCanWrite } from "../context.js";
 import { FieldError, OtherErrors } from "../components/fields.js";
 import { ARCHES, LINUX_DISTRIBUTIONS, RECIPE_TYPES, type RecipeRecord } from "../records.js";
 import { go } from "../router.js";
+import { filesOfEntry, filesOfInput, folderTarGz, type FolderFile } from "../folder-archive.js";
 
 const FIELDS = ["name", "recipe_type", "linux_distribution", "arch", "template_dictionary", "archive"];
 
@@ -52,9 +54,25 @@ export function NewRecipePage() {
       setBusy(false);
     }
   };
+  const pack = async (files: FolderFile[], folder: string) => {
+    try {
+      setError(undefined);
+      if (files.length === 0) throw new Error(`the folder ${folder} holds no files`);
+      setFile(await folderTarGz(files, folder));
+    } catch (err) {
+      setFile(undefined);
+      setError(new ApiError(400, (err as Error).message, "", [{ path: "archive", message: (err as Error).message }]));
+    }
+  };
   const drop = (e: DragEvent) => {
     e.preventDefault();
     setOver(false);
+    // A dropped folder is only readable as an entry, and only during the drop event.
+    const entry = e.dataTransfer?.items[0]?.webkitGetAsEntry();
+    if (entry?.isDirectory) {
+      void filesOfEntry(entry as FileSystemDirectoryEntry).then((files) => pack(files, entry.name));
+      return;
+    }
     const f = e.dataTransfer?.files[0];
     if (f) setFile(f);
   };
@@ -115,8 +133,21 @@ export function NewRecipePage() {
           onDragLeave={() => setOver(false)}
           onDrop={drop}
         >
-          <p>{file ? `${file.name} (${file.size} bytes)` : "Drop the .tar.gz here, or choose it:"}</p>
+          <p aria-live="polite">{file ? `${file.name} (${file.size} bytes)` : "Drop the recipe folder or its .tar.gz here, or choose either:"}</p>
           <input id="archive" type="file" accept=".tar.gz,.tgz,.tar,application/gzip" onChange={(e) => setFile(e.currentTarget.files?.[0])} aria-describedby="archive-error" />
+          <p>
+            <label for="folder">Recipe folder (packed into a .tar.gz here)</label>{" "}
+            <input
+              id="folder"
+              type="file"
+              {...{ webkitdirectory: true }}
+              onChange={(e) => {
+                const list = e.currentTarget.files;
+                if (list?.length) void pack(filesOfInput(list), list[0]!.webkitRelativePath.split("/")[0] ?? "recipe");
+              }}
+              aria-describedby="archive-error"
+            />
+          </p>
         </div>
         <FieldError error={error} field="archive" id="archive-error" />
         <button type="submit" disabled={busy}>

@@ -1,9 +1,10 @@
-/** One recipe: its record and template dictionary, a build button, delete. */
+/** One recipe: its record and template dictionary, its recipe.yaml highlighted and the files its archive carries, a build button, delete. */
 import { useState } from "preact/hooks";
-import { api } from "../api.js";
+import { api, apiText } from "../api.js";
+import { YamlView } from "../components/yaml.js";
 import { useCanWrite } from "../context.js";
 import { ErrorBox } from "../components/status.js";
-import { when } from "../format.js";
+import { bytes, when } from "../format.js";
 import { useLoad } from "../hooks.js";
 import type { RecipeRecord } from "../records.js";
 import { go } from "../router.js";
@@ -12,6 +13,10 @@ export function RecipePage(props: { id: string }) {
   const canWrite = useCanWrite();
   const recipe = useLoad(() => api<RecipeRecord>("GET", `/v3/recipes/${props.id}`), [props.id]);
   const [error, setError] = useState<Error | undefined>(undefined);
+  const linked = recipe.data?.link?.path;
+  const files = useLoad(async () => (linked ? api<{ files: RecipeFile[] }>("GET", `/v3/recipes/${props.id}/files`) : undefined), [props.id, linked]);
+  const hasYaml = files.data?.files.some((f) => f.path === "recipe.yaml" && f.type === "file") ?? false;
+  const yaml = useLoad(async () => (hasYaml ? apiText(`/v3/recipes/${props.id}/files/recipe.yaml`) : undefined), [props.id, hasYaml]);
   const r = recipe.data;
   if (!r) return recipe.error ? <ErrorBox error={recipe.error} /> : <p>Loading…</p>;
   const del = async () => {
@@ -70,6 +75,51 @@ export function RecipePage(props: { id: string }) {
         </p>
       ) : null}
       <ErrorBox error={error} />
+      {yaml.data !== undefined ? (
+        <>
+          <h2>recipe.yaml</h2>
+          <YamlView text={yaml.data} label="recipe.yaml" />
+        </>
+      ) : null}
+      <ErrorBox error={files.error ?? yaml.error} />
+      {files.data ? <Files files={files.data.files} /> : null}
     </section>
+  );
+}
+
+interface RecipeFile {
+  path: string;
+  type: "file" | "dir" | "symlink";
+  size: number;
+  target?: string;
+}
+
+function Files(props: { files: RecipeFile[] }) {
+  return (
+    <>
+      <h2>Files in the archive ({props.files.filter((f) => f.type !== "dir").length})</h2>
+      <table class="files">
+        <caption class="visually-hidden">Files in the recipe archive</caption>
+        <thead>
+          <tr>
+            <th scope="col">Path</th>
+            <th scope="col">Type</th>
+            <th scope="col">Size</th>
+          </tr>
+        </thead>
+        <tbody>
+          {props.files.map((f) => (
+            <tr key={f.path}>
+              <td>
+                <code>{f.type === "dir" ? `${f.path}/` : f.path}</code>
+                {f.target !== undefined ? <> → <code>{f.target}</code></> : null}
+              </td>
+              <td>{f.type}</td>
+              <td>{f.type === "file" ? bytes(f.size) : "—"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
   );
 }

@@ -1,10 +1,10 @@
-/** The service: version, workers and what they run, jobs waiting and running. */
+/** The service: version, catalog and store in use, workers and what they run, jobs waiting and running. */
 import { api } from "../api.js";
 import { Table, type Column } from "../components/table.js";
 import { ErrorBox } from "../components/status.js";
 import { when } from "../format.js";
 import { useLoad } from "../hooks.js";
-import { FINAL_STATUSES, type JobRecord, type Worker } from "../records.js";
+import { FINAL_STATUSES, type JobRecord, type ServiceInfo, type Worker } from "../records.js";
 
 const workerColumns: Column<Worker>[] = [
   { label: "Name", sort: (w) => w.name, render: (w) => w.name },
@@ -18,7 +18,7 @@ const workerColumns: Column<Worker>[] = [
 export function ServicePage() {
   const s = useLoad(
     async () => ({
-      version: (await api<{ version: string }>("GET", "/version")).version,
+      info: await api<ServiceInfo>("GET", "/v3/service"),
       workers: await api<Worker[]>("GET", "/v3/workers"),
       jobs: await api<JobRecord[]>("GET", "/v3/jobs"),
     }),
@@ -36,7 +36,15 @@ export function ServicePage() {
         <>
           <dl class="facts">
             <dt>Version</dt>
-            <dd>{d.version}</dd>
+            <dd>{d.info.version}</dd>
+            <dt>Catalog</dt>
+            <dd>
+              {d.info.catalog.kind === "pglite" ? "PGlite (embedded)" : "PostgreSQL"} <code>{d.info.catalog.location}</code>
+            </dd>
+            <dt>Object store</dt>
+            <dd>
+              {d.info.store.kind === "s3" ? "S3" : "directory"} <code>{d.info.store.location}</code>
+            </dd>
             <dt>Jobs waiting for a worker</dt>
             <dd>{waiting}</dd>
             <dt>Jobs running or in a session</dt>
